@@ -1,0 +1,202 @@
+"""Condition priors and deterministic virtual cohorts.
+
+A prior (``envs/cohorts/<condition>.yaml``) lists each patient parameter with a marginal distribution,
+the literature source of its range, pairwise correlations applied through a Gaussian copula, categorical
+parameters, and the shift that defines the out-of-distribution (``ood``) split.
+
+:func:`make_cohort` turns a prior into a table with one row per patient. The same
+``(condition, n, seed, split)`` always gives the same table; the four splits draw from disjoint streams.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import special, stats
+
+SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
+ADHERENCE_CLASSES: tuple[str, ...] = ("rapid_decline", "gradual_decline", "low")
+
+#: Columns every cohort table has, in this order (continuous parameters follow).
+ID_COLUMNS: tuple[str, ...] = ("patient_id", "condition", "split", "sex", "adherence_class")
+
+
+def prior_dir() -> Path:
+    """Directory holding the ``<condition>.yaml`` priors shipped with the package."""
+    return Path(str(resources.files("adaptrx.patient") / "cohorts"))
+
+
+def conditions() -> list[str]:
+    """Names of the conditions with a shipped prior, sorted."""
+    return sorted(p.stem for p in prior_dir().glob("*.yaml"))
+
+
+@cache
+def _load_prior_cached(condition: str) -> dict[str, Any]:
+    path = prior_dir() / f"{condition}.yaml"
+    if not path.is_file():
+        raise ValueError(f"condition: unknown condition {condition!r}; known: {', '.join(conditions())}")
+    with path.open() as fh:
+        prior = yaml.safe_load(fh)
+    _validate_prior(prior, path)
+    return prior
+
+
+def load_prior(condition: str) -> dict[str, Any]:
+    """Load and validate the prior of ``condition`` (a deep copy, safe to modify)."""
+    return copy.deepcopy(_load_prior_cached(condition))
+
+
+def _validate_prior(prior: dict[str, Any], path: Path) -> None:
+    params = prior.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise ValueError(f"{path}: 'parameters' must be a non-empty mapping")
+    for name, spec in params.items():
+        if spec.get("dist") not in {"normal", "lognormal", "beta"}:
+            raise ValueError(f"{path}: parameters.{name}.dist must be normal, lognormal or beta")
+    for a, b, r in prior.get("correlations", []):
+        if a not in params or b not in params or not -1 < float(r) < 1:
+            raise ValueError(f"{path}: bad correlation entry {[a, b, r]}")
+    cats = prior.get("categorical", {})
+    for name, probs in cats.items():
+        if abs(sum(probs.values()) - 1.0) > 1e-6:
+            raise ValueError(f"{path}: categorical.{name} probabilities must sum to 1")
+    if set(cats.get("adherence_class", {})) != set(ADHERENCE_CLASSES):
+        raise ValueError(f"{path}: categorical.adherence_class must list {ADHERENCE_CLASSES}")
+
+
+def _apply_shift(prior: dict[str, Any], shift: dict[str, dict[str, float]]) -> dict[str, Any]:
+    prior = copy.deepcopy(prior)
+    for name, change in shift.items():
+        spec = prior["parameters"][name]
+        for key, value in change.items():
+            if key == "mean_add":
+                spec["mean"] = spec["mean"] + value
+            elif key == "median_factor":
+                spec["median"] = spec["median"] * value
+            else:
+                raise ValueError(f"ood_shift.{name}: unknown change {key!r} (mean_add or median_factor)")
+    return prior
+
+
+def _correlation_matrix(names: list[str], pairs: list[list[Any]]) -> np.ndarray:
+    r = np.eye(len(names))
+    index = {n: i for i, n in enumerate(names)}
+    for a, b, rho in pairs:
+        r[index[a], index[b]] = r[index[b], index[a]] = float(rho)
+    w, v = np.linalg.eigh(r)
+    if w.min() < 1e-6:  # nearest positive-definite correlation matrix
+        r = v @ np.diag(np.clip(w, 1e-6, None)) @ v.T
+        d = np.sqrt(np.diag(r))
+        r = r / d[:, None] / d[None, :]
+    return r
+
+
+def _marginal(spec: dict[str, Any], u: np.ndarray) -> np.ndarray:
+    """Map copula uniforms ``u`` to a truncated marginal distribution."""
+    dist = spec["dist"]
+    if dist == "beta":
+        m, s = float(spec["mean"]), float(spec["sd"])
+        k = m * (1 - m) / s**2 - 1
+        return stats.beta.ppf(u, m * k, (1 - m) * k)
+    if dist == "normal":
+        loc, scale, fwd, inv = float(spec["mean"]), float(spec["sd"]), (lambda x: x), (lambda x: x)
+    else:  # lognormal
+        loc, scale, fwd, inv = np.log(float(spec["median"])), float(spec["sigma"]), np.log, np.exp
+    lo = special.ndtr((fwd(float(spec.get("low", -np.inf) if dist == "normal" else spec.get("low", 1e-12)))
+                       - loc) / scale)
+    hi = special.ndtr((fwd(float(spec.get("high", np.inf))) - loc) / scale)
+    x = inv(loc + scale * special.ndtri(lo + u * (hi - lo)))
+    if spec.get("round"):
+        x = np.round(x)
+    return x
+
+
+def _rng(condition: str, seed: int, split: str) -> np.random.Generator:
+    tag = int.from_bytes(hashlib.blake2b(condition.encode(), digest_size=4).digest(), "little")
+    return np.random.default_rng([int(seed), SPLITS.index(split), tag, 0xADA9])
+
+
+def make_cohort(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> pd.DataFrame:
+    """Sample a deterministic cohort of virtual patients.
+
+    Args:
+        condition: one of :func:`conditions` (``knee_oa``, ``chronic_low_back_pain``, ``fibromyalgia``,
+            ``lumbar_spinal_stenosis``).
+        n: number of patients (>= 1).
+        seed: cohort seed (any non-negative int); the same arguments always give the same table.
+        split: ``train``, ``val`` and ``test`` share the prior but use disjoint random streams; ``ood`` uses
+            the prior shifted as its ``ood_shift`` says (older, more sensitized, more fearful).
+
+    Returns:
+        One row per patient: the identity columns of :data:`ID_COLUMNS` then every continuous parameter
+        of the prior (units and ranges documented in the YAML and in ``envs/MODEL_CARD.md``).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split: must be one of {SPLITS}, got {split!r}")
+    if int(n) < 1:
+        raise ValueError(f"n: must be >= 1, got {n}")
+    if int(seed) < 0:
+        raise ValueError(f"seed: must be >= 0, got {seed}")
+    prior = load_prior(condition)
+    if split == "ood":
+        prior = _apply_shift(prior, prior.get("ood_shift", {}))
+    rng = _rng(condition, seed, split)
+    names = list(prior["parameters"])
+    corr = _correlation_matrix(names, prior.get("correlations", []))
+    z = rng.standard_normal((n, len(names))) @ np.linalg.cholesky(corr).T
+    u = np.clip(special.ndtr(z), 1e-12, 1 - 1e-12)
+    data: dict[str, Any] = {
+        "patient_id": [f"{condition}-{split}-s{seed}-{i:05d}" for i in range(n)],
+        "condition": condition,
+        "split": split,
+    }
+    for name, probs in prior.get("categorical", {}).items():
+        labels = list(probs)
+        data[name] = np.asarray(labels, dtype=object)[
+            np.searchsorted(np.cumsum(list(probs.values())), rng.random(n), side="right").clip(
+                0, len(labels) - 1
+            )
+        ]
+    for j, name in enumerate(names):
+        data[name] = _marginal(prior["parameters"][name], u[:, j])
+    df = pd.DataFrame(data)
+    ordered = [*ID_COLUMNS, *[c for c in df.columns if c not in ID_COLUMNS]]
+    return df[ordered]
+
+
+def save_cohort(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a cohort to ``.parquet`` or ``.csv`` (chosen by suffix); returns the path."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        df.to_csv(path, index=False, float_format="%.17g")
+    else:
+        raise ValueError(f"path: cohort files must end in .parquet or .csv, got {path.name!r}")
+    return path
+
+
+def load_cohort(path: str | Path) -> pd.DataFrame:
+    """Read a cohort written by :func:`save_cohort` and check its identity columns."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        df = pd.read_csv(path, dtype={c: str for c in ID_COLUMNS})
+    else:
+        raise ValueError(f"path: cohort files must end in .parquet or .csv, got {path.name!r}")
+    missing = [c for c in ID_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path.name}: missing cohort column(s) {missing}")
+    for c in ID_COLUMNS:
+        df[c] = df[c].astype(object)
+    return df
