@@ -372,8 +372,9 @@ class PatientSimulator:
             # 3. fatigue, capacity
             s.fatigue = s.fatigue * decay_f + k.fatigue_gain * rel
             stim = np.maximum(0.0, rel - k.stimulus_threshold) / (1.0 - k.stimulus_threshold)
+            headroom = np.maximum(0.0, p.capacity_ceiling - s.capacity)
             s.capacity += (
-                sess * p.adaptation_gain * mod.capacity * np.minimum(stim, 1.5) * np.maximum(0.0, p.capacity_ceiling - s.capacity)
+                sess * p.adaptation_gain * mod.capacity * np.minimum(stim, 1.5) * headroom
                 - (s.capacity - 1.0) / p.detraining_tau
             )
             # 4. pain
