@@ -152,7 +152,7 @@ def evaluate(out: dict[str, ArmOutcome]) -> list[Target]:
                     "Juhl 2014"))
     t.append(Target("T5b", "SMD ratio 3x/week : 2x/week", "~0.68/0.41 = 1.66 (1.25-2.2)", 1.25, 2.2,
                     smd3 / smd2, "Juhl 2014"))
-    t.append(Target("T6", "high (82.5 %) vs low (35 %) intensity, pain at week 12", "|difference| < 0.3 NRS",
+    t.append(Target("T6", "high (82.5 %) vs low (35 %) intensity, pain at week 12", "absolute difference < 0.3 NRS",
                     -0.3, 0.3, float(hi.week(12).mean() - lo.week(12).mean()), "START, Messier 2021"))
     t.append(Target("T6b", "high vs low intensity: capacity gain difference at week 12", "> 0 (high gains more)",
                     0.02, 10.0, float(hi.capacity[11].mean() - lo.capacity[11].mean()), "Messier 2021"))

@@ -44,10 +44,10 @@ class ModelConstants:
     stimulus_threshold: float = 0.35  # relative load below which capacity barely adapts (ACSM 2009)
     fatigue_tau: float = 3.0  # days; acute fatigue decay
     fatigue_gain: float = 0.5  # fatigue added per unit relative load
-    fatigue_envelope: float = 0.25  # fraction of envelope lost per unit fatigue
+    fatigue_envelope: float = 0.15  # fraction of envelope lost per unit fatigue
     # --- tolerance envelope and irritation ---
     acwr_limit: float = 1.3  # acute:chronic ratio above which load is a spike (Gabbett 2016)
-    acwr_free: float = 0.12  # daily-averaged load (x capacity) tolerated whatever the history
+    acwr_free: float = 0.10  # daily-averaged load (x capacity) tolerated whatever the history
     spike_weight: float = 0.6  # irritation per squared relative spike
     irritation_gain: float = 1.6  # irritation per squared relative excess over the envelope
     irritation_sensitized: float = 0.5  # extra irritation per unit S (sensitized tissue flares easily)
@@ -55,28 +55,32 @@ class ModelConstants:
     flare_threshold: float = 0.6  # irritation level that counts as a flare (onset on upward crossing)
     flare_size_median: float = 2.4  # irritation added by a background flare (lognormal median)
     flare_size_sigma: float = 0.35
+    session_flare: float = 1.4  # flare hazard multiplier per unit relative load on session days (RR ~1.2)
     irritation_pain: float = 1.0  # pain drive per unit irritation (before the gain)
     # --- pain ---
     fear_gain: float = 0.5  # pain gain per unit fear (pain = (1 + S + c*Phi) * drive - X + eta)
     eta_rho: float = 0.8  # AR(1) coefficient of day-to-day pain fluctuation
-    rtm_shift: float = 0.25  # enrolment-day fluctuation shift (x fluctuation sd): regression to the mean
-    session_pain: float = 1.2  # in-session pain per unit relative load (x gain); not harm
+    rtm_shift: float = 0.1  # enrolment-day fluctuation shift (x fluctuation sd): regression to the mean
+    session_pain: float = 0.8  # in-session pain per unit relative load (x gain); not harm
     session_pain_excess: float = 4.0  # in-session pain per unit relative excess over the envelope
     tolerable_pain: float = 5.0  # in-session pain at or below which a session desensitizes
     # --- sensitization ---
     sensitization_tau: float = 140.0  # days; S relaxes toward S0 (1-3 months; T4 retention)
-    sensitization_floor: float = 0.3  # S cannot fall below this fraction of S0
-    frequency_half: float = 2.0  # sessions/week at which the frequency factor is one half
+    sensitization_floor: float = 0.1  # S cannot fall below this fraction of S0
+    frequency_half: float = 3.2  # sessions/week at which the frequency factor is one half
+    frequency_hill: float = 4.0  # Hill exponent: desensitization needs regular exposure (Juhl 2014)
+    desensitization_damping: float = 3.0  # per unit S: sensitized patients respond less (O'Leary 2018)
     supervision_desensitization: float = 1.3  # multiplier for supervised sessions
     remote_desensitization: float = 1.1  # multiplier for remotely monitored sessions
     exposure_load: float = 0.25  # relative load giving full exposure (lighter sessions count less)
     # --- fear ---
     fear_expectation: float = 4.0  # NRS of extra pain a fully fearful patient expects from a session
-    expectation_rate: float = 0.3  # how fast the expected in-session pain increase follows experience
-    fear_up: float = 0.05  # fear rise per NRS point of pain above expectation (x propensity)
+    expectation_rate: float = 0.1  # how fast the expected in-session pain increase follows experience
+    fear_up: float = 0.03  # fear rise per NRS point of pain beyond expectation + surprise (x propensity)
+    fear_surprise: float = 1.0  # NRS above the expected increase before a session feels threatening
     fear_down: float = 0.012  # fear extinction per NRS point of pain below expectation
-    fear_flare: float = 0.12  # fear rise at a flare onset (x propensity)
-    fear_tau: float = 240.0  # days; fear relaxes toward its intake level
+    fear_flare: float = 0.05  # fear rise at a flare onset (x propensity)
+    fear_tau: float = 90.0  # days; fear relaxes toward its intake level
     # --- context ---
     context_rise_tau: float = 10.0  # days; context analgesia builds in care (~2 weeks)
     context_fade_tau: float = 120.0  # days; fades after care ends (1-3 months)
@@ -91,7 +95,7 @@ class ModelConstants:
         default_factory=lambda: {"rapid_decline": 40.0, "gradual_decline": 150.0, "low": 20.0}
     )
     improvement_motivation: float = 0.08  # motivation gain per NRS of perceived improvement
-    attend_intercept: float = 1.0  # logit of attendance at average motivation, home alone
+    attend_intercept: float = 1.3  # logit of attendance at average motivation, home alone
     attend_motivation: float = 3.0
     attend_habit: float = 1.5
     attend_fear: float = 1.5
@@ -101,12 +105,12 @@ class ModelConstants:
     attend_supervised: float = 1.0
     attend_remote: float = 0.4
     attend_low_class: float = -0.8
-    dropout_intercept: float = -5.0  # weekly logit
-    dropout_missed: float = 1.8  # x fraction of prescribed sessions missed this week
+    dropout_intercept: float = -5.6  # weekly logit
+    dropout_missed: float = 1.2  # x fraction of prescribed sessions missed this week
     dropout_flare: float = 1.2  # a flare this week
     dropout_no_improvement: float = 0.7  # no improvement over the last 4 weeks
     dropout_intensity: float = 1.5  # per unit mean relative load above 0.6
-    dropout_supervised: float = 0.6  # supervised this week lowers the hazard
+    dropout_supervised: float = 0.2  # supervised this week lowers the hazard
     dropout_motivation: float = 2.0
     dropout_burden: float = 0.3  # per session/week above preference
     # --- function (WOMAC/KOOS-like, 0-100, higher is better) ---

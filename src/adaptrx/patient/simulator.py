@@ -216,9 +216,12 @@ class PatientSimulator:
         self._irr_base = k.irritation_gain
         excess = np.maximum(0.0, p.demand - p.envelope) / p.envelope
         demand_ss = k.irritation_gain * (1 + k.irritation_sensitized * p.s0) * excess**2 / (1 - self._decay_d)
+        # Mean irritation from background flares, so that untreated pain stays at baseline_pain on average.
+        flare_mean = p.flare_hazard * k.flare_size_median * np.exp(k.flare_size_sigma**2 / 2) / (1 - self._decay_d)
         gain0 = 1.0 + p.s0 + k.fear_gain * p.phi0
-        self._drive = np.maximum(0.3, p.baseline_pain / gain0 - k.irritation_pain * demand_ss)
+        self._drive = np.maximum(0.3, p.baseline_pain / gain0 - k.irritation_pain * (demand_ss + flare_mean))
         self._demand_ss0 = demand_ss
+        self._flare_mean0 = flare_mean
         self._m_floor = np.array([k.motivation_floor[c] for c in ADHERENCE_CLASSES])[p.adherence_class]
         self._m_tau = np.array([k.motivation_tau[c] for c in ADHERENCE_CLASSES])[p.adherence_class]
         self._low_class = p.adherence_class == ADHERENCE_CLASSES.index("low")
@@ -233,7 +236,8 @@ class PatientSimulator:
         z = self.noise.normal(["enrolment"], 0)[0, 0, :, 0]
         eta = p.fluctuation_sd * (k.rtm_shift + z)
         gain = 1.0 + p.s0 + k.fear_gain * p.phi0
-        pain = np.clip(gain * (self._drive + k.irritation_pain * self._demand_ss0) + eta, 0.0, 10.0)
+        irritation = self._flare_mean0.copy()
+        pain = np.clip(gain * (self._drive + k.irritation_pain * (self._demand_ss0 + irritation)) + eta, 0.0, 10.0)
         zeros = np.zeros(n)
         return PatientState(
             capacity=np.ones(n),
@@ -241,7 +245,7 @@ class PatientSimulator:
             acute_load=zeros.copy(),
             chronic_load=zeros.copy(),
             session_rate=zeros.copy(),
-            irritation=zeros.copy(),
+            irritation=irritation,
             demand_irritation=self._demand_ss0.copy(),
             in_flare=np.zeros(n, dtype=bool),
             sensitization=p.s0.copy(),
@@ -355,13 +359,12 @@ class PatientSimulator:
             s.session_rate += (7.0 * sess - s.session_rate) / 7.0
             env = p.envelope * s.capacity * np.maximum(0.2, 1.0 - k.fatigue_envelope * s.fatigue)
             excess = np.maximum(0.0, ell - env) / env
-            free = k.acwr_free * s.capacity
+            free = k.acwr_free * p.envelope * s.capacity
             spike = np.maximum(0.0, s.acute_load - k.acwr_limit * s.chronic_load - free) / (s.chronic_load + free)
             irr_scale = k.irritation_gain * (1.0 + k.irritation_sensitized * s.sensitization)
             irr_sess = np.where(sess, mod.irritation * irr_scale * (excess**2 + k.spike_weight * spike**2), 0.0)
-            bg = np.where(
-                u_flare[d] < p.flare_hazard, k.flare_size_median * np.exp(k.flare_size_sigma * z_fsize[d]), 0.0
-            )
+            hazard = p.flare_hazard * (1.0 + k.session_flare * rel)  # sessions provoke minor flares
+            bg = np.where(u_flare[d] < hazard, k.flare_size_median * np.exp(k.flare_size_sigma * z_fsize[d]), 0.0)
             dem_excess = np.maximum(0.0, p.demand - env) / env
             s.irritation = s.irritation * self._decay_d + irr_sess + bg
             s.demand_irritation = s.demand_irritation * self._decay_d + irr_scale * dem_excess**2
@@ -389,10 +392,12 @@ class PatientSimulator:
             exposure = np.minimum(1.0, rel / k.exposure_load)
             tolerable = np.clip(1.0 - (p_sess - np.maximum(k.tolerable_pain, pain + 1.0)) / 2.0, 0.0, 1.0)
             tolerable = tolerable * ~s.in_flare
-            freq = s.session_rate / (s.session_rate + k.frequency_half)
+            rate_h = s.session_rate**k.frequency_hill
+            freq = rate_h / (rate_h + k.frequency_half**k.frequency_hill)
             des = (
                 sess * p.desensitization_gain * mod.desensitization * deliv_des * freq * exposure * tolerable
                 * np.maximum(0.0, s.sensitization - k.sensitization_floor * p.s0)
+                / (1.0 + k.desensitization_damping * s.sensitization)
             )
             s.sensitization += (
                 -des + p.sensitization_gain * irr_sess + (p.s0 - s.sensitization) / k.sensitization_tau
@@ -400,7 +405,9 @@ class PatientSimulator:
             # 6. fear, context, motivation, habit
             err = np.minimum(increase, 10.0) - s.expected_increase
             learn = sess * exposure * p.fear_propensity
-            s.fear += learn * (k.fear_up * np.maximum(0.0, err) - k.fear_down * np.maximum(0.0, -err))
+            s.fear += learn * (
+                k.fear_up * np.maximum(0.0, err - k.fear_surprise) - k.fear_down * np.maximum(0.0, -err)
+            )
             s.fear += onset * p.fear_propensity * k.fear_flare * (1.0 - s.fear)
             s.fear += (p.phi0 - s.fear) / k.fear_tau
             np.clip(s.fear, 0.0, 1.0, out=s.fear)
