@@ -62,8 +62,9 @@ class ModelConstants:
     eta_rho: float = 0.8  # AR(1) coefficient of day-to-day pain fluctuation
     rtm_shift: float = 0.1  # enrolment-day fluctuation shift (x fluctuation sd): regression to the mean
     session_pain: float = 0.8  # in-session pain per unit relative load (x gain); not harm
-    session_pain_excess: float = 4.0  # in-session pain per unit relative excess over the envelope
-    tolerable_pain: float = 5.0  # in-session pain at or below which a session desensitizes
+    session_pain_excess: float = 2.5  # in-session pain per unit relative excess over the envelope
+    tolerable_pain: float = 5.0  # in-session pain at or below which a session desensitizes (pain monitoring)
+    tolerable_increase: float = 2.0  # ... or an increase over pre-session pain of at most this (NRS)
     # --- sensitization ---
     sensitization_tau: float = 140.0  # days; S relaxes toward S0 (1-3 months; T4 retention)
     sensitization_floor: float = 0.1  # S cannot fall below this fraction of S0
@@ -77,7 +78,7 @@ class ModelConstants:
     fear_expectation: float = 4.0  # NRS of extra pain a fully fearful patient expects from a session
     expectation_rate: float = 0.1  # how fast the expected in-session pain increase follows experience
     fear_up: float = 0.03  # fear rise per NRS point of pain beyond expectation + surprise (x propensity)
-    fear_surprise: float = 1.0  # NRS above the expected increase before a session feels threatening
+    fear_surprise: float = 1.5  # NRS above the expected increase before a session feels threatening
     fear_down: float = 0.012  # fear extinction per NRS point of pain below expectation
     fear_flare: float = 0.05  # fear rise at a flare onset (x propensity)
     fear_tau: float = 90.0  # days; fear relaxes toward its intake level

@@ -390,7 +390,8 @@ class PatientSimulator:
             sess_pain[d] = np.where(sess, p_sess, np.nan)
             # 5. sensitization
             exposure = np.minimum(1.0, rel / k.exposure_load)
-            tolerable = np.clip(1.0 - (p_sess - np.maximum(k.tolerable_pain, pain + 1.0)) / 2.0, 0.0, 1.0)
+            allowed = np.maximum(k.tolerable_pain, pain + k.tolerable_increase)
+            tolerable = np.clip(1.0 - (p_sess - allowed) / 2.0, 0.0, 1.0)
             tolerable = tolerable * ~s.in_flare
             rate_h = s.session_rate**k.frequency_hill
             freq = rate_h / (rate_h + k.frequency_half**k.frequency_hill)
