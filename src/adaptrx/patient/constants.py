@@ -55,29 +55,29 @@ class ModelConstants:
     flare_threshold: float = 0.6  # irritation level that counts as a flare (onset on upward crossing)
     flare_size_median: float = 2.4  # irritation added by a background flare (lognormal median)
     flare_size_sigma: float = 0.35
-    session_flare: float = 1.4  # flare hazard multiplier per unit relative load on session days (RR ~1.2)
+    session_flare: float = 1.1  # flare hazard multiplier per unit relative load on session days (RR ~1.2)
     irritation_pain: float = 1.0  # pain drive per unit irritation (before the gain)
     # --- pain ---
     fear_gain: float = 0.5  # pain gain per unit fear (pain = (1 + S + c*Phi) * drive - X + eta)
     eta_rho: float = 0.8  # AR(1) coefficient of day-to-day pain fluctuation
     rtm_shift: float = 0.1  # enrolment-day fluctuation shift (x fluctuation sd): regression to the mean
     session_pain: float = 0.8  # in-session pain per unit relative load (x gain); not harm
-    session_pain_excess: float = 2.5  # in-session pain per unit relative excess over the envelope
+    session_pain_excess: float = 2.0  # in-session pain per unit relative excess over the envelope
     tolerable_pain: float = 5.0  # in-session pain at or below which a session desensitizes (pain monitoring)
     tolerable_increase: float = 2.0  # ... or an increase over pre-session pain of at most this (NRS)
     # --- sensitization ---
     sensitization_tau: float = 140.0  # days; S relaxes toward S0 (1-3 months; T4 retention)
     sensitization_floor: float = 0.1  # S cannot fall below this fraction of S0
-    frequency_half: float = 3.2  # sessions/week at which the frequency factor is one half
+    frequency_half: float = 3.5  # sessions/week at which the frequency factor is one half
     frequency_hill: float = 4.0  # Hill exponent: desensitization needs regular exposure (Juhl 2014)
-    desensitization_damping: float = 3.0  # per unit S: sensitized patients respond less (O'Leary 2018)
+    desensitization_damping: float = 5.0  # per unit S: sensitized patients respond less (O'Leary 2018)
     supervision_desensitization: float = 1.3  # multiplier for supervised sessions
     remote_desensitization: float = 1.1  # multiplier for remotely monitored sessions
     exposure_load: float = 0.25  # relative load giving full exposure (lighter sessions count less)
     # --- fear ---
     fear_expectation: float = 4.0  # NRS of extra pain a fully fearful patient expects from a session
     expectation_rate: float = 0.1  # how fast the expected in-session pain increase follows experience
-    fear_up: float = 0.03  # fear rise per NRS point of pain beyond expectation + surprise (x propensity)
+    fear_up: float = 0.02  # fear rise per NRS point of pain beyond expectation + surprise (x propensity)
     fear_surprise: float = 1.5  # NRS above the expected increase before a session feels threatening
     fear_down: float = 0.012  # fear extinction per NRS point of pain below expectation
     fear_flare: float = 0.05  # fear rise at a flare onset (x propensity)
@@ -86,6 +86,8 @@ class ModelConstants:
     context_rise_tau: float = 10.0  # days; context analgesia builds in care (~2 weeks)
     context_fade_tau: float = 120.0  # days; fades after care ends (1-3 months)
     care_level: tuple[float, float, float] = (0.6, 0.8, 1.0)  # home alone, remote, supervised
+    contact_full: float = 3.0  # sessions/week at which contact-driven context is full
+    contact_exponent: float = 0.5  # context ~ (sessions / contact_full) ** exponent below that
     # --- behaviour: motivation, habit, adherence, dropout ---
     habit_gain: float = 0.04  # habit increment per performed session (x (1 - H))
     habit_tau: float = 60.0  # days; habit decay without sessions

@@ -315,7 +315,8 @@ class PatientSimulator:
         u_att, u_flare, u_miss = u
         z_eta, z_fsize, z_sess, z_morn, z_diary, z_rpe = z
 
-        care = np.where(sessions > 0, self._care[delivery], 0.0)
+        contact = np.minimum(1.0, sessions / k.contact_full) ** k.contact_exponent
+        care = self._care[delivery] * contact  # 0 without sessions: not in care
         x_target = p.context_response * care
         burden = np.maximum(0.0, sessions - p.preferred_sessions)
         deliv_des = np.where(sup, k.supervision_desensitization, np.where(rem, k.remote_desensitization, 1.0))

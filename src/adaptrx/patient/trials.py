@@ -59,10 +59,11 @@ def no_exercise() -> Arm:
     return Arm("none", lambda w, sim: (0.0, 0, HOME_ALONE), description="no exercise, no care contact")
 
 
-def attention_control(weeks: int = 12) -> Arm:
-    """In care, no loading: one supervised contact a week at zero load (education/sham)."""
-    return programme("attention_control", 1, SUPERVISED, weeks, lambda w, sim: 0.0,
-                     description="weekly supervised contact without loading")
+def attention_control(weeks: int = 12, contacts: int = 2) -> Arm:
+    """In care, no loading: supervised contacts at zero load (education/sham), matched for contact time
+    with a 2x/week programme as attention-control arms are."""
+    return programme("attention_control", contacts, SUPERVISED, weeks, lambda w, sim: 0.0,
+                     description=f"{contacts} supervised contacts/week without loading")
 
 
 def gradual_load(w: int, sim: PatientSimulator) -> float:
