@@ -120,9 +120,10 @@ def _marginal(spec: dict[str, Any], u: np.ndarray) -> np.ndarray:
     return x
 
 
-def _rng(condition: str, seed: int, split: str) -> np.random.Generator:
+def _rng(condition: str, seed: int, split: str, stream: int = 0) -> np.random.Generator:
     tag = int.from_bytes(hashlib.blake2b(condition.encode(), digest_size=4).digest(), "little")
-    return np.random.default_rng([int(seed), SPLITS.index(split), tag, 0xADA9])
+    words = [int(seed), SPLITS.index(split), tag, 0xADA9] + ([stream] if stream else [])
+    return np.random.default_rng(words)
 
 
 def make_cohort(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> pd.DataFrame:
@@ -159,10 +160,13 @@ def make_cohort(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split:
         "condition": condition,
         "split": split,
     }
-    for name, probs in prior.get("categorical", {}).items():
+    categorical = prior.get("categorical", {})
+    # A separate stream, drawn row-major, so a patient's categories do not depend on n (prefix-stable ids).
+    u_cat = _rng(condition, seed, split, stream=1).random((n, len(categorical)))
+    for j, (name, probs) in enumerate(categorical.items()):
         labels = list(probs)
         data[name] = np.asarray(labels, dtype=object)[
-            np.searchsorted(np.cumsum(list(probs.values())), rng.random(n), side="right").clip(
+            np.searchsorted(np.cumsum(list(probs.values())), u_cat[:, j], side="right").clip(
                 0, len(labels) - 1
             )
         ]
@@ -198,5 +202,7 @@ def load_cohort(path: str | Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path.name}: missing cohort column(s) {missing}")
     for c in ID_COLUMNS:
-        df[c] = df[c].astype(object)
+        df[c] = df[c].astype(str)  # the dtype make_cohort gives (str in pandas 3, object before)
+    numeric = [c for c in df.columns if c not in ID_COLUMNS]
+    df[numeric] = df[numeric].astype(np.float64)  # CSV reads rounded columns back as int64
     return df

@@ -88,7 +88,8 @@ class NoiseStreams:
         first = np.broadcast_to(np.asarray(first_day, dtype=np.int64), self.keys.shape)
         days = (first[None, :] + np.arange(n_days)[:, None]).astype(np.uint64)  # (n_days, n)
         counter = (days * np.uint64(64))[None, :, :, None] + ch[:, None, None, None]
-        counter = counter * np.uint64(slots) + np.arange(slots, dtype=np.uint64)
+        # slot j lives in the high bits: a draw never depends on how many slots the call asks for
+        counter = counter + (np.arange(slots, dtype=np.uint64) << np.uint64(40))
         with np.errstate(over="ignore"):
             z = counter * _GOLDEN
             z += self.keys[None, None, :, None]

@@ -56,10 +56,22 @@ def stream_keys(patient_ids: list[str] | np.ndarray | pd.Series, seed: int) -> n
 
     The key depends only on ``(patient_id, seed)``, so a patient keeps its noise whatever batch it is in.
     """
+    if int(seed) < 0 or int(seed) >= 2**64:
+        raise ValueError(f"seed: must be an integer in [0, 2**64), got {seed}")
     out = np.empty(len(patient_ids), dtype=np.uint64)
     salt = int(seed).to_bytes(8, "little", signed=False)
     for i, pid in enumerate(patient_ids):  # once per episode, not on the hot path
         out[i] = int.from_bytes(hashlib.blake2b(str(pid).encode(), digest_size=8, salt=salt).digest(), "little")
+    return out
+
+
+def _as_int_action(value: np.ndarray | int, n: int, high: int, message: str) -> np.ndarray:
+    raw = np.broadcast_to(np.asarray(value), (n,))
+    if raw.dtype.kind not in "iub" and (not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw))):
+        raise ValueError(message)
+    out = raw.astype(np.int64)
+    if out.min(initial=0) < 0 or out.max(initial=0) > high:
+        raise ValueError(message)
     return out
 
 
@@ -298,13 +310,12 @@ class PatientSimulator:
             :class:`WeekResult` with true outcomes and the clinic's observation of the week.
         """
         k, p, s, n = self.k, self.p, self.state, self.n
-        load = np.clip(np.broadcast_to(np.asarray(load, dtype=np.float64), (n,)), 0.0, 1.5)
-        sessions = np.broadcast_to(np.asarray(sessions), (n,)).astype(np.int64)
-        if sessions.min(initial=0) < 0 or sessions.max(initial=0) > 5:
-            raise ValueError("sessions: must be integers in 0-5")
-        delivery = np.broadcast_to(np.asarray(delivery), (n,)).astype(np.int64)
-        if delivery.min(initial=0) < 0 or delivery.max(initial=0) > 2:
-            raise ValueError("delivery: must be 0 (home alone), 1 (remote) or 2 (supervised)")
+        load = np.broadcast_to(np.asarray(load, dtype=np.float64), (n,))
+        if np.isnan(load).any():
+            raise ValueError("load: must not be NaN")
+        load = np.clip(load, 0.0, 1.5)
+        sessions = _as_int_action(sessions, n, 5, "sessions: must be integers in 0-5")
+        delivery = _as_int_action(delivery, n, 2, "delivery: must be 0 (home alone), 1 (remote) or 2 (supervised)")
         active = ~s.dropped_out
         sessions = np.where(active, sessions, 0)
         sup = delivery == SUPERVISED

@@ -1,0 +1,55 @@
+# adaptrx developer entry points. Every target that runs code first creates .venv and installs the package.
+#
+#   make demo       set up .venv and run the quick paired virtual trial (python -m adaptrx.demo)
+#   make test       ruff + the whole test suite, slow tests included (what .ci/run calls)
+#   make bench      performance benchmarks (benchmarks/run.py)
+#   make calibrate  regenerate the calibration table and figures under envs/calibration/
+#   make clean      remove .venv and caches
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch is pinned in pyproject.toml; read the pin from there so the two cannot drift.
+TORCH_VERSION := $(or $(shell sed -n 's/.*"torch==\([^"]*\)".*/\1/p' pyproject.toml),2.13.0)
+# Extra pip arguments for torch, e.g. TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
+# on a machine whose package index would otherwise serve the multi-GB CUDA build.
+TORCH_PIP_ARGS ?=
+# ruff only the folders that exist (benchmarks/ may not yet).
+LINT_PATHS := $(wildcard src tests benchmarks)
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test bench calibrate clean
+
+help:
+	@sed -n 's/^#   make /make /p' Makefile
+
+install: $(STAMP)
+
+# torch goes in first, pinned: an unpinned resolve pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "adaptrx needs Python >= 3.11; run e.g. 'make PYTHON=python3.11 $(MAKECMDGOALS)'" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install 'torch==$(TORCH_VERSION)' $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python -m adaptrx.demo
+
+# -m "slow or not slow" selects every test, slow ones included, whatever a default -m elsewhere says.
+test: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/pytest -q -n 2 -m "slow or not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+calibrate: $(STAMP)
+	$(BIN)/python -m adaptrx.patient.calibration
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
