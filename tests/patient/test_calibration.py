@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adaptrx.patient.calibration import CALIBRATION_SEED, Target, run_suite
+from adaptrx.patient.calibration import CALIBRATION_SEED, Target, format_table, run_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,3 +47,8 @@ def test_committed_report_matches_the_model(suite: dict[str, Target]) -> None:
             f"{row['id']}: committed {row['simulated']} vs simulated {suite[row['id']].simulated}; "
             "run `make calibrate` and update envs/MODEL_CARD.md"
         )
+
+
+def test_model_card_shows_the_current_table(suite: dict[str, Target]) -> None:
+    card = (ROOT / "envs" / "MODEL_CARD.md").read_text()
+    assert format_table(list(suite.values())) in card, "run `make calibrate` to refresh envs/MODEL_CARD.md"

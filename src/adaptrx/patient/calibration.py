@@ -207,6 +207,19 @@ def format_table(targets: list[Target]) -> str:
     return "\n".join(lines)
 
 
+CARD_START, CARD_END = "<!-- calibration-table:start -->", "<!-- calibration-table:end -->"
+
+
+def update_model_card(card: Path, table: str) -> None:
+    """Replace the calibration table between the markers of ``MODEL_CARD.md`` with ``table``."""
+    text = card.read_text()
+    if CARD_START not in text or CARD_END not in text:
+        raise ValueError(f"{card}: missing the {CARD_START} / {CARD_END} markers")
+    head, rest = text.split(CARD_START, 1)
+    _, tail = rest.split(CARD_END, 1)
+    card.write_text(f"{head}{CARD_START}\n{table}\n{CARD_END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Regenerate the calibration table (JSON + markdown) and figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -223,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         [{**asdict(t), "passed": t.passed} for t in targets], indent=2) + "\n")
     table = format_table(targets)
     (args.out / "targets.md").write_text(table + "\n")
+    card = args.out.parent / "MODEL_CARD.md"
+    if card.is_file():
+        update_model_card(card, table)
     if not args.no_figures:
         from adaptrx.patient.figures import calibration_figures
 
