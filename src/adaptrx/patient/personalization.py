@@ -77,8 +77,7 @@ def evaluate_plans(
     tiled = pd.concat([cohort] * m, ignore_index=True)
     keys = np.tile(stream_keys(cohort["patient_id"], seed), m)
     sim = PatientSimulator(tiled, seed=seed, constants=constants, keys=keys)
-    k = sim.k
-    base_fn = 100.0 + sim.p.function_offset - k.function_pain * sim.p.baseline_pain - k.function_demand * sim.p.demand
+    base_fn = sim.baseline_function()
     sessions = np.repeat([p.sessions for p in plans], n)
     delivery = np.repeat([p.delivery for p in plans], n)
     pain = np.zeros(n * m)

@@ -41,7 +41,7 @@ from adaptrx.patient.constants import (
     ModelConstants,
 )
 from adaptrx.patient.noise import NoiseStreams
-from adaptrx.patient.observation import WeekObservation, observe_week
+from adaptrx.patient.observation import WeekObservation, intake_observation, observe_week
 
 _SCHEDULE = np.zeros((len(SESSION_DAYS), 7), dtype=bool)
 for _n, _days in enumerate(SESSION_DAYS):
@@ -225,7 +225,6 @@ class PatientSimulator:
         k, p = self.k, self.p
         # Derived per-patient constants.
         self._decay_d = np.exp(-1.0 / k.irritation_tau)
-        self._irr_base = k.irritation_gain
         excess = np.maximum(0.0, p.demand - p.envelope) / p.envelope
         demand_ss = k.irritation_gain * (1 + k.irritation_sensitized * p.s0) * excess**2 / (1 - self._decay_d)
         # Mean irritation from background flares, so that untreated pain stays at baseline_pain on average.
@@ -276,9 +275,22 @@ class PatientSimulator:
 
     def _intake(self) -> dict[str, np.ndarray]:
         """Intake covariates a clinic records (noisy questionnaires; intake pain is a single NRS)."""
-        from adaptrx.patient.observation import intake_observation
-
         return intake_observation(self.p, self.state.pain, self.noise, self.k)
+
+    def function_score(self, pain: np.ndarray) -> np.ndarray:
+        """True function (0-100, higher is better) at weekly mean pain ``pain`` and the current capacity."""
+        k, p = self.k, self.p
+        return np.clip(
+            100.0 + p.function_offset - k.function_pain * pain - k.function_demand * p.demand / self.state.capacity,
+            0.0,
+            100.0,
+        )
+
+    def baseline_function(self) -> np.ndarray:
+        """True function at intake: typical baseline pain and baseline capacity."""
+        k, p = self.k, self.p
+        return np.clip(100.0 + p.function_offset - k.function_pain * p.baseline_pain - k.function_demand * p.demand,
+                       0.0, 100.0)
 
     def get_state(self) -> dict[str, np.ndarray]:
         """A copy of the full latent state (for what-if rollouts)."""
@@ -381,8 +393,8 @@ class PatientSimulator:
             s.irritation = s.irritation * self._decay_d + irr_sess + bg
             s.demand_irritation = s.demand_irritation * self._decay_d + irr_scale * dem_excess**2
             now_flare = s.irritation >= k.flare_threshold
-            flares += now_flare & ~s.in_flare
             onset = now_flare & ~s.in_flare
+            flares += onset
             s.in_flare = now_flare
             # 3. fatigue, capacity
             s.fatigue = s.fatigue * decay_f + k.fatigue_gain * rel
@@ -455,11 +467,7 @@ class PatientSimulator:
         s.dropped_out = s.dropped_out | new_dropout
 
         pain_mean = pains[1:].mean(axis=0)
-        function = np.clip(
-            100.0 + p.function_offset - k.function_pain * pain_mean - k.function_demand * p.demand / s.capacity,
-            0.0,
-            100.0,
-        )
+        function = self.function_score(pain_mean)
         obs = observe_week(
             k, self.noise, s, pains, sess_pain, attended, rel_load, sessions, load, delivery, flares,
             function, u_miss, z_sess, z_morn, z_diary, z_rpe,

@@ -142,9 +142,7 @@ def run_arm(
     """Run one arm on a cohort for ``weeks`` weeks (batched; same noise for the same patients and seed)."""
     sim = PatientSimulator(cohort, seed=seed, modality=arm.modality, constants=constants)
     baseline = sim.state.pain.copy()
-    k = sim.k
-    base_fn = np.clip(100.0 + sim.p.function_offset - k.function_pain * sim.p.baseline_pain
-                      - k.function_demand * sim.p.demand, 0.0, 100.0)
+    base_fn = sim.baseline_function()
     rows: list[WeekResult] = []
     for w in range(weeks):
         load, sessions, delivery = arm.schedule(w, sim)
