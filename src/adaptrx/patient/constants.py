@@ -50,6 +50,7 @@ class ModelConstants:
     acwr_free: float = 0.10  # daily-averaged load (x capacity) tolerated whatever the history
     spike_weight: float = 0.6  # irritation per squared relative spike
     irritation_gain: float = 1.6  # irritation per squared relative excess over the envelope
+    demand_irritation_gain: float = 1.0  # daily-life demand irritates per squared excess x this (mechanical phenotype)
     irritation_sensitized: float = 0.5  # extra irritation per unit S (sensitized tissue flares easily)
     irritation_tau: float = 3.0  # days; irritation decay (flare lasts ~5-8 days)
     flare_threshold: float = 0.6  # irritation level that counts as a flare (onset on upward crossing)

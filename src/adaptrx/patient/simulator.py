@@ -226,7 +226,8 @@ class PatientSimulator:
         # Derived per-patient constants.
         self._decay_d = np.exp(-1.0 / k.irritation_tau)
         excess = np.maximum(0.0, p.demand - p.envelope) / p.envelope
-        demand_ss = k.irritation_gain * (1 + k.irritation_sensitized * p.s0) * excess**2 / (1 - self._decay_d)
+        demand_ss = (k.demand_irritation_gain * k.irritation_gain * (1 + k.irritation_sensitized * p.s0) * excess**2
+                     / (1 - self._decay_d))
         # Mean irritation from background flares, so that untreated pain stays at baseline_pain on average.
         flare_mean = p.flare_hazard * k.flare_size_median * np.exp(k.flare_size_sigma**2 / 2) / (1 - self._decay_d)
         gain0 = 1.0 + p.s0 + k.fear_gain * p.phi0
@@ -391,7 +392,8 @@ class PatientSimulator:
             bg = np.where(u_flare[d] < hazard, k.flare_size_median * np.exp(k.flare_size_sigma * z_fsize[d]), 0.0)
             dem_excess = np.maximum(0.0, p.demand - env) / env
             s.irritation = s.irritation * self._decay_d + irr_sess + bg
-            s.demand_irritation = s.demand_irritation * self._decay_d + irr_scale * dem_excess**2
+            s.demand_irritation *= self._decay_d
+            s.demand_irritation += k.demand_irritation_gain * irr_scale * dem_excess**2
             now_flare = s.irritation >= k.flare_threshold
             onset = now_flare & ~s.in_flare
             flares += onset
