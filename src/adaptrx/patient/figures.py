@@ -33,6 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from adaptrx.patient.calibration import DROPOUT_TARGETS
 from adaptrx.patient.trials import ArmOutcome
 
 #: z value of a two-sided 95 % normal interval
@@ -80,11 +81,6 @@ _ARMS: dict[str, _ArmStyle] = {
 }
 
 #: week-16 dropout targets (T7, T7b, T7c): key -> (target, accepted low, accepted high)
-DROPOUT_TARGETS: dict[str, tuple[float, float, float]] = {
-    "knee_oa/supervised_16w": (0.13, 0.09, 0.17),
-    "knee_oa/home_16w": (0.21, 0.16, 0.26),
-    "fibromyalgia/exercise_2x": (0.19, 0.14, 0.24),
-}
 
 
 def trajectory_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

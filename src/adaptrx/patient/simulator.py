@@ -225,13 +225,11 @@ class PatientSimulator:
         k, p = self.k, self.p
         # Derived per-patient constants.
         self._decay_d = np.exp(-1.0 / k.irritation_tau)
-        excess = np.maximum(0.0, p.demand - p.envelope) / p.envelope
-        demand_ss = (k.demand_irritation_gain * k.irritation_gain * (1 + k.irritation_sensitized * p.s0) * excess**2
-                     / (1 - self._decay_d))
+        demand_ss = self._demand_irritation_input(p.envelope, p.s0) / (1 - self._decay_d)
         # Mean irritation from background flares, so that untreated pain stays at baseline_pain on average.
         flare_mean = p.flare_hazard * k.flare_size_median * np.exp(k.flare_size_sigma**2 / 2) / (1 - self._decay_d)
-        gain0 = 1.0 + p.s0 + k.fear_gain * p.phi0
-        self._drive = np.maximum(0.3, p.baseline_pain / gain0 - k.irritation_pain * (demand_ss + flare_mean))
+        self._gain0 = 1.0 + p.s0 + k.fear_gain * p.phi0
+        self._drive = np.maximum(0.3, p.baseline_pain / self._gain0 - k.irritation_pain * (demand_ss + flare_mean))
         self._demand_ss0 = demand_ss
         self._flare_mean0 = flare_mean
         self._m_floor = np.array([k.motivation_floor[c] for c in ADHERENCE_CLASSES])[p.adherence_class]
@@ -247,9 +245,9 @@ class PatientSimulator:
         k, p, n = self.k, self.p, self.n
         z = self.noise.normal(["enrolment"], 0)[0, 0, :, 0]
         eta = p.fluctuation_sd * (k.rtm_shift + z)
-        gain = 1.0 + p.s0 + k.fear_gain * p.phi0
         irritation = self._flare_mean0.copy()
-        pain = np.clip(gain * (self._drive + k.irritation_pain * (self._demand_ss0 + irritation)) + eta, 0.0, 10.0)
+        drive = self._drive + k.irritation_pain * (self._demand_ss0 + irritation)
+        pain = np.clip(self._gain0 * drive + eta, 0.0, 10.0)
         zeros = np.zeros(n)
         return PatientState(
             capacity=np.ones(n),
@@ -278,20 +276,23 @@ class PatientSimulator:
         """Intake covariates a clinic records (noisy questionnaires; intake pain is a single NRS)."""
         return intake_observation(self.p, self.state.pain, self.noise, self.k)
 
-    def function_score(self, pain: np.ndarray) -> np.ndarray:
-        """True function (0-100, higher is better) at weekly mean pain ``pain`` and the current capacity."""
+    def _demand_irritation_input(self, envelope: np.ndarray, sensitization: np.ndarray) -> np.ndarray:
+        """Daily irritation from daily-life demand above the tolerance ``envelope`` (baseline-capacity units)."""
+        k = self.k
+        excess = np.maximum(0.0, self.p.demand - envelope) / envelope
+        scale = k.demand_irritation_gain * k.irritation_gain * (1.0 + k.irritation_sensitized * sensitization)
+        return scale * excess**2
+
+    def function_score(self, pain: np.ndarray, capacity: np.ndarray | None = None) -> np.ndarray:
+        """True function (0-100, higher is better) at weekly mean ``pain`` and ``capacity`` (default: current)."""
         k, p = self.k, self.p
-        return np.clip(
-            100.0 + p.function_offset - k.function_pain * pain - k.function_demand * p.demand / self.state.capacity,
-            0.0,
-            100.0,
-        )
+        capacity = self.state.capacity if capacity is None else capacity
+        return np.clip(100.0 + p.function_offset - k.function_pain * pain - k.function_demand * p.demand / capacity,
+                       0.0, 100.0)
 
     def baseline_function(self) -> np.ndarray:
         """True function at intake: typical baseline pain and baseline capacity."""
-        k, p = self.k, self.p
-        return np.clip(100.0 + p.function_offset - k.function_pain * p.baseline_pain - k.function_demand * p.demand,
-                       0.0, 100.0)
+        return self.function_score(self.p.baseline_pain, np.ones(self.n))
 
     def get_state(self) -> dict[str, np.ndarray]:
         """A copy of the full latent state (for what-if rollouts)."""
@@ -390,10 +391,10 @@ class PatientSimulator:
             irr_sess = np.where(sess, mod.irritation * irr_scale * (excess**2 + k.spike_weight * spike**2), 0.0)
             hazard = p.flare_hazard * (1.0 + k.session_flare * rel)  # sessions provoke minor flares
             bg = np.where(u_flare[d] < hazard, k.flare_size_median * np.exp(k.flare_size_sigma * z_fsize[d]), 0.0)
-            dem_excess = np.maximum(0.0, p.demand - env) / env
             s.irritation = s.irritation * self._decay_d + irr_sess + bg
-            s.demand_irritation *= self._decay_d
-            s.demand_irritation += k.demand_irritation_gain * irr_scale * dem_excess**2
+            s.demand_irritation = s.demand_irritation * self._decay_d + self._demand_irritation_input(
+                env, s.sensitization
+            )
             now_flare = s.irritation >= k.flare_threshold
             onset = now_flare & ~s.in_flare
             flares += onset
