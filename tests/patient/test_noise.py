@@ -178,3 +178,48 @@ def test_global_rng_untouched() -> None:
         np.testing.assert_array_equal(_simulate_a_little(), first)
     finally:
         np.random.set_state(saved)  # noqa: NPY002
+
+
+def test_ndtri_matches_scipy_including_tails() -> None:
+    """AS241 (the kernel's inverse normal CDF) agrees with scipy.special.ndtri to 1e-12 on (1e-300, 1)."""
+    from scipy.special import ndtri as scipy_ndtri
+
+    from adaptrx.patient.kernel import ndtri_array
+
+    u = np.concatenate([
+        np.geomspace(1e-300, 0.5, 20_000),  # lower tail, including the far branch (r > 5)
+        1.0 - np.geomspace(1e-16, 0.5, 20_000),  # upper tail
+        np.linspace(0.0, 1.0, 20_001)[1:-1],  # central region and both split points
+        np.array([0.075, 0.925, 0.5 - 0.425, 0.5 + 0.425, np.nextafter(0.075, 0.0), np.exp(-25.0)]),
+        NoiseStreams(patient_keys(np.random.default_rng(3), 100)).uniform(["eta"], 0, n_days=100).ravel(),
+    ])
+    z = ndtri_array(u)
+    assert np.all(np.isfinite(z))
+    assert np.max(np.abs(z - scipy_ndtri(u))) < 1e-12
+    assert np.all(np.diff(z[:20_000]) > 0)  # monotone in the far tail
+
+
+def test_kernel_draws_equal_noise_streams_bit_for_bit() -> None:
+    """The compiled simulator's inline draws are exactly NoiseStreams' (many keys, days, channels, slots)."""
+    from adaptrx.patient import kernel
+
+    keys = np.concatenate([patient_keys(np.random.default_rng(4), 40), np.array([0, 1, 2**64 - 1], dtype=np.uint64)])
+    ns = NoiseStreams(keys)
+    days = [0, 1, 2, 7, 8, 365, 10_007, 2**30]
+    channels = list(CHANNELS)
+    for day in days:
+        u = ns.uniform(channels, day, slots=3)[:, 0]  # (channel, patient, slot)
+        z = ns.normal(channels, day, slots=3)[:, 0]
+        for c, name in enumerate(channels):
+            for i, key in enumerate(keys):
+                for slot in range(3):
+                    assert kernel.uniform(key, day, CHANNELS[name], slot) == u[c, i, slot]
+                    assert kernel.normal(key, day, CHANNELS[name], slot) == z[c, i, slot]
+
+
+def test_normals_identical_across_calls_shapes_and_subsets(keys: np.ndarray) -> None:
+    """One inverse CDF for every caller: normals of a big call equal those of any sub-call bit for bit."""
+    ns = NoiseStreams(keys[:3000])
+    big = ns.normal(list(CHANNELS), 5, n_days=4, slots=2)
+    np.testing.assert_array_equal(ns.subset(np.arange(10, 20)).normal(["obs_rpe"], 7, 1, 2)[0, 0],
+                                  big[list(CHANNELS).index("obs_rpe"), 2, 10:20])

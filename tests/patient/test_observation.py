@@ -213,3 +213,45 @@ def test_cohort_frame_not_mutated() -> None:
     sim = PatientSimulator(cohort, seed=0)
     sim.step_week(0.5, 3, SUPERVISED)
     pd.testing.assert_frame_equal(cohort, before)
+
+
+def test_nrs_formula() -> None:
+    """The kernel's report function: rint(true + (sd + severity * true) * z) clipped to 0-10, broadcast."""
+    k = ModelConstants()
+    rng = np.random.default_rng(5)
+    true = rng.uniform(-1.0, 11.0, (40, 50))
+    z = rng.standard_normal((40, 50)) * 2
+    expected = np.clip(np.rint(true + (k.nrs_sd + k.nrs_sd_severity * true) * z), 0.0, 10.0)
+    np.testing.assert_array_equal(nrs(true, z, k), expected)
+    np.testing.assert_array_equal(nrs(true, 0.0, k), np.clip(np.rint(true), 0.0, 10.0))
+    np.testing.assert_array_equal(nrs(4.5, 0.0, k), 4.0)  # half to even, as numpy's rint
+
+
+def test_draw_channels_are_the_documented_streams() -> None:
+    """Intake, enrolment and weekly report draws are the documented NoiseStreams channels and days."""
+    from adaptrx.patient import NoiseStreams
+
+    k = ModelConstants()
+    cohort = make_cohort("knee_oa", 300, seed=25)
+    sim = PatientSimulator(cohort, seed=4)
+    ns = NoiseStreams(sim.noise.keys)
+    z_intake = ns.normal(["obs_intake"], 0, slots=3)[0, 0]
+    np.testing.assert_array_equal(sim.intake["pain"], nrs(sim.state.pain, z_intake[:, 0], k))
+    np.testing.assert_array_equal(
+        sim.intake["sensitization_score"],
+        np.clip(np.rint(25.0 + 22.0 * cohort["sensitization"].to_numpy() + 7.0 * z_intake[:, 1]), 0, 100))
+    z_enrol = ns.normal(["enrolment"], 0)[0, 0, :, 0]
+    np.testing.assert_array_equal(sim.state.eta, cohort["fluctuation_sd"].to_numpy() * (k.rtm_shift + z_enrol))
+    for week in range(8):
+        day0 = 1 + 7 * week
+        r = sim.step_week(0.5, 2, SUPERVISED)
+        z_fn = ns.normal(["obs_function"], day0)[0, 0, :, 0]
+        np.testing.assert_array_equal(r.observation.function,
+                                      np.clip(np.rint(r.function + k.function_sd * z_fn), 0, 100))
+        if (week + 1) % k.capacity_test_every == 0:
+            z_cap = ns.normal(["obs_capacity"], day0)[0, 0, :, 0]
+            np.testing.assert_array_equal(r.observation.capacity_test, r.capacity * (1.0 + k.capacity_test_cv * z_cap))
+        # diary days reported: the diary_missing uniforms against the end-of-week motivation
+        u_miss = ns.uniform(["diary_missing"], day0, n_days=7)[0, :, :, 0]
+        reported = u_miss >= k.diary_missing + k.diary_missing_motivation * (1.0 - sim.state.motivation)
+        np.testing.assert_array_equal(r.observation.diary_days, reported.sum(axis=0))

@@ -340,3 +340,132 @@ def test_constant_absolute_load_plateaus_and_capacity_detrains(cohort_2000: pd.D
     assert np.all(np.diff(cap[24:]) < 0)
     assert cap[52] - 1.0 < 0.5 * (cap[24] - 1.0)
     assert cap[52] > 1.0 - 0.02
+
+
+def _columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A cohort as the column mapping an env passes (strings as object arrays)."""
+    return {c: df[c].to_numpy(dtype=object if df[c].dtype.kind not in "biuf" else np.float64) for c in df.columns}
+
+
+def test_mapping_cohort_equals_dataframe(cohort: pd.DataFrame) -> None:
+    rng_a, rng_b = np.random.default_rng(8), np.random.default_rng(8)
+    a = PatientSimulator(cohort, seed=6)
+    b = PatientSimulator(_columns(cohort), seed=6)
+    assert b.n == N
+    for name, v in a.intake.items():
+        np.testing.assert_array_equal(v, b.intake[name], err_msg=name)
+    for _ in range(6):
+        assert_results_equal(a.step_week(*random_actions(rng_a, N)), b.step_week(*random_actions(rng_b, N)))
+    pd.testing.assert_frame_equal(b.cohort, cohort.reset_index(drop=True), check_dtype=False)
+    with pytest.raises(ValueError, match="envelope"):
+        PatientSimulator({c: v for c, v in _columns(cohort).items() if c != "envelope"})
+    with pytest.raises(ValueError, match="adherence_class"):
+        PatientSimulator({**_columns(cohort), "adherence_class": np.full(N, "enthusiast", dtype=object)})
+
+
+def test_get_state_dtypes_and_state_views(cohort: pd.DataFrame) -> None:
+    sim = PatientSimulator(cohort, seed=0)
+    sim.step_week(0.5, 2, SUPERVISED)
+    state = sim.get_state()
+    for name, v in state.items():
+        expected = bool if name in ("in_flare", "dropped_out") else np.int64 if name in ("day", "week") else np.float64
+        assert v.dtype == expected, name
+    np.testing.assert_array_equal(state["day"], 8)
+    # sim.state holds live views: it follows steps and set_state
+    pain = sim.state.pain
+    sim.step_week(0.5, 2, SUPERVISED)
+    assert not np.array_equal(pain, state["pain"])
+    sim.set_state(state)
+    np.testing.assert_array_equal(pain, state["pain"])
+    with pytest.raises(ValueError, match="state"):
+        sim.set_state({name: v[:-1] for name, v in state.items()})
+
+
+@pytest.mark.parametrize("as_mapping", [False, True])
+def test_replace_evolves_like_a_fresh_simulator(cohort: pd.DataFrame, as_mapping: bool) -> None:
+    """Replaced patients continue bit for bit as a fresh simulator of the new rows; the others are untouched."""
+    new_rows = make_cohort("knee_oa", 3, seed=99, split="val")
+    new_keys = np.array([11, 2**63 + 5, 123456789], dtype=np.uint64)
+    index = np.array([N - 1, 3, 250])
+    rng = np.random.default_rng(31)
+    sim = PatientSimulator(_columns(cohort) if as_mapping else cohort, seed=2)
+    control = PatientSimulator(cohort, seed=2)
+    for _ in range(5):
+        act = random_actions(rng, N)
+        sim.step_week(*act)
+        control.step_week(*act)
+    sim.replace(index, _columns(new_rows) if as_mapping else new_rows, new_keys)
+    fresh = PatientSimulator(new_rows, keys=new_keys)
+    for name, v in fresh.intake.items():
+        np.testing.assert_array_equal(sim.intake[name][index], v, err_msg=name)
+    for name, v in fresh.get_state().items():
+        np.testing.assert_array_equal(sim.get_state()[name][index], v, err_msg=name)
+    np.testing.assert_array_equal(sim.baseline_function()[index], fresh.baseline_function())
+    np.testing.assert_array_equal(sim.noise.keys[index], new_keys)
+    assert list(sim.cohort["patient_id"].iloc[index]) == list(new_rows["patient_id"])
+    others = np.setdiff1d(np.arange(N), index)
+    for _ in range(8):
+        load, sessions, delivery = random_actions(rng, N)
+        r = sim.step_week(load, sessions, delivery)
+        assert_results_equal(fresh.step_week(load[index], sessions[index], delivery[index]), r, index)
+        rc = control.step_week(load, sessions, delivery)
+        for f in ("pain", "function", "flares", "sessions_attended", "dropped_out"):
+            np.testing.assert_array_equal(getattr(r, f)[others], getattr(rc, f)[others], err_msg=f)
+        np.testing.assert_array_equal(r.observation.diary_pain[others], rc.observation.diary_pain[others])
+
+
+def test_replace_validates_and_is_atomic(cohort: pd.DataFrame) -> None:
+    sim = PatientSimulator(cohort.iloc[:10], seed=0)
+    rows = make_cohort("knee_oa", 2, seed=5)
+    keys = np.array([1, 2], dtype=np.uint64)
+    before = sim.get_state()
+    for index in ([0, 10], [-1, 2], [4, 4]):
+        with pytest.raises(ValueError, match="index"):
+            sim.replace(np.array(index), rows, keys)
+    with pytest.raises(ValueError, match="keys"):
+        sim.replace(np.array([0, 1]), rows, keys[:1])
+    with pytest.raises(ValueError, match="envelope"):
+        sim.replace(np.array([0, 1]), rows.drop(columns=["envelope"]), keys)
+    for name, v in sim.get_state().items():
+        np.testing.assert_array_equal(v, before[name], err_msg=name)
+    sim.replace(np.array([], dtype=np.int64), rows.iloc[:0], keys[:0])  # nothing to do
+    for name, v in sim.get_state().items():
+        np.testing.assert_array_equal(v, before[name], err_msg=name)
+
+
+def test_replace_of_everyone_equals_a_new_simulator(cohort: pd.DataFrame) -> None:
+    """Replacing all patients equals constructing a new simulator (the env set_state path)."""
+    sim = PatientSimulator(cohort.iloc[:20], seed=0)
+    sim.step_week(0.6, 3, REMOTE)
+    rows = cohort.iloc[20:40]
+    keys = np.arange(100, 120, dtype=np.uint64)
+    sim.replace(np.arange(20), rows, keys)
+    fresh = PatientSimulator(rows, keys=keys)
+    for _ in range(4):
+        assert_results_equal(fresh.step_week(0.6, 3, REMOTE), sim.step_week(0.6, 3, REMOTE))
+
+
+def test_function_score_broadcasts(cohort: pd.DataFrame) -> None:
+    sim = PatientSimulator(cohort, seed=0)
+    pain = np.linspace(0, 10, N)
+    f = sim.function_score(pain)
+    assert f.shape == (N,)
+    stacked = sim.function_score(np.stack([pain, pain + 1]))
+    assert stacked.shape == (2, N)
+    np.testing.assert_array_equal(stacked[0], f)
+    p = sim.p
+    expected = np.clip(100.0 + p.function_offset - 5.0 * pain - 45.0 * p.demand / sim.state.capacity, 0.0, 100.0)
+    np.testing.assert_allclose(f, expected, rtol=0, atol=1e-12)
+
+
+def test_deepcopy_and_pickle_keep_views_bound(cohort: pd.DataFrame) -> None:
+    import copy
+    import pickle
+
+    sim = PatientSimulator(cohort.iloc[:50], seed=3)
+    sim.step_week(0.5, 2, SUPERVISED)
+    for clone in (copy.deepcopy, lambda s: pickle.loads(pickle.dumps(s))):
+        twin = clone(sim)
+        assert_results_equal(twin.step_week(0.6, 3, REMOTE), sim.step_week(0.6, 3, REMOTE))
+        np.testing.assert_array_equal(twin.state.pain, twin.get_state()["pain"])  # views follow the twin
+        assert not np.shares_memory(twin.state.pain, sim.state.pain)

@@ -36,7 +36,12 @@ def prior_dir() -> Path:
 
 def conditions() -> list[str]:
     """Names of the conditions with a shipped prior, sorted."""
-    return sorted(p.stem for p in prior_dir().glob("*.yaml"))
+    return list(_conditions())
+
+
+@cache
+def _conditions() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in prior_dir().glob("*.yaml")))
 
 
 @cache
@@ -126,6 +131,55 @@ def _rng(condition: str, seed: int, split: str, stream: int = 0) -> np.random.Ge
     return np.random.default_rng(words)
 
 
+@cache
+def _prepared(condition: str, split: str) -> tuple[dict[str, Any], list[str], np.ndarray]:
+    """The (shifted, for ``ood``) prior of a split, its parameter names and the copula's Cholesky factor."""
+    prior = _load_prior_cached(condition)
+    if split == "ood":
+        prior = _apply_shift(prior, prior.get("ood_shift", {}))
+    names = list(prior["parameters"])
+    chol = np.linalg.cholesky(_correlation_matrix(names, prior.get("correlations", [])))
+    return prior, names, chol
+
+
+def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> dict[str, Any]:
+    """Columns of :func:`make_cohort` as a dict of numpy arrays, without building a DataFrame.
+
+    The fast path of environment resets (a patient per episode). Same arguments, same values as
+    :func:`make_cohort`; identity columns are arrays of ``str`` (``condition`` and ``split`` included).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split: must be one of {SPLITS}, got {split!r}")
+    if int(n) < 1:
+        raise ValueError(f"n: must be >= 1, got {n}")
+    if int(seed) < 0:
+        raise ValueError(f"seed: must be >= 0, got {seed}")
+    if condition not in _conditions():
+        raise ValueError(f"condition: unknown condition {condition!r}; known: {', '.join(conditions())}")
+    prior, names, chol = _prepared(condition, split)
+    rng = _rng(condition, seed, split)
+    z = rng.standard_normal((n, len(names))) @ chol.T
+    u = np.clip(special.ndtr(z), 1e-12, 1 - 1e-12)
+    data: dict[str, Any] = {
+        "patient_id": np.array([f"{condition}-{split}-s{seed}-{i:05d}" for i in range(n)], dtype=object),
+        "condition": np.full(n, condition, dtype=object),
+        "split": np.full(n, split, dtype=object),
+    }
+    categorical = prior.get("categorical", {})
+    # A separate stream, drawn row-major, so a patient's categories do not depend on n (prefix-stable ids).
+    u_cat = _rng(condition, seed, split, stream=1).random((n, len(categorical)))
+    for j, (name, probs) in enumerate(categorical.items()):
+        labels = list(probs)
+        data[name] = np.asarray(labels, dtype=object)[
+            np.searchsorted(np.cumsum(list(probs.values())), u_cat[:, j], side="right").clip(
+                0, len(labels) - 1
+            )
+        ]
+    for j, name in enumerate(names):
+        data[name] = _marginal(prior["parameters"][name], u[:, j])
+    return data
+
+
 def make_cohort(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> pd.DataFrame:
     """Sample a deterministic cohort of virtual patients.
 
@@ -141,38 +195,7 @@ def make_cohort(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split:
         One row per patient: the identity columns of :data:`ID_COLUMNS` then every continuous parameter
         of the prior (units and ranges documented in the YAML and in ``envs/MODEL_CARD.md``).
     """
-    if split not in SPLITS:
-        raise ValueError(f"split: must be one of {SPLITS}, got {split!r}")
-    if int(n) < 1:
-        raise ValueError(f"n: must be >= 1, got {n}")
-    if int(seed) < 0:
-        raise ValueError(f"seed: must be >= 0, got {seed}")
-    prior = load_prior(condition)
-    if split == "ood":
-        prior = _apply_shift(prior, prior.get("ood_shift", {}))
-    rng = _rng(condition, seed, split)
-    names = list(prior["parameters"])
-    corr = _correlation_matrix(names, prior.get("correlations", []))
-    z = rng.standard_normal((n, len(names))) @ np.linalg.cholesky(corr).T
-    u = np.clip(special.ndtr(z), 1e-12, 1 - 1e-12)
-    data: dict[str, Any] = {
-        "patient_id": [f"{condition}-{split}-s{seed}-{i:05d}" for i in range(n)],
-        "condition": condition,
-        "split": split,
-    }
-    categorical = prior.get("categorical", {})
-    # A separate stream, drawn row-major, so a patient's categories do not depend on n (prefix-stable ids).
-    u_cat = _rng(condition, seed, split, stream=1).random((n, len(categorical)))
-    for j, (name, probs) in enumerate(categorical.items()):
-        labels = list(probs)
-        data[name] = np.asarray(labels, dtype=object)[
-            np.searchsorted(np.cumsum(list(probs.values())), u_cat[:, j], side="right").clip(
-                0, len(labels) - 1
-            )
-        ]
-    for j, name in enumerate(names):
-        data[name] = _marginal(prior["parameters"][name], u[:, j])
-    df = pd.DataFrame(data)
+    df = pd.DataFrame(sample_patients(condition, n, seed, split))
     ordered = [*ID_COLUMNS, *[c for c in df.columns if c not in ID_COLUMNS]]
     return df[ordered]
 

@@ -9,18 +9,21 @@ Consequences:
 * a patient's noise never depends on other patients in the batch, on the batch size or order, or on
   what the policy prescribes (the attendance draw for day 17 is the same uniform whether a session is
   prescribed that day or not), so the same patient + seed faces the same noise under every policy;
-* a whole week of draws for any number of patients is one vectorised numpy expression: no
-  per-patient generators and no Python loop over patients;
+* a draw can be computed on its own, so the compiled simulator (:mod:`adaptrx.patient.kernel`) draws
+  inline only what a day needs (e.g. no attendance draw on a day without a scheduled session) without
+  shifting any other draw; no per-patient generators and no Python loop over patients;
 * the global NumPy RNG is never touched.
 
 SplitMix64 (Steele, Lea & Flood 2014) passes BigCrush as a hash of a counter; uniforms use the top 53
-bits, normals use the inverse CDF.
+bits, ``((bits >> 11) + 0.5) * 2**-53``; normals are the inverse normal CDF of the uniform, by Wichura's
+AS241 (:func:`adaptrx.patient.kernel.ndtri`, ~1e-16 relative accuracy). :class:`NoiseStreams` computes
+the same draws vectorised over patients and days, bit for bit the kernel's (tested), for code outside the
+kernel and as its reference.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtri
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -117,5 +120,8 @@ class NoiseStreams:
     def normal(
         self, channels: list[str], first_day: np.ndarray | int, n_days: int = 1, slots: int = 1
     ) -> np.ndarray:
-        """Standard normals, same shape and arguments as :meth:`uniform`."""
-        return ndtri(self.uniform(channels, first_day, n_days, slots))
+        """Standard normals, same shape and arguments as :meth:`uniform` (AS241 inverse CDF of the uniforms)."""
+        from adaptrx.patient.kernel import ndtri_array  # here: the kernel imports CHANNELS from this module
+
+        u = self.uniform(channels, first_day, n_days, slots)
+        return ndtri_array(u.reshape(-1)).reshape(u.shape)

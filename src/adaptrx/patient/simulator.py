@@ -1,14 +1,25 @@
-"""Batched daily dynamics of the virtual patient, stepped one prescribed week at a time.
+"""Batched virtual patients, stepped one prescribed week at a time.
 
-The simulator advances every patient of a batch by one day per iteration of a 7-iteration loop; each
-iteration is a handful of vectorised numpy expressions over arrays of shape ``(n,)``. There is no
-Python loop over patients. Randomness comes from :class:`~adaptrx.patient.noise.NoiseStreams`, so a
-patient's draws depend only on its own key and the day (common random numbers across policies).
+:class:`PatientSimulator` is the Python face of the compiled kernel (:mod:`adaptrx.patient.kernel`), the
+single implementation of the dynamics: one call of ``kernel.step_week`` advances every patient of a batch
+(one or millions) by 7 days, looping over patients and days in machine code, and writes the week's true
+outcomes and the clinic's observation into one freshly allocated ``(n_out, n)`` array whose rows become
+the fields of :class:`WeekResult` and :class:`WeekObservation`. Parameters (cohort columns plus derived
+per-patient constants) live in one ``(n_params, n)`` matrix and the latent state in one ``(n_state, n)``
+matrix; :class:`PatientState` and :class:`PatientParams` are views of their rows. There is no Python loop
+over patients. Randomness is counter-based (:class:`~adaptrx.patient.noise.NoiseStreams`): a patient's
+draws depend only on its own key, the day, the channel and the slot (common random numbers across
+policies, batch sizes and batch orders).
+
+A simulator is built from a cohort DataFrame or, without pandas on the hot path, from a mapping of
+column arrays; :meth:`PatientSimulator.replace` swaps single patients for new ones on their intake day
+(an environment reset) without touching the others, and :meth:`~PatientSimulator.get_state` /
+:meth:`~PatientSimulator.set_state` copy the state matrix for what-if rollouts.
 
 Time base: the intake visit is day 0; week ``w`` (0-based) covers days ``7w + 1`` to ``7w + 7``.
 Sessions of a week fall on fixed weekdays (:data:`~adaptrx.patient.constants.SESSION_DAYS`).
 
-Mechanisms (``DESIGN.md`` 2.2), in order of the daily update:
+Mechanisms (``DESIGN.md`` 2.2), in order of the daily update (the kernel's comments use these numbers):
 
 1. attendance of a prescribed session (motivation, habit, fear, pain, flare, burden, delivery, class);
 2. acute/chronic load averages, tolerance envelope ``E = envelope * C * (1 - k * F)``; irritation grows
@@ -27,28 +38,50 @@ At the end of the week: dropout hazard, the observation model (what a clinic see
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from adaptrx.patient import kernel
 from adaptrx.patient.cohort import ADHERENCE_CLASSES
-from adaptrx.patient.constants import (
-    MODALITIES,
-    REMOTE,
-    SESSION_DAYS,
-    SUPERVISED,
-    ModelConstants,
-)
+from adaptrx.patient.constants import MODALITIES, ModelConstants
+from adaptrx.patient.kernel import In, Out, Pr, St
 from adaptrx.patient.noise import NoiseStreams
-from adaptrx.patient.observation import WeekObservation, intake_observation, observe_week
+from adaptrx.patient.observation import WeekObservation
 
-_SCHEDULE = np.zeros((len(SESSION_DAYS), 7), dtype=bool)
-for _n, _days in enumerate(SESSION_DAYS):
-    _SCHEDULE[_n, list(_days)] = True
-
-_DAY_UNIFORMS = ["attend", "flare", "diary_missing"]
-_DAY_NORMALS = ["eta", "flare_size", "obs_session", "obs_morning", "obs_diary", "obs_rpe"]
+#: Cohort column -> row of the parameter matrix, in row order (``adherence_class`` is mapped to its class index).
+PARAM_COLUMNS: dict[str, Pr] = {
+    "age": Pr.age,
+    "baseline_pain": Pr.baseline_pain,
+    "sensitization": Pr.s0,
+    "capacity": Pr.capacity_norm,
+    "activity_demand": Pr.activity_demand,
+    "fear": Pr.phi0,
+    "motivation": Pr.m0,
+    "preferred_sessions": Pr.preferred_sessions,
+    "envelope": Pr.envelope,
+    "adaptation_gain": Pr.adaptation_gain,
+    "capacity_ceiling": Pr.capacity_ceiling,
+    "desensitization_gain": Pr.desensitization_gain,
+    "sensitization_gain": Pr.sensitization_gain,
+    "fear_propensity": Pr.fear_propensity,
+    "fluctuation_sd": Pr.fluctuation_sd,
+    "flare_hazard": Pr.flare_hazard,
+    "context_response": Pr.context_response,
+    "detraining_tau": Pr.detraining_tau,
+    "function_offset": Pr.function_offset,
+}
+_CLASS_INDEX = {c: float(i) for i, c in enumerate(ADHERENCE_CLASSES)}
+_DEFAULT_CONSTANTS = ModelConstants()
+_K_CACHE: dict[tuple[int, str], tuple[ModelConstants, np.ndarray]] = {}
+_ERRORS = {
+    1: "load: must not be NaN",
+    2: "sessions: must be integers in 0-5",
+    3: "delivery: must be 0 (home alone), 1 (remote) or 2 (supervised)",
+}
 
 
 def stream_keys(patient_ids: list[str] | np.ndarray | pd.Series, seed: int) -> np.ndarray:
@@ -65,81 +98,95 @@ def stream_keys(patient_ids: list[str] | np.ndarray | pd.Series, seed: int) -> n
     return out
 
 
-def _as_int_action(value: np.ndarray | int, n: int, high: int, message: str) -> np.ndarray:
-    raw = np.broadcast_to(np.asarray(value), (n,))
-    if raw.dtype.kind not in "iub" and (not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw))):
-        raise ValueError(message)
-    out = raw.astype(np.int64)
-    if out.min(initial=0) < 0 or out.max(initial=0) > high:
-        raise ValueError(message)
+def _constants_vector(k: ModelConstants, modality: str) -> np.ndarray:
+    """The kernel's (read-only) constants vector, built once per constants object and modality."""
+    hit = _K_CACHE.get((id(k), modality))
+    if hit is not None and hit[0] is k:
+        return hit[1]
+    vector = kernel.constants_vector(k, MODALITIES[modality], ADHERENCE_CLASSES)
+    vector.flags.writeable = False
+    if len(_K_CACHE) >= 64:
+        _K_CACHE.clear()
+    _K_CACHE[(id(k), modality)] = (k, vector)
+    return vector
+
+
+def _raw_params(cohort: Mapping[str, Any], m: int) -> np.ndarray:
+    """Cohort columns as the first ``kernel.N_RAW_PARAMS`` rows of a parameter matrix, shape ``(.., m)``."""
+    for name in (*PARAM_COLUMNS, "adherence_class"):
+        if name not in cohort:
+            raise ValueError(f"cohort: missing column {name!r}")
+    raw = np.empty((kernel.N_RAW_PARAMS, m))
+    try:  # PARAM_COLUMNS lists the rows in order
+        block = np.array([cohort[name] for name in PARAM_COLUMNS], dtype=np.float64)
+    except ValueError:  # ragged
+        block = None
+    if block is None or block.shape != (len(PARAM_COLUMNS), m):
+        bad = next(name for name in PARAM_COLUMNS if np.shape(cohort[name]) != (m,))
+        raise ValueError(f"cohort: column {bad!r} must have shape ({m},), got {np.shape(cohort[bad])}")
+    raw[: len(PARAM_COLUMNS)] = block
+    classes = [_CLASS_INDEX.get(c, -1.0) for c in cohort["adherence_class"]]
+    if -1.0 in classes or len(classes) != m:
+        unknown = {c for c in cohort["adherence_class"] if c not in _CLASS_INDEX}
+        raise ValueError(f"cohort.adherence_class: {m} values from {ADHERENCE_CLASSES} needed; "
+                         f"unknown class(es) {sorted(map(str, unknown))}")
+    raw[Pr.adherence_class] = classes
+    return raw
+
+
+def _as_columns(cohort: pd.DataFrame | Mapping[str, Any]) -> Mapping[str, Any]:
+    """A cohort table as a column mapping (numpy arrays for a DataFrame; a mapping is returned as is)."""
+    if isinstance(cohort, pd.DataFrame):
+        return {name: cohort[name].to_numpy() for name in cohort.columns}
+    return cohort
+
+
+def _action(value: np.ndarray | float, n: int, name: str) -> np.ndarray:
+    """An action as a contiguous float64 array of length 1 (broadcast by the kernel) or ``n``."""
+    out = np.ascontiguousarray(value, dtype=np.float64)  # scalars become shape (1,)
+    if out.ndim != 1 or (out.shape[0] != n and out.shape[0] != 1):
+        raise ValueError(f"{name}: expected a scalar or shape ({n},), got shape {np.shape(value)}")
     return out
 
 
-@dataclass
-class PatientParams:
-    """Per-patient parameters as float arrays of shape ``(n,)`` (see the cohort YAML for units)."""
+class _RowViews:
+    """Attributes that are row views of a matrix (``_rows``: attribute -> row)."""
 
-    age: np.ndarray
-    baseline_pain: np.ndarray  # typical pain at intake (NRS)
-    s0: np.ndarray  # baseline sensitization
-    capacity_norm: np.ndarray  # strength as a fraction of the age/sex norm
-    demand: np.ndarray  # daily-life demand in baseline-capacity units
-    phi0: np.ndarray  # intake fear (0-1)
-    m0: np.ndarray  # intake motivation (0-1)
-    preferred_sessions: np.ndarray
-    envelope: np.ndarray
-    adaptation_gain: np.ndarray
-    capacity_ceiling: np.ndarray
-    desensitization_gain: np.ndarray
-    sensitization_gain: np.ndarray
-    fear_propensity: np.ndarray
-    fluctuation_sd: np.ndarray
-    flare_hazard: np.ndarray
-    context_response: np.ndarray
-    detraining_tau: np.ndarray
-    function_offset: np.ndarray
-    adherence_class: np.ndarray  # int index into ADHERENCE_CLASSES
+    _rows: ClassVar[dict[str, int]] = {}
 
-    @classmethod
-    def from_cohort(cls, cohort: pd.DataFrame) -> PatientParams:
-        """Build from a cohort table (:func:`adaptrx.patient.make_cohort`)."""
-        def col(name: str) -> np.ndarray:
-            if name not in cohort.columns:
-                raise ValueError(f"cohort: missing column {name!r}")
-            return cohort[name].to_numpy(dtype=np.float64)
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.matrix = matrix
 
-        unknown = set(cohort["adherence_class"]) - set(ADHERENCE_CLASSES)
-        if unknown:
-            raise ValueError(f"cohort.adherence_class: unknown class(es) {sorted(unknown)}")
-        return cls(
-            age=col("age"),
-            baseline_pain=col("baseline_pain"),
-            s0=col("sensitization"),
-            capacity_norm=col("capacity"),
-            demand=col("activity_demand") / col("capacity"),
-            phi0=col("fear"),
-            m0=col("motivation"),
-            preferred_sessions=col("preferred_sessions"),
-            envelope=col("envelope"),
-            adaptation_gain=col("adaptation_gain"),
-            capacity_ceiling=col("capacity_ceiling"),
-            desensitization_gain=col("desensitization_gain"),
-            sensitization_gain=col("sensitization_gain"),
-            fear_propensity=col("fear_propensity"),
-            fluctuation_sd=col("fluctuation_sd"),
-            flare_hazard=col("flare_hazard"),
-            context_response=col("context_response"),
-            detraining_tau=col("detraining_tau"),
-            function_offset=col("function_offset"),
-            adherence_class=np.array(
-                [ADHERENCE_CLASSES.index(c) for c in cohort["adherence_class"]], dtype=np.int64
-            ),
-        )
+    def __getattr__(self, name: str) -> np.ndarray:
+        row = type(self)._rows.get(name)
+        if row is None:
+            raise AttributeError(name)
+        return self.matrix[row]
 
 
-@dataclass
+class PatientParams(_RowViews):
+    """Per-patient parameters, float views of shape ``(n,)`` into the simulator's parameter matrix.
+
+    Attributes are the rows of :class:`~adaptrx.patient.kernel.Pr` (e.g. ``s0``, ``phi0``, ``envelope``,
+    ``demand`` in baseline-capacity units, ``drive``); ``adherence_class`` is an int index into
+    ``ADHERENCE_CLASSES``. Units as in the cohort YAML.
+    """
+
+    _rows: ClassVar[dict[str, int]] = {m.name: int(m) for m in Pr}
+
+    @property
+    def adherence_class(self) -> np.ndarray:
+        return self.matrix[Pr.adherence_class].astype(np.int64)
+
+
+@dataclass(frozen=True)
 class PatientState:
-    """Latent state, arrays of shape ``(n,)``. Loads in baseline-capacity units, pain in NRS."""
+    """Latent state, arrays of shape ``(n,)``. Loads in baseline-capacity units, pain in NRS.
+
+    The simulator's ``state`` holds float64 row views of its state matrix (write through them to change
+    the state; ``in_flare``/``dropped_out`` are 0/1 and ``day``/``week`` whole numbers there).
+    :meth:`PatientSimulator.get_state` returns copies with the dtypes noted below.
+    """
 
     capacity: np.ndarray  # C, x baseline capacity (1.0 at intake)
     fatigue: np.ndarray  # F, acute fatigue (>= 0)
@@ -162,17 +209,41 @@ class PatientState:
     day: np.ndarray  # int64, next day to simulate
     week: np.ndarray  # int64, weeks simulated since intake
 
+    @classmethod
+    def of(cls, matrix: np.ndarray) -> PatientState:
+        """Row views of a ``(len(St), n)`` state matrix."""
+        return cls(**{m.name: matrix[m] for m in St})
+
     def copy(self) -> PatientState:
+        """Detached copies (float64, as stored)."""
         return PatientState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every latent variable, keyed by field name."""
-        return {f.name: getattr(self, f.name).copy() for f in fields(self)}
+        """Copies of every latent variable, keyed by field name, with the dtypes of the field comments."""
+        return _state_dict(np.stack([getattr(self, m.name) for m in St]))
+
+
+_STATE_FIELDS = tuple(m.name for m in St)  # state matrix row order
+_STATE_NAMES = frozenset(_STATE_FIELDS)
+
+
+def _state_dict(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """A state matrix (owned by the caller) as a dict of row views, bool/int fields converted."""
+    out = dict(zip(_STATE_FIELDS, matrix, strict=True))
+    out["in_flare"] = matrix[int(St.in_flare)] != 0.0
+    out["dropped_out"] = matrix[int(St.dropped_out)] != 0.0
+    out["day"] = matrix[int(St.day)].astype(np.int64)
+    out["week"] = matrix[int(St.week)].astype(np.int64)
+    return out
 
 
 @dataclass
 class WeekResult:
-    """True outcomes of one simulated week (arrays of shape ``(n,)``) plus what a clinic observed."""
+    """True outcomes of one simulated week (arrays of shape ``(n,)``) plus what a clinic observed.
+
+    Float fields are row views of the week's output array (one allocation per week); ``flares``,
+    ``sessions_*`` are int64 and ``dropped_out``/``new_dropout`` bool copies.
+    """
 
     pain: np.ndarray  # mean true daily pain (NRS)
     pain_max: np.ndarray  # max true daily pain
@@ -192,20 +263,70 @@ class WeekResult:
         return self.flares > 0
 
 
+def _week_result(out: np.ndarray) -> WeekResult:
+    counts = out[Out.flares : Out.sessions_attended + 1].astype(np.int64)
+    flags = out[Out.dropped_out : Out.obs_dropped_out + 1] != 0.0
+    observation = WeekObservation(
+        session_pain_mean=out[Out.session_pain_mean],
+        session_pain_max=out[Out.obs_session_pain_max],
+        morning_pain_mean=out[Out.morning_pain_mean],
+        morning_change_mean=out[Out.morning_change_mean],
+        diary_pain=out[Out.diary_pain],
+        diary_days=out[Out.diary_days],
+        rpe_mean=out[Out.rpe_mean],
+        attendance=out[Out.attendance],
+        sessions_attended=out[Out.sessions_attended],
+        flare_reported=flags[Out.flare_reported - Out.dropped_out],
+        function=out[Out.obs_function],
+        capacity_test=out[Out.capacity_test],
+        dropped_out=flags[Out.obs_dropped_out - Out.dropped_out],
+    )
+    return WeekResult(
+        pain=out[Out.pain],
+        pain_max=out[Out.pain_max],
+        session_pain_max=out[Out.session_pain_max],
+        function=out[Out.function],
+        capacity=out[Out.capacity],
+        flares=counts[0],
+        sessions_prescribed=counts[1],
+        sessions_attended=counts[2],
+        relative_load=out[Out.relative_load],
+        dropped_out=flags[0],
+        new_dropout=flags[1],
+        observation=observation,
+    )
+
+
+def _column(values: Any) -> np.ndarray:
+    """A cohort column as an owned 1-D array: float64 for numbers, object otherwise."""
+    array = np.asarray(values)
+    return array.astype(np.float64) if array.dtype.kind in "biuf" else array.astype(object)
+
+
 class PatientSimulator:
     """Batched virtual patients.
 
     Args:
-        cohort: one row per patient (:func:`adaptrx.patient.make_cohort` or a loaded cohort file).
+        cohort: one row per patient: a DataFrame (:func:`adaptrx.patient.make_cohort` or a loaded cohort
+            file), or a mapping of column name -> 1-D array-like with the same columns (``patient_id`` and
+            ``adherence_class`` as strings). A mapping is the fast path (no DataFrame is built); its
+            arrays are copied.
         seed: noise seed; with the patient ids it fixes every random draw (common random numbers).
         modality: programme modality (``resistance``, ``aerobic``, ``mind_body``, ``mixed``).
         constants: population-level shape constants (defaults are the calibrated ones).
         keys: explicit noise-stream keys (overrides ``seed``), shape ``(n,)`` ``uint64``.
+
+    Attributes:
+        n: number of patients.
+        p: :class:`PatientParams` (row views of the parameter matrix).
+        state: :class:`PatientState` (row views of the state matrix; always current).
+        intake: intake observation, name -> ``(n,)`` float array (row views, updated by :meth:`replace`).
+        noise: the patients' :class:`NoiseStreams`.
     """
 
     def __init__(
         self,
-        cohort: pd.DataFrame,
+        cohort: pd.DataFrame | Mapping[str, Any],
         seed: int = 0,
         modality: str = "resistance",
         constants: ModelConstants | None = None,
@@ -213,97 +334,131 @@ class PatientSimulator:
     ) -> None:
         if modality not in MODALITIES:
             raise ValueError(f"modality: must be one of {sorted(MODALITIES)}, got {modality!r}")
-        self.k = constants or ModelConstants()
+        self.k = constants if constants is not None else _DEFAULT_CONSTANTS
         self.modality = MODALITIES[modality]
         self.modality_name = modality
-        self.cohort = cohort.reset_index(drop=True)
-        self.p = PatientParams.from_cohort(self.cohort)
-        self.n = len(self.cohort)
-        self.noise = NoiseStreams(stream_keys(self.cohort["patient_id"], seed) if keys is None else keys)
-        if len(self.noise) != self.n:
+        self._K = _constants_vector(self.k, modality)
+        if isinstance(cohort, pd.DataFrame):
+            self._frame: pd.DataFrame | None = cohort.reset_index(drop=True)
+            self._columns: dict[str, np.ndarray] | None = None
+            n = len(self._frame)
+            source = _as_columns(self._frame)
+        else:
+            self._frame = None
+            self._columns = {name: _column(values) for name, values in cohort.items()}
+            if "adherence_class" not in self._columns:
+                raise ValueError("cohort: missing column 'adherence_class'")
+            n = len(self._columns["adherence_class"])
+            source = self._columns
+        self.n = n
+        if keys is None:
+            if "patient_id" not in source:
+                raise ValueError("cohort: missing column 'patient_id' (or pass keys)")
+            keys = stream_keys(source["patient_id"], seed)
+        self.noise = NoiseStreams(np.array(keys, dtype=np.uint64))  # owned copy: replace() writes into it
+        if self.noise.keys.shape != (n,):
             raise ValueError("keys: need one stream key per patient")
-        k, p = self.k, self.p
-        # Derived per-patient constants.
-        self._decay_d = np.exp(-1.0 / k.irritation_tau)
-        demand_ss = self._demand_irritation_input(p.envelope, p.s0) / (1 - self._decay_d)
-        # Mean irritation from background flares, so that untreated pain stays at baseline_pain on average.
-        flare_mean = p.flare_hazard * k.flare_size_median * np.exp(k.flare_size_sigma**2 / 2) / (1 - self._decay_d)
-        self._gain0 = 1.0 + p.s0 + k.fear_gain * p.phi0
-        self._drive = np.maximum(0.3, p.baseline_pain / self._gain0 - k.irritation_pain * (demand_ss + flare_mean))
-        self._demand_ss0 = demand_ss
-        self._flare_mean0 = flare_mean
-        self._m_floor = np.array([k.motivation_floor[c] for c in ADHERENCE_CLASSES])[p.adherence_class]
-        self._m_tau = np.array([k.motivation_tau[c] for c in ADHERENCE_CLASSES])[p.adherence_class]
-        self._low_class = p.adherence_class == ADHERENCE_CLASSES.index("low")
-        self._care = np.asarray(k.care_level)
-        self.state = self.initial_state()
-        self.intake = self._intake()
+        self._P = np.empty((len(Pr), n))
+        self._P[: kernel.N_RAW_PARAMS] = _raw_params(source, n)
+        self._S = np.empty((len(St), n))
+        self._intake = np.empty((len(In), n))
+        kernel.init_patients(self._P, self._S, self._K, self.noise.keys, np.arange(n), self._intake)
+        self._bind_views()
+
+    def _bind_views(self) -> None:
+        """The row-view attributes ``p``, ``state`` and ``intake`` of the matrices."""
+        self.p = PatientParams(self._P)
+        self.state = PatientState.of(self._S)
+        self.intake: dict[str, np.ndarray] = {m.name: self._intake[m] for m in In}
+
+    def __getstate__(self) -> dict[str, Any]:  # pickle / deepcopy: views are rebuilt, not copied
+        return {name: value for name, value in self.__dict__.items() if name not in ("p", "state", "intake")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_views()
+
+    # ------------------------------------------------------------------ cohort
+    @property
+    def cohort(self) -> pd.DataFrame:
+        """The current patients as a table (built on first use after construction from a mapping or after
+        :meth:`replace`; columns of the constructor's cohort)."""
+        if self._frame is None:
+            assert self._columns is not None
+            self._frame = pd.DataFrame({name: values.copy() for name, values in self._columns.items()})
+        return self._frame
+
+    def replace(self, index: np.ndarray, cohort: pd.DataFrame | Mapping[str, Any], keys: np.ndarray) -> None:
+        """Swap the patients at positions ``index`` for new ones, on their intake day.
+
+        Args:
+            index: distinct integer positions in ``0 .. n-1``, shape ``(m,)``.
+            cohort: the new patients' rows (DataFrame or column mapping, as for the constructor), ``m`` rows.
+            keys: their noise-stream keys, ``uint64`` shape ``(m,)``.
+
+        The new patients get their parameters, derived constants, the intake-day state of a fresh
+        simulator, their intake observation (in :attr:`intake`) and keys; from here they evolve bit for bit
+        as in ``PatientSimulator(cohort, keys=keys)``. Other patients are untouched.
+        """
+        index = np.asarray(index, dtype=np.int64)
+        m = len(index)
+        if index.shape != (m,) or (m and (index.min() < 0 or index.max() >= self.n)):
+            raise ValueError(f"index: must be distinct positions in 0..{self.n - 1}")
+        if m > 1 and len(np.unique(index)) != m:
+            raise ValueError(f"index: must be distinct positions in 0..{self.n - 1}")
+        keys = np.asarray(keys, dtype=np.uint64)
+        if keys.shape != (m,):
+            raise ValueError(f"keys: need one stream key per replaced patient ({m})")
+        cohort = _as_columns(cohort)
+        raw = _raw_params(cohort, m)  # validates before anything changes
+        if self._columns is None:
+            assert self._frame is not None
+            self._columns = {name: _column(self._frame[name]) for name in self._frame.columns}
+        # the table's columns for the new rows (missing ones as NaN / None), converted before anything changes
+        rows = [(values, np.asarray(cohort[name], dtype=values.dtype) if name in cohort else None)
+                for name, values in self._columns.items()]
+        self._P[: kernel.N_RAW_PARAMS, index] = raw
+        self.noise.keys[index] = keys
+        kernel.init_patients(self._P, self._S, self._K, self.noise.keys, index, self._intake)
+        for values, new in rows:
+            values[index] = (np.nan if values.dtype.kind == "f" else None) if new is None else new
+        self._frame = None
 
     # ------------------------------------------------------------------ state
     def initial_state(self) -> PatientState:
-        """The state on the intake day (day 0), enrolled on a higher-pain day than usual."""
-        k, p, n = self.k, self.p, self.n
-        z = self.noise.normal(["enrolment"], 0)[0, 0, :, 0]
-        eta = p.fluctuation_sd * (k.rtm_shift + z)
-        irritation = self._flare_mean0.copy()
-        drive = self._drive + k.irritation_pain * (self._demand_ss0 + irritation)
-        pain = np.clip(self._gain0 * drive + eta, 0.0, 10.0)
-        zeros = np.zeros(n)
-        return PatientState(
-            capacity=np.ones(n),
-            fatigue=zeros.copy(),
-            acute_load=zeros.copy(),
-            chronic_load=zeros.copy(),
-            session_rate=zeros.copy(),
-            irritation=irritation,
-            demand_irritation=self._demand_ss0.copy(),
-            in_flare=np.zeros(n, dtype=bool),
-            sensitization=p.s0.copy(),
-            fear=p.phi0.copy(),
-            expected_increase=0.5 + k.fear_expectation * p.phi0,
-            motivation=p.m0.copy(),
-            habit=zeros.copy(),
-            context=zeros.copy(),
-            eta=eta,
-            pain=pain,
-            pain_recent=p.baseline_pain.copy(),
-            dropped_out=np.zeros(n, dtype=bool),
-            day=np.ones(n, dtype=np.int64),
-            week=np.zeros(n, dtype=np.int64),
-        )
-
-    def _intake(self) -> dict[str, np.ndarray]:
-        """Intake covariates a clinic records (noisy questionnaires; intake pain is a single NRS)."""
-        return intake_observation(self.p, self.state.pain, self.noise, self.k)
-
-    def _demand_irritation_input(self, envelope: np.ndarray, sensitization: np.ndarray) -> np.ndarray:
-        """Daily irritation from daily-life demand above the tolerance ``envelope`` (baseline-capacity units)."""
-        k = self.k
-        excess = np.maximum(0.0, self.p.demand - envelope) / envelope
-        scale = k.demand_irritation_gain * k.irritation_gain * (1.0 + k.irritation_sensitized * sensitization)
-        return scale * excess**2
+        """The state on the intake day (day 0) of the current patients (a detached copy)."""
+        state, intake = np.empty_like(self._S), np.empty_like(self._intake)
+        kernel.init_patients(self._P.copy(), state, self._K, self.noise.keys, np.arange(self.n), intake)
+        return PatientState.of(state)
 
     def function_score(self, pain: np.ndarray, capacity: np.ndarray | None = None) -> np.ndarray:
-        """True function (0-100, higher is better) at weekly mean ``pain`` and ``capacity`` (default: current)."""
-        k, p = self.k, self.p
-        capacity = self.state.capacity if capacity is None else capacity
-        return np.clip(100.0 + p.function_offset - k.function_pain * pain - k.function_demand * p.demand / capacity,
-                       0.0, 100.0)
+        """True function (0-100, higher is better) at weekly mean ``pain`` (NRS) and ``capacity`` (x baseline;
+        default: current). Arrays broadcast against the patients' ``(n,)``."""
+        capacity = self._S[St.capacity] if capacity is None else capacity
+        arrays = np.broadcast_arrays(self._P[Pr.function_offset], self._P[Pr.demand],
+                                     np.asarray(pain, dtype=np.float64), np.asarray(capacity, dtype=np.float64))
+        flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+        return kernel.function_array(*flat, self._K).reshape(arrays[0].shape)
 
     def baseline_function(self) -> np.ndarray:
         """True function at intake: typical baseline pain and baseline capacity."""
-        return self.function_score(self.p.baseline_pain, np.ones(self.n))
+        return self.function_score(self._P[Pr.baseline_pain], np.ones(self.n))
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """A copy of the full latent state (for what-if rollouts)."""
-        return self.state.as_dict()
+        """A copy of the full latent state (for what-if rollouts); dtypes as documented by :class:`PatientState`."""
+        return _state_dict(self._S.copy())
 
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore a state from :meth:`get_state` (arrays are copied)."""
-        names = {f.name for f in fields(PatientState)}
-        if set(state) != names:
-            raise ValueError(f"state: expected keys {sorted(names)}")
-        self.state = PatientState(**{name: np.array(state[name], copy=True) for name in names})
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore a state from :meth:`get_state` (values are copied; each of shape ``(n,)``)."""
+        if state.keys() != _STATE_NAMES:
+            raise ValueError(f"state: expected keys {sorted(_STATE_NAMES)}")
+        matrix = np.empty_like(self._S)
+        for row, name in enumerate(_STATE_FIELDS):
+            value = state[name]
+            if np.shape(value) != (self.n,):
+                raise ValueError(f"state: {name} must have shape ({self.n},), got {np.shape(value)}")
+            matrix[row] = value
+        self._S[...] = matrix
 
     # ------------------------------------------------------------------- step
     def step_week(
@@ -322,173 +477,14 @@ class PatientSimulator:
 
         Returns:
             :class:`WeekResult` with true outcomes and the clinic's observation of the week.
+
+        Raises:
+            ValueError: a NaN load, sessions or delivery out of range or not integers (nothing is simulated).
         """
-        k, p, s, n = self.k, self.p, self.state, self.n
-        load = np.broadcast_to(np.asarray(load, dtype=np.float64), (n,))
-        if np.isnan(load).any():
-            raise ValueError("load: must not be NaN")
-        load = np.clip(load, 0.0, 1.5)
-        sessions = _as_int_action(sessions, n, 5, "sessions: must be integers in 0-5")
-        delivery = _as_int_action(delivery, n, 2, "delivery: must be 0 (home alone), 1 (remote) or 2 (supervised)")
-        active = ~s.dropped_out
-        sessions = np.where(active, sessions, 0)
-        sup = delivery == SUPERVISED
-        rem = delivery == REMOTE
-        schedule = _SCHEDULE[sessions].T  # (7, n)
-        u = self.noise.uniform(_DAY_UNIFORMS, s.day, 7)[..., 0]  # (3, 7, n)
-        z = self.noise.normal(_DAY_NORMALS, s.day, 7)[..., 0]  # (6, 7, n)
-        u_att, u_flare, u_miss = u
-        z_eta, z_fsize, z_sess, z_morn, z_diary, z_rpe = z
-
-        contact = np.minimum(1.0, sessions / k.contact_full) ** k.contact_exponent
-        care = self._care[delivery] * contact  # 0 without sessions: not in care
-        x_target = p.context_response * care
-        burden = np.maximum(0.0, sessions - p.preferred_sessions)
-        deliv_des = np.where(sup, k.supervision_desensitization, np.where(rem, k.remote_desensitization, 1.0))
-        attend_base = (
-            k.attend_intercept
-            - k.attend_burden * burden
-            + k.attend_supervised * sup
-            + k.attend_remote * rem
-            + k.attend_low_class * self._low_class
-        )
-        decay_f = np.exp(-1.0 / k.fatigue_tau)
-        decay_h = np.exp(-1.0 / k.habit_tau)
-        rho = k.eta_rho
-        innov = np.sqrt(1 - rho**2) * p.fluctuation_sd
-        mod = self.modality
-
-        pains = np.empty((8, n))  # true pain on days 0..6 and the morning after day 6
-        pains[0] = s.pain
-        sess_pain = np.full((7, n), np.nan)
-        attended = np.zeros((7, n), dtype=bool)
-        rel_load = np.zeros((7, n))
-        flares = np.zeros(n, dtype=np.int64)
-        for d in range(7):
-            # 1. attendance
-            logit = (
-                attend_base
-                + k.attend_motivation * (s.motivation - 0.5)
-                + k.attend_habit * s.habit
-                - k.attend_fear * s.fear
-                - k.attend_pain * np.maximum(0.0, s.pain - 5.0)
-                - k.attend_flare * s.in_flare
-            )
-            sess = schedule[d] & (u_att[d] < 1.0 / (1.0 + np.exp(-logit)))
-            attended[d] = sess
-            ell = load * sess
-            rel = ell / s.capacity
-            rel_load[d] = rel
-            # 2. loads, envelope, irritation
-            s.acute_load += (ell - s.acute_load) / 7.0
-            s.chronic_load += (ell - s.chronic_load) / 28.0
-            s.session_rate += (7.0 * sess - s.session_rate) / 7.0
-            env = p.envelope * s.capacity * np.maximum(0.2, 1.0 - k.fatigue_envelope * s.fatigue)
-            excess = np.maximum(0.0, ell - env) / env
-            free = k.acwr_free * p.envelope * s.capacity
-            spike = np.maximum(0.0, s.acute_load - k.acwr_limit * s.chronic_load - free) / (s.chronic_load + free)
-            irr_scale = k.irritation_gain * (1.0 + k.irritation_sensitized * s.sensitization)
-            irr_sess = np.where(sess, mod.irritation * irr_scale * (excess**2 + k.spike_weight * spike**2), 0.0)
-            hazard = p.flare_hazard * (1.0 + k.session_flare * rel)  # sessions provoke minor flares
-            bg = np.where(u_flare[d] < hazard, k.flare_size_median * np.exp(k.flare_size_sigma * z_fsize[d]), 0.0)
-            s.irritation = s.irritation * self._decay_d + irr_sess + bg
-            s.demand_irritation = s.demand_irritation * self._decay_d + self._demand_irritation_input(
-                env, s.sensitization
-            )
-            now_flare = s.irritation >= k.flare_threshold
-            onset = now_flare & ~s.in_flare
-            flares += onset
-            s.in_flare = now_flare
-            # 3. fatigue, capacity
-            s.fatigue = s.fatigue * decay_f + k.fatigue_gain * rel
-            stim = np.maximum(0.0, rel - k.stimulus_threshold) / (1.0 - k.stimulus_threshold)
-            headroom = np.maximum(0.0, p.capacity_ceiling - s.capacity)
-            s.capacity += (
-                sess * p.adaptation_gain * mod.capacity * np.minimum(stim, 1.5) * headroom
-                - (s.capacity - 1.0) / p.detraining_tau
-            )
-            # 4. pain
-            gain = 1.0 + s.sensitization + k.fear_gain * s.fear
-            s.eta = rho * s.eta + innov * z_eta[d]
-            drive = self._drive + k.irritation_pain * (s.irritation + s.demand_irritation)
-            pain = np.clip(gain * drive - s.context + s.eta, 0.0, 10.0)
-            increase = gain * (k.session_pain * rel + k.session_pain_excess * excess)
-            p_sess = np.clip(pain + increase, 0.0, 10.0)
-            sess_pain[d] = np.where(sess, p_sess, np.nan)
-            # 5. sensitization
-            exposure = np.minimum(1.0, rel / k.exposure_load)
-            allowed = np.maximum(k.tolerable_pain, pain + k.tolerable_increase)
-            tolerable = np.clip(1.0 - (p_sess - allowed) / 2.0, 0.0, 1.0)
-            tolerable = tolerable * ~s.in_flare
-            rate_h = s.session_rate**k.frequency_hill
-            freq = rate_h / (rate_h + k.frequency_half**k.frequency_hill)
-            des = (
-                sess * p.desensitization_gain * mod.desensitization * deliv_des * freq * exposure * tolerable
-                * np.maximum(0.0, s.sensitization - k.sensitization_floor * p.s0)
-                / (1.0 + k.desensitization_damping * s.sensitization)
-            )
-            s.sensitization += (
-                -des + p.sensitization_gain * irr_sess + (p.s0 - s.sensitization) / k.sensitization_tau
-            )
-            # 6. fear, context, motivation, habit
-            err = np.minimum(increase, 10.0) - s.expected_increase
-            learn = sess * exposure * p.fear_propensity
-            s.fear += learn * (
-                k.fear_up * np.maximum(0.0, err - k.fear_surprise) - k.fear_down * np.maximum(0.0, -err)
-            )
-            s.fear += onset * p.fear_propensity * k.fear_flare * (1.0 - s.fear)
-            s.fear += (p.phi0 - s.fear) / k.fear_tau
-            np.clip(s.fear, 0.0, 1.0, out=s.fear)
-            s.expected_increase += sess * k.expectation_rate * (increase - s.expected_increase)
-            rising = x_target > s.context
-            s.context += (x_target - s.context) / np.where(rising, k.context_rise_tau, k.context_fade_tau)
-            s.pain_recent += (pain - s.pain_recent) / 28.0
-            improvement = p.baseline_pain - s.pain_recent
-            m_target = np.clip(p.m0 * self._m_floor + k.improvement_motivation * improvement, 0.0, 1.0)
-            s.motivation += (m_target - s.motivation) / self._m_tau
-            s.habit = s.habit * decay_h + sess * k.habit_gain * (1.0 - s.habit)
-            s.pain = pain
-            pains[d + 1] = pain
-
-        # End of week: dropout hazard for patients in an exercise programme.
-        n_att = attended.sum(axis=0)
-        missed = np.where(sessions > 0, 1.0 - n_att / np.maximum(sessions, 1), 0.0)
-        mean_rel = np.where(n_att > 0, rel_load.sum(axis=0) / np.maximum(n_att, 1), 0.0)
-        no_improvement = (s.week >= 3) & (s.pain_recent >= p.baseline_pain - 0.5)
-        logit = (
-            k.dropout_intercept
-            + k.dropout_missed * missed
-            + k.dropout_flare * (flares > 0)
-            + k.dropout_no_improvement * no_improvement
-            + k.dropout_intensity * np.maximum(0.0, mean_rel - 0.6)
-            - k.dropout_supervised * sup
-            - k.dropout_motivation * (s.motivation - 0.5)
-            + k.dropout_burden * burden
-        )
-        week_u = self.noise.uniform(["dropout"], s.day, 1)[0, 0, :, 0]
-        new_dropout = active & (sessions > 0) & (load > 0) & (week_u < 1.0 / (1.0 + np.exp(-logit)))
-        s.dropped_out = s.dropped_out | new_dropout
-
-        pain_mean = pains[1:].mean(axis=0)
-        function = self.function_score(pain_mean)
-        obs = observe_week(
-            k, self.noise, s, pains, sess_pain, attended, rel_load, sessions, load, delivery, flares,
-            function, u_miss, z_sess, z_morn, z_diary, z_rpe,
-        )
-        result = WeekResult(
-            pain=pain_mean,
-            pain_max=pains[1:].max(axis=0),
-            session_pain_max=np.where(n_att > 0, np.nanmax(np.where(attended, sess_pain, -1.0), axis=0), np.nan),
-            function=function,
-            capacity=s.capacity.copy(),
-            flares=flares,
-            sessions_prescribed=sessions.copy(),
-            sessions_attended=n_att,
-            relative_load=mean_rel,
-            dropped_out=s.dropped_out.copy(),
-            new_dropout=new_dropout,
-            observation=obs,
-        )
-        s.day = s.day + 7
-        s.week = s.week + 1
-        return result
+        n = self.n
+        out = np.empty((len(Out), n))
+        status = kernel.step_week(self._P, self._S, self._K, self.noise.keys, _action(load, n, "load"),
+                                  _action(sessions, n, "sessions"), _action(delivery, n, "delivery"), out)
+        if status:
+            raise ValueError(_ERRORS[status])
+        return _week_result(out)

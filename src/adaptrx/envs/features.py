@@ -1,0 +1,159 @@
+"""The observation of the progression environments: what a clinic can see, as a flat float32 vector.
+
+Every feature is a clinical record divided by a fixed scale so that it lies in ``[0, 1]`` (``morning_change``
+in ``[-1, 1]``); :data:`FEATURES` lists name, scale and bounds, and :func:`to_units` turns an observation back
+into clinical units (NRS points, sessions, fraction of baseline capacity, ...), which is how rule-based
+protocols read it. Nothing here is a latent variable of the patient model.
+
+========================  =======  ===============================================================
+feature                   scale    meaning (clinical units)
+========================  =======  ===============================================================
+intake_age                100      age (years)
+intake_pain               10       single NRS at intake
+intake_sensitization      100      CSI-like sensitization questionnaire (0-100)
+intake_fear               44       TSK-11-like fear of movement (11-44)
+intake_preferred_sessions 5        sessions/week the patient says they would do
+intake_function           100      function questionnaire at intake (0-100, higher is better)
+progress                  1        weeks elapsed / episode length
+load                      1.5      last prescribed load (x baseline capacity)
+sessions                  5        sessions prescribed last week
+supervised, remote        1        last week's delivery (both 0: home alone)
+session_pain_mean/max     10       in-session NRS last week (0 without sessions)
+morning_change            10       next-morning NRS minus pre-session NRS (0 without sessions)
+diary_pain                10       mean diary NRS (last reported week carried forward)
+diary_days                7        diary days reported last week
+rpe                       10       mean session RPE (0 without sessions)
+attendance                1        fraction of prescribed sessions attended (0 if none prescribed)
+sessions_attended         5        sessions attended last week
+flare_reported            1        the patient reported a flare last week
+function                  100      latest weekly function score (intake score until the first week)
+capacity_test             2        latest capacity test (x baseline capacity; 1 at intake)
+<x>_lag<k>                as <x>   ``diary_pain``, ``session_pain_max``, ``attendance``, ``load``,
+                                   ``flare_reported`` of week t-k, k = 2..4 (0 before the first week)
+========================  =======  ===============================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from adaptrx.patient import REMOTE, SUPERVISED
+from adaptrx.patient.simulator import WeekResult
+
+_BASE: tuple[tuple[str, float, float, float], ...] = (
+    ("intake_age", 100.0, 0.0, 1.0),
+    ("intake_pain", 10.0, 0.0, 1.0),
+    ("intake_sensitization", 100.0, 0.0, 1.0),
+    ("intake_fear", 44.0, 0.0, 1.0),
+    ("intake_preferred_sessions", 5.0, 0.0, 1.0),
+    ("intake_function", 100.0, 0.0, 1.0),
+    ("progress", 1.0, 0.0, 1.0),
+    ("load", 1.5, 0.0, 1.0),
+    ("sessions", 5.0, 0.0, 1.0),
+    ("supervised", 1.0, 0.0, 1.0),
+    ("remote", 1.0, 0.0, 1.0),
+    ("session_pain_mean", 10.0, 0.0, 1.0),
+    ("session_pain_max", 10.0, 0.0, 1.0),
+    ("morning_change", 10.0, -1.0, 1.0),
+    ("diary_pain", 10.0, 0.0, 1.0),
+    ("diary_days", 7.0, 0.0, 1.0),
+    ("rpe", 10.0, 0.0, 1.0),
+    ("attendance", 1.0, 0.0, 1.0),
+    ("sessions_attended", 5.0, 0.0, 1.0),
+    ("flare_reported", 1.0, 0.0, 1.0),
+    ("function", 100.0, 0.0, 1.0),
+    ("capacity_test", 2.0, 0.0, 1.0),
+)
+#: Weekly records kept in the history window, and the lags (weeks before the last one) it holds.
+HISTORY_FEATURES: tuple[str, ...] = ("diary_pain", "session_pain_max", "attendance", "load", "flare_reported")
+HISTORY_LAGS: tuple[int, ...] = (2, 3, 4)
+
+_SCALE_OF = {name: scale for name, scale, _, _ in _BASE}
+#: ``(name, scale, low, high)`` of every feature, in observation order (bounds in scaled units).
+FEATURES: tuple[tuple[str, float, float, float], ...] = _BASE + tuple(
+    (f"{name}_lag{lag}", _SCALE_OF[name], 0.0, 1.0) for lag in HISTORY_LAGS for name in HISTORY_FEATURES
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f[0] for f in FEATURES)
+FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
+SCALES = np.array([f[1] for f in FEATURES])
+LOW = np.array([f[2] for f in FEATURES], dtype=np.float32)
+HIGH = np.array([f[3] for f in FEATURES], dtype=np.float32)
+
+_HIST_SRC = np.array([FEATURE_INDEX[n] for n in HISTORY_FEATURES])
+
+
+def to_units(obs: np.ndarray) -> dict[str, np.ndarray]:
+    """Observation(s) of shape ``(..., n_features)`` as a dict of clinical-unit arrays keyed by feature name."""
+    x = np.asarray(obs, dtype=np.float64)
+    if x.shape[-1] != len(FEATURES):
+        raise ValueError(f"obs: expected {len(FEATURES)} features in the last axis, got {x.shape[-1]}")
+    units = x * SCALES
+    return {name: units[..., i] for i, name in enumerate(FEATURE_NAMES)}
+
+
+class FeatureBuffer:
+    """Per-patient observation state of a batch: the intake block, carried-forward records and history.
+
+    All arrays are float64 in clinical units; :meth:`observation` scales and clips them into float32.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.values = np.zeros((len(FEATURES), n))  # clinical units, one column per patient
+
+    def reset(self, index: np.ndarray, intake: dict[str, np.ndarray], intake_function: np.ndarray,
+              initial_load: float) -> None:
+        """Start the episodes of patients ``index`` at intake (week 0, nothing prescribed yet)."""
+        v = self.values
+        v[:, index] = 0.0
+        v[0, index] = intake["age"]
+        v[1, index] = intake["pain"]
+        v[2, index] = intake["sensitization_score"]
+        v[3, index] = intake["fear_score"]
+        v[4, index] = intake["preferred_sessions"]
+        v[5, index] = intake_function
+        v[FEATURE_INDEX["load"], index] = initial_load
+        v[FEATURE_INDEX["diary_pain"], index] = intake["pain"]
+        v[FEATURE_INDEX["function"], index] = intake_function
+        v[FEATURE_INDEX["capacity_test"], index] = 1.0
+
+    def update(self, result: WeekResult, load: np.ndarray, sessions: np.ndarray, delivery: np.ndarray,
+               progress: np.ndarray) -> None:
+        """Record a simulated week for every patient of the batch (``progress`` = weeks done / horizon)."""
+        v, o = self.values, result.observation
+        i = FEATURE_INDEX
+        # shift the history window: lag k+1 <- lag k, lag 2 <- last week's records (before overwrite)
+        for lag in HISTORY_LAGS[::-1]:
+            dst = [i[f"{name}_lag{lag}"] for name in HISTORY_FEATURES]
+            if lag == HISTORY_LAGS[0]:
+                v[dst] = v[_HIST_SRC]
+            else:
+                v[dst] = v[[i[f"{name}_lag{lag - 1}"] for name in HISTORY_FEATURES]]
+        v[i["progress"]] = progress
+        v[i["load"]] = load
+        v[i["sessions"]] = sessions
+        v[i["supervised"]] = delivery == SUPERVISED
+        v[i["remote"]] = delivery == REMOTE
+        v[i["session_pain_mean"]] = o.session_pain_mean
+        v[i["session_pain_max"]] = o.session_pain_max
+        v[i["morning_change"]] = o.morning_change_mean
+        v[i["diary_pain"]] = np.where(o.diary_days > 0, o.diary_pain, v[i["diary_pain"]])
+        v[i["diary_days"]] = o.diary_days
+        v[i["rpe"]] = o.rpe_mean
+        v[i["attendance"]] = o.attendance
+        v[i["sessions_attended"]] = o.sessions_attended
+        v[i["flare_reported"]] = o.flare_reported
+        v[i["function"]] = o.function
+        v[i["capacity_test"]] = np.where(np.isnan(o.capacity_test), v[i["capacity_test"]], o.capacity_test)
+        np.nan_to_num(v, copy=False, nan=0.0)
+
+    def observation(self) -> np.ndarray:
+        """Scaled float32 observations, shape ``(n, n_features)``, clipped to the documented bounds."""
+        return np.clip(self.values.T / SCALES, LOW, HIGH).astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"values": self.values.copy()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.values = np.array(state["values"], dtype=np.float64, copy=True)

@@ -1,0 +1,179 @@
+"""Gymnasium environments for adaptive exercise progression (``DESIGN.md`` section 3).
+
+``AdaptRx/Progression-v0``
+    One virtual patient, one episode of ``weeks`` weekly prescriptions.
+
+    * Action space: ``Box(-1, 1, (3,), float32)``: load change, sessions this week, delivery (the contract
+      of :mod:`adaptrx.envs.actions`).
+    * Observation space: ``Box(float32)`` of the clinic's records (:mod:`adaptrx.envs.features`), names in
+      ``env.unwrapped.feature_names``.
+    * Reward: named weekly components (:mod:`adaptrx.envs.reward`), in ``info["rewards"]``.
+    * Episode end: ``terminated`` when the patient drops out (with the untreated future as a terminal
+      reward term), ``truncated`` after ``weeks`` weeks.
+    * Starting state: ``reset(seed=s)`` samples a patient of the split from ``s``;
+      ``reset(options={"patient": row})`` uses a given cohort row. ``info["patient"]`` holds the true
+      parameters (research and paired analysis only; never give it to an agent).
+
+``AdaptRx/ProgressionDiscrete-v0``
+    The same patient and reward with ``Discrete(len(MOVES))`` named clinical moves
+    (:data:`adaptrx.envs.actions.MOVES`): rest, regress 50/20 %, hold, progress 10/20/30 %, add or drop a
+    session, switch delivery.
+
+``info`` after each step: ``pain`` (true mean daily pain), ``function``, ``sessions_prescribed``,
+``sessions_attended``, ``flare``, ``dropped_out``, ``rewards``, ``cost`` (1.0 for a week with in-session
+pain > 5 or a flare), ``state`` (latent variables), ``week``, ``prescription``, and on dropout
+``pain_after_dropout`` (weekly no-exercise pain over the remaining weeks).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from adaptrx.envs.actions import MOVE_NAMES, MOVES, decode_continuous, decode_discrete
+from adaptrx.envs.batch import (
+    EPISODE_SEED_HIGH,
+    EnvConfig,
+    EpisodeBatch,
+    StepBatch,
+    check_patient_row,
+    patient_from_seed,
+)
+from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW
+from adaptrx.envs.render import AnsiRenderer, render_rgb
+from adaptrx.patient import ModelConstants
+
+
+class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Weekly exercise prescription for one virtual patient (continuous actions).
+
+    Args:
+        condition: patient prior, default ``"knee_oa"``.
+        split: ``train`` (default), ``val``, ``test`` or ``ood``.
+        weeks: episode length (default 26).
+        modality: ``resistance`` (default), ``aerobic``, ``mind_body`` or ``mixed``.
+        reward: reward weights (mapping of overrides of :class:`~adaptrx.envs.reward.RewardWeights`).
+        render_mode: ``None``, ``"ansi"`` or ``"rgb_array"``.
+        initial_load: last load before week 1 (default 0.3 x baseline capacity).
+        constants: model constants (default: the calibrated ones).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        condition: str = "knee_oa",
+        split: str = "train",
+        weeks: int = 26,
+        modality: str = "resistance",
+        reward: dict[str, float] | None = None,
+        render_mode: str | None = None,
+        initial_load: float = 0.3,
+        constants: ModelConstants | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: must be None, 'ansi' or 'rgb_array', got {render_mode!r}")
+        self.config = EnvConfig(condition=condition, split=split, weeks=weeks, modality=modality, reward=reward,
+                                initial_load=initial_load, **kwargs)
+        self.render_mode = render_mode
+        self.batch = EpisodeBatch(1, self.config, constants)
+        self.observation_space = spaces.Box(LOW, HIGH, dtype=np.float32)
+        self.action_space = self._action_space()
+        self.feature_names: tuple[str, ...] = FEATURE_NAMES
+        self._renderer = AnsiRenderer()
+        self._trace: list[dict[str, float]] = []
+        self._last_obs: np.ndarray | None = None
+        self._index = np.zeros(1, dtype=np.int64)
+
+    def _action_space(self) -> spaces.Space:
+        return spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+
+    def _decode(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (3,):
+            raise ValueError(f"action: expected shape (3,), got {a.shape}")
+        return decode_continuous(a[None, :], self.batch.last_load)
+
+    # ------------------------------------------------------------------ API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        episode_seed = int(self.np_random.integers(0, EPISODE_SEED_HIGH))
+        options = options or {}
+        unknown = set(options) - {"patient"}
+        if unknown:
+            raise ValueError(f"options: unknown key(s) {sorted(unknown)}; known: ['patient']")
+        row = check_patient_row(options["patient"]) if "patient" in options else patient_from_seed(
+            self.config, episode_seed)
+        obs = self.batch.reset(self._index, [row], np.array([episode_seed], dtype=np.uint64))[0]
+        self._last_obs = obs
+        self._trace = []
+        return obs, self.batch.reset_info(0)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.batch.done[0]:
+            raise RuntimeError("step: the episode has ended; call reset() first")
+        load, sessions, delivery = self._decode(action)
+        out = self.batch.step(load, sessions, delivery)
+        info = self.batch.infos(out, range(1))[0]
+        self._record(out, info)
+        obs = out.obs[0]
+        self._last_obs = obs
+        return obs, float(out.reward[0]), bool(out.terminated[0]), bool(out.truncated[0]), info
+
+    def _record(self, out: StepBatch, info: dict[str, Any]) -> None:
+        if self.render_mode is None:
+            return
+        self._trace.append({
+            "week": info["week"], "pain": info["pain"], "load": float(out.load[0]),
+            "sessions": info["sessions_prescribed"], "attended": info["sessions_attended"],
+            "delivery": int(out.delivery[0]), "flare": info["flare"], "reward": float(out.reward[0]),
+            "dropped_out": info["dropped_out"], "function": info["function"],
+        })
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            return self._renderer.line(self._trace, self.batch.patients[0]["patient_id"])
+        if self.render_mode == "rgb_array":
+            return render_rgb(self._trace, self.config.weeks)
+        return None
+
+    # -------------------------------------------------------- what-if rollouts
+    def get_state(self) -> dict[str, Any]:
+        """A deep copy of everything the episode depends on (patient, latent state, records, generator)."""
+        return {"batch": self.batch.get_state(), "np_random": self.np_random.bit_generator.state,
+                "trace": [dict(t) for t in self._trace]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Resume from a :meth:`get_state` snapshot: the next steps replay exactly as from that point."""
+        try:
+            self.batch.set_state(state["batch"])
+            self.np_random.bit_generator.state = state["np_random"]
+            self._trace = [dict(t) for t in state["trace"]]
+        except KeyError as exc:
+            raise ValueError(f"state: missing key {exc.args[0]!r}") from None
+
+
+class ProgressionDiscreteEnv(ProgressionEnv):
+    """The progression env with named clinical moves (``Discrete(len(MOVES))``).
+
+    Moves change the current plan (load, planned sessions/week, delivery); ``rest`` skips one week's
+    sessions and keeps the plan. The first week starts from ``initial_load`` (default 0.3),
+    ``initial_sessions`` (3) and ``initial_delivery`` (0, home alone).
+    """
+
+    move_names: tuple[str, ...] = MOVE_NAMES
+
+    def _action_space(self) -> spaces.Space:
+        return spaces.Discrete(len(MOVES))
+
+    def _decode(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = np.asarray(action)
+        if a.size != 1:
+            raise ValueError(f"action: expected one move index, got shape {a.shape}")
+        b = self.batch
+        load, sessions, delivery, b.plan = decode_discrete(a.reshape(1), b.last_load, b.plan, b.delivery)
+        return load, sessions, delivery
