@@ -16,14 +16,41 @@ The "last load" is the last *prescribed* load; a week with zero sessions still c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numba import njit
 
 from adaptrx.patient import HOME_ALONE, REMOTE, SUPERVISED
 
 #: Bounds of a prescribed load (baseline-capacity units).
 LOAD_MIN, LOAD_MAX = 0.05, 1.5
 DELIVERY_NAMES: tuple[str, ...] = ("home", "remote", "supervised")
+
+
+_jit = njit(cache=True, fastmath=False, error_model="numpy")
+
+
+@_jit
+def decode_continuous_into(actions: np.ndarray, last_load: np.ndarray, load: np.ndarray, sessions: np.ndarray,
+                           delivery: np.ndarray) -> int:
+    """Compiled core of :func:`decode_continuous`, writing into float arrays ``(n,)``.
+
+    Returns 0, or 1 without writing anything if an action is not finite.
+    """
+    n = actions.shape[0]
+    for i in range(n):
+        for j in range(3):
+            if not np.isfinite(actions[i, j]):
+                return 1
+    for i in range(n):
+        a0 = min(max(actions[i, 0], -1.0), 1.0)
+        a1 = min(max(actions[i, 1], -1.0), 1.0)
+        a2 = min(max(actions[i, 2], -1.0), 1.0)
+        load[i] = min(max(last_load[i] * (1.0 + 0.5 * a0), LOAD_MIN), LOAD_MAX)
+        sessions[i] = np.rint(2.5 + 2.5 * a1)
+        delivery[i] = SUPERVISED if a2 > 1.0 / 3.0 else (REMOTE if a2 > -1.0 / 3.0 else HOME_ALONE)
+    return 0
 
 
 def decode_continuous(action: np.ndarray, last_load: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -34,18 +61,18 @@ def decode_continuous(action: np.ndarray, last_load: np.ndarray) -> tuple[np.nda
         last_load: last prescribed load per patient, shape ``(n,)``, baseline-capacity units.
 
     Returns:
-        ``(load, sessions, delivery)``: float loads in ``[0.05, 1.5]``, int sessions 0-5, int delivery codes
-        (0 home alone, 1 remote, 2 supervised).
+        ``(load, sessions, delivery)`` as float arrays: loads in ``[0.05, 1.5]``, sessions 0-5 (whole numbers),
+        delivery codes (0 home alone, 1 remote, 2 supervised).
     """
-    a = np.asarray(action, dtype=np.float64)
+    a = np.ascontiguousarray(action, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 3:
         raise ValueError(f"action: expected shape (n, 3), got {a.shape}")
-    if not np.isfinite(a).all():
+    last = np.ascontiguousarray(last_load, dtype=np.float64)
+    if last.shape != (a.shape[0],):
+        raise ValueError(f"last_load: expected shape ({a.shape[0]},), got {last.shape}")
+    load, sessions, delivery = np.empty(len(a)), np.empty(len(a)), np.empty(len(a))
+    if decode_continuous_into(a, last, load, sessions, delivery):
         raise ValueError("action: must be finite (no NaN or inf)")
-    a = np.clip(a, -1.0, 1.0)
-    load = np.clip(last_load * (1.0 + 0.5 * a[:, 0]), LOAD_MIN, LOAD_MAX)
-    sessions = np.rint(2.5 + 2.5 * a[:, 1]).astype(np.int64)
-    delivery = np.where(a[:, 2] > 1.0 / 3.0, SUPERVISED, np.where(a[:, 2] > -1.0 / 3.0, REMOTE, HOME_ALONE))
     return load, sessions, delivery
 
 
@@ -97,10 +124,43 @@ MOVES: tuple[Move, ...] = (
     Move("home_alone", delivery=HOME_ALONE),
 )
 MOVE_NAMES: tuple[str, ...] = tuple(m.name for m in MOVES)
-_LOAD_FACTOR = np.array([m.load_factor for m in MOVES])
-_SESSIONS_DELTA = np.array([m.sessions_delta for m in MOVES], dtype=np.int64)
-_REST = np.array([m.rest for m in MOVES])
-_DELIVERY = np.array([-1 if m.delivery is None else m.delivery for m in MOVES], dtype=np.int64)
+MOVE_LOAD_FACTOR = np.array([m.load_factor for m in MOVES])
+MOVE_SESSIONS_DELTA = np.array([m.sessions_delta for m in MOVES], dtype=np.int64)
+MOVE_REST = np.array([m.rest for m in MOVES])
+MOVE_DELIVERY = np.array([-1 if m.delivery is None else m.delivery for m in MOVES], dtype=np.int64)
+
+
+@_jit
+def decode_discrete_into(moves: np.ndarray, last_load: np.ndarray, plan: np.ndarray, last_delivery: np.ndarray,
+                         load: np.ndarray, sessions: np.ndarray, delivery: np.ndarray) -> int:
+    """Compiled core of :func:`decode_discrete`; updates ``plan`` (int64) in place.
+
+    Returns 0, or 1 without writing anything if a move index is out of range.
+    """
+    n = moves.shape[0]
+    for i in range(n):
+        if moves[i] < 0 or moves[i] >= MOVE_LOAD_FACTOR.shape[0]:
+            return 1
+    for i in range(n):
+        m = moves[i]
+        load[i] = min(max(last_load[i] * MOVE_LOAD_FACTOR[m], LOAD_MIN), LOAD_MAX)
+        plan[i] = min(max(plan[i] + MOVE_SESSIONS_DELTA[m], 1), 5)
+        sessions[i] = 0.0 if MOVE_REST[m] else plan[i]
+        delivery[i] = MOVE_DELIVERY[m] if MOVE_DELIVERY[m] >= 0 else last_delivery[i]
+    return 0
+
+
+def move_indices(action: Any) -> np.ndarray:
+    """Validate move indices (any integer-valued array-like) and return them as int64 ``(n,)``."""
+    idx = np.asarray(action)
+    if idx.dtype.kind not in "iu" and not (
+        idx.dtype.kind in "fb" and np.isfinite(idx).all() and np.all(idx == np.rint(idx))
+    ):
+        raise ValueError(f"action: must be integer move indices 0-{len(MOVES) - 1}")
+    idx = np.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
+    if idx.min(initial=0) < 0 or idx.max(initial=0) >= len(MOVES):
+        raise ValueError(f"action: must be integer move indices 0-{len(MOVES) - 1}")
+    return idx
 
 
 def decode_discrete(
@@ -115,16 +175,13 @@ def decode_discrete(
         last_delivery: current delivery codes.
 
     Returns:
-        ``(load, sessions, delivery, planned_sessions)``: this week's prescription and the updated plan.
+        ``(load, sessions, delivery, planned_sessions)``: this week's prescription (float arrays) and the
+        updated plan (int64).
     """
-    idx = np.asarray(action)
-    if idx.dtype.kind not in "iu" and not (np.isfinite(idx).all() and np.all(idx == np.rint(idx))):
-        raise ValueError(f"action: must be integer move indices 0-{len(MOVES) - 1}")
-    idx = idx.astype(np.int64).reshape(-1)
-    if idx.min(initial=0) < 0 or idx.max(initial=0) >= len(MOVES):
-        raise ValueError(f"action: must be integer move indices 0-{len(MOVES) - 1}")
-    load = np.clip(last_load * _LOAD_FACTOR[idx], LOAD_MIN, LOAD_MAX)
-    plan = np.clip(planned_sessions + _SESSIONS_DELTA[idx], 1, 5)
-    sessions = np.where(_REST[idx], 0, plan)
-    delivery = np.where(_DELIVERY[idx] >= 0, _DELIVERY[idx], last_delivery)
+    idx = move_indices(action)
+    n = len(idx)
+    plan = np.array(planned_sessions, dtype=np.int64).reshape(n)
+    load, sessions, delivery = np.empty(n), np.empty(n), np.empty(n)
+    decode_discrete_into(idx, np.ascontiguousarray(last_load, dtype=np.float64), plan,
+                         np.ascontiguousarray(last_delivery, dtype=np.float64), load, sessions, delivery)
     return load, sessions, delivery, plan

@@ -20,15 +20,24 @@ from typing import Any
 
 import numpy as np
 
-from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
+from adaptrx.envs import engine
+from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, move_indices
 from adaptrx.envs.features import FeatureBuffer
-from adaptrx.envs.reward import COMPONENTS, RewardWeights, outcome_reward, week_components
+from adaptrx.envs.reward import COMPONENTS, RewardWeights, untreated_value
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
 from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patients
-from adaptrx.patient.simulator import WeekResult, stream_keys
+from adaptrx.patient.kernel import Out, St
+from adaptrx.patient.simulator import SIMULATOR_ERRORS, WeekResult, stream_keys, week_result
 
 #: Largest episode seed (exclusive) drawn from an env's generator.
 EPISODE_SEED_HIGH = 2**63
+_STATE_NAMES = tuple(m.name for m in St)
+# rows of the work block an info dict reads, in the order infos() unpacks them
+_INFO_ROWS = np.array(
+    [engine.W_RX, engine.W_RX + 1, engine.W_RX + 2]
+    + [engine.W_OUT + int(r) for r in (Out.pain, Out.function, Out.sessions_attended, Out.flares, Out.dropped_out)]
+    + [engine.W_RECORD + r for r in range(engine.R_DROPOUT + 1)] + [engine.W_RECORD + engine.R_COST]
+)
 
 
 @dataclass
@@ -76,19 +85,64 @@ class EnvConfig:
 
 @dataclass
 class StepBatch:
-    """What one batched step returns, arrays over the ``n`` patients of the batch."""
+    """What one batched step returns: the observations and the step's work block (views below)."""
 
     obs: np.ndarray  # (n, n_features) float32
-    reward: np.ndarray  # (n,)
-    terminated: np.ndarray  # bool: dropped out
-    truncated: np.ndarray  # bool: reached the horizon
-    components: np.ndarray  # (len(COMPONENTS), n)
-    cost: np.ndarray  # (n,) 1.0 for a week with in-session pain > 5 or a flare
-    result: WeekResult
-    load: np.ndarray
-    sessions: np.ndarray
-    delivery: np.ndarray
-    pain_after_dropout: dict[int, np.ndarray]  # patient index -> weekly no-exercise pain after dropout
+    work: np.ndarray  # (engine.N_WORK, n): prescription, simulator output, step record
+    pain_after_dropout: dict[int, list[float]]  # patient index -> weekly no-exercise pain after dropout
+
+    @property
+    def rx(self) -> np.ndarray:
+        """``(3, n)``: this week's load, sessions and delivery."""
+        return self.work[engine.W_RX : engine.W_OUT]
+
+    @property
+    def out(self) -> np.ndarray:
+        """The simulator's week, rows named by :class:`~adaptrx.patient.kernel.Out`."""
+        return self.work[engine.W_OUT : engine.W_RECORD]
+
+    @property
+    def record(self) -> np.ndarray:
+        """``(engine.N_RECORD, n)``: reward components, reward, cost, terminated, truncated."""
+        return self.work[engine.W_RECORD :]
+
+    @property
+    def load(self) -> np.ndarray:
+        return self.work[engine.W_RX]
+
+    @property
+    def sessions(self) -> np.ndarray:
+        return self.work[engine.W_RX + 1]
+
+    @property
+    def delivery(self) -> np.ndarray:
+        return self.work[engine.W_RX + 2]
+
+    @property
+    def reward(self) -> np.ndarray:
+        return self.work[engine.W_RECORD + engine.R_REWARD]
+
+    @property
+    def components(self) -> np.ndarray:
+        """``(len(COMPONENTS), n)`` in :data:`~adaptrx.envs.reward.COMPONENTS` order."""
+        return self.work[engine.W_RECORD : engine.W_RECORD + len(COMPONENTS)]
+
+    @property
+    def cost(self) -> np.ndarray:
+        return self.work[engine.W_RECORD + engine.R_COST]
+
+    @property
+    def terminated(self) -> np.ndarray:
+        return self.work[engine.W_RECORD + engine.R_TERMINATED] != 0.0
+
+    @property
+    def truncated(self) -> np.ndarray:
+        return self.work[engine.W_RECORD + engine.R_TRUNCATED] != 0.0
+
+    @property
+    def result(self) -> WeekResult:
+        """The simulator's :class:`~adaptrx.patient.simulator.WeekResult` view of the week."""
+        return week_result(self.out)
 
 
 def patient_from_seed(config: EnvConfig, episode_seed: int) -> dict[str, Any]:
@@ -123,10 +177,9 @@ def check_patient_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Cohort rows as the column mapping the simulator takes."""
-    return {name: np.array([r[name] for r in rows], dtype=object if name in ID_COLUMNS else np.float64)
-            for name in rows[0]}
+    return {name: [r[name] for r in rows] for name in rows[0]}
 
 
 class EpisodeBatch:
@@ -147,11 +200,28 @@ class EpisodeBatch:
         self.sim = PatientSimulator(_columns(self.patients), keys=self.keys, modality=config.modality,
                                     constants=constants)
         self.features = FeatureBuffer(self.n)
-        self.week = np.zeros(self.n, dtype=np.int64)
-        self.last_load = np.full(self.n, float(config.initial_load))
-        self.plan = np.full(self.n, config.initial_sessions, dtype=np.int64)
-        self.delivery = np.full(self.n, config.initial_delivery, dtype=np.int64)
-        self.done = np.ones(self.n, dtype=bool)  # no episode running until reset
+        self.E = np.zeros((engine.N_EPISODE, self.n))  # rows engine.E_*: carried prescription, week, done
+        self.E[engine.E_DONE] = 1.0  # no episode running until reset
+        self._weights = config.reward.vector()
+        self._C = np.append(self._weights, float(config.weeks))
+        self._E0 = np.zeros((engine.N_EPISODE, 1))  # a patient's episode column at intake
+        self._E0[[engine.E_LAST_LOAD, engine.E_PLAN, engine.E_DELIVERY], 0] = (
+            config.initial_load, config.initial_sessions, config.initial_delivery)
+
+    @property
+    def week(self) -> np.ndarray:
+        """Weeks done in each patient's episode (int64 copy)."""
+        return self.E[engine.E_WEEK].astype(np.int64)
+
+    @property
+    def done(self) -> np.ndarray:
+        """Whether each patient's episode has ended (bool copy)."""
+        return self.E[engine.E_DONE] != 0.0
+
+    @property
+    def last_load(self) -> np.ndarray:
+        """Last prescribed load per patient (baseline-capacity units; a view)."""
+        return self.E[engine.E_LAST_LOAD]
 
     # ------------------------------------------------------------------ reset
     def reset(self, index: np.ndarray, rows: list[dict[str, Any]], episode_seeds: np.ndarray) -> np.ndarray:
@@ -166,61 +236,61 @@ class EpisodeBatch:
         for j, i in enumerate(index):
             self.patients[i] = rows[j]
         self.keys[index] = keys
-        self.week[index] = 0
-        self.last_load[index] = self.config.initial_load
-        self.plan[index] = self.config.initial_sessions
-        self.delivery[index] = self.config.initial_delivery
-        self.done[index] = False
-        intake = {name: values[index] for name, values in self.sim.intake.items()}
-        self.features.reset(index, intake, self.intake_function(index), self.config.initial_load)
-        return self.features.observation()[index]
-
-    def intake_function(self, index: np.ndarray) -> np.ndarray:
-        """Intake function questionnaire (0-100): true intake function plus the weekly report noise.
-
-        Drawn on the intake day (day 0) of the ``obs_function`` channel, which weekly reports never use.
-        """
-        k = self.sim.k
-        z = self.sim.noise.subset(index).normal(["obs_function"], 0)[0, 0, :, 0]
-        return np.clip(np.rint(self.sim.baseline_function()[index] + k.function_sd * z), 0.0, 100.0)
+        self.E[:, index] = self._E0
+        self.features.reset(index, self.sim.intake, self.config.initial_load)
+        return self.features.observation(index)
 
     # ------------------------------------------------------------------- step
-    def step(self, load: np.ndarray, sessions: np.ndarray, delivery: np.ndarray) -> StepBatch:
-        """Simulate one week of every patient's prescription (patients whose episode is done must be reset
-        first). ``load`` in baseline-capacity units, ``sessions`` 0-5, ``delivery`` codes."""
-        if self.done.any():
+    def step_actions(self, actions: np.ndarray, discrete: bool) -> StepBatch:
+        """Decode a batch of env actions and simulate the week (one compiled call).
+
+        ``actions``: ``(n, 3)`` Box actions, or ``(n,)`` move indices when ``discrete`` (the plan of planned
+        sessions is updated). Raises ``ValueError`` naming ``action`` for malformed actions.
+        """
+        n = self.n
+        if discrete:
+            a = move_indices(actions)
+            if a.shape != (n,):
+                raise ValueError(f"action: expected {n} move index(es), got shape {np.shape(actions)}")
+            kernel_step = engine.step_discrete
+        else:
+            a = np.asarray(actions, dtype=np.float64)
+            if a.size != 3 * n:
+                raise ValueError(f"action: expected shape ({n}, 3), got {a.shape}")
+            a = a.reshape(n, 3)
+            kernel_step = engine.step_continuous
+        return self._step(kernel_step, a, np.empty((engine.N_WORK, n)))
+
+    def step(self, load: np.ndarray | float, sessions: np.ndarray | int, delivery: np.ndarray | int) -> StepBatch:
+        """Simulate one week of explicit prescriptions: ``load`` (baseline-capacity units, clipped to 0-1.5),
+        ``sessions`` 0-5 and ``delivery`` codes, scalars or arrays ``(n,)``."""
+        work = np.empty((engine.N_WORK, self.n))
+        work[engine.W_RX], work[engine.W_RX + 1], work[engine.W_RX + 2] = load, sessions, delivery
+        return self._step(None, None, work)
+
+    def _step(self, kernel_step: Any, actions: np.ndarray | None, work: np.ndarray) -> StepBatch:
+        P, S, K, keys = self.sim.kernel_arrays()
+        obs = np.empty((self.n, self.features.values.shape[0]), dtype=np.float32)
+        if kernel_step is None:
+            status, dropouts = engine.env_step(P, S, K, keys, self.E, self._C, self.features.values, work, obs)
+        else:
+            status, dropouts = kernel_step(P, S, K, keys, actions, self.E, self._C, self.features.values, work, obs)
+        if status == engine.EPISODE_DONE:
             raise RuntimeError("step: an episode has ended; reset it before stepping")
-        cfg, w = self.config, self.config.reward
-        result = self.sim.step_week(load, sessions, delivery)
-        self.week += 1
-        self.last_load = np.asarray(load, dtype=np.float64).copy()
-        self.delivery = np.asarray(delivery, dtype=np.int64).copy()
-        self.features.update(result, load, sessions, delivery, self.week / cfg.weeks)
-        terminated = np.asarray(result.new_dropout, dtype=bool)
-        truncated = (self.week >= cfg.weeks) & ~terminated
-        flare = np.asarray(result.flares) > 0
-        dropout_value = np.zeros(self.n)
-        tails: dict[int, np.ndarray] = {}
-        if terminated.any():
-            tails = self.no_exercise_tail(np.flatnonzero(terminated))
-            for i, (pain, function, flares) in tails.items():
-                dropout_value[i] = outcome_reward(w, pain, function, flares).sum()
-        sessions_attended = np.asarray(result.sessions_attended, dtype=np.float64)
-        components = week_components(
-            w, result.pain, result.function, flare,
-            supervised_sessions=sessions_attended * (np.asarray(delivery) == SUPERVISED),
-            remote_week=(np.asarray(delivery) == REMOTE) & (np.asarray(sessions) > 0),
-            dropout_value=dropout_value,
-        )
-        spm = np.asarray(result.session_pain_max)
-        cost = ((np.nan_to_num(spm, nan=0.0) > 5.0) | flare).astype(np.float64)
-        self.done = terminated | truncated
-        return StepBatch(
-            obs=self.features.observation(), reward=components.sum(axis=0), terminated=terminated,
-            truncated=truncated, components=components, cost=cost, result=result,
-            load=np.asarray(load, dtype=np.float64), sessions=np.asarray(sessions), delivery=np.asarray(delivery),
-            pain_after_dropout={i: tail[0] for i, tail in tails.items()},
-        )
+        if status:
+            raise ValueError("action: must be finite (no NaN or inf)" if status == engine.ACTION_ERROR
+                             else SIMULATOR_ERRORS[status])
+        tails: dict[int, list[float]] = {}
+        if dropouts:
+            record = work[engine.W_RECORD :]
+            for i, (pain, function, flares) in self.no_exercise_tail(
+                np.flatnonzero(record[engine.R_TERMINATED])
+            ).items():
+                value = untreated_value(self._weights, pain, function, flares)
+                record[engine.R_DROPOUT, i] = value
+                record[engine.R_REWARD, i] += value
+                tails[i] = pain.tolist()
+        return StepBatch(obs=obs, work=work, pain_after_dropout=tails)
 
     def no_exercise_tail(self, index: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Forward-simulate patients ``index`` without exercise from their current state to the horizon.
@@ -231,17 +301,17 @@ class EpisodeBatch:
         """
         remaining = self.config.weeks - self.week[index]
         horizon = int(remaining.max(initial=0))
-        out: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if horizon == 0:
             return {int(i): (np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)) for i in index}
         sub = PatientSimulator(_columns([self.patients[i] for i in index]), keys=self.keys[index],
                                modality=self.config.modality, constants=self.constants)
         sub.set_state({name: value[index] for name, value in self.sim.get_state().items()})
-        pain, function, flares = np.empty((horizon, len(index))), np.empty((horizon, len(index))), np.empty(
-            (horizon, len(index)), dtype=bool)
+        pain, function = np.empty((horizon, len(index))), np.empty((horizon, len(index)))
+        flares = np.empty((horizon, len(index)), dtype=bool)
         for t in range(horizon):
             r = sub.step_week(0.0, 0, HOME_ALONE)
-            pain[t], function[t], flares[t] = r.pain, r.function, np.asarray(r.flares) > 0
+            pain[t], function[t], flares[t] = r.pain, r.function, r.flares > 0
+        out: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for j, i in enumerate(index):
             m = int(remaining[j])
             out[int(i)] = (pain[:m, j].copy(), function[:m, j].copy(), flares[:m, j].copy())
@@ -250,37 +320,32 @@ class EpisodeBatch:
     # ---------------------------------------------------------------- infos
     def infos(self, step: StepBatch, indices: list[int] | range) -> list[dict[str, Any]]:
         """The ``info`` dicts of patients ``indices`` after a step (``DESIGN.md`` section 3)."""
-        r = step.result
-        latent = self.sim.get_state()
-        names = list(latent)
-        columns = {
-            "pain": r.pain.tolist(), "function": r.function.tolist(),
-            "sessions": np.asarray(step.sessions).tolist(), "attended": np.asarray(r.sessions_attended).tolist(),
-            "flares": np.asarray(r.flares).tolist(), "dropped_out": np.asarray(r.dropped_out).tolist(),
-            "cost": step.cost.tolist(), "week": self.week.tolist(), "load": step.load.tolist(),
-            "delivery": np.asarray(step.delivery).tolist(), "components": step.components.T.tolist(),
-            "latent": np.stack([np.asarray(latent[k], dtype=np.float64) for k in names], axis=1).tolist(),
-        }
-        out = []
+        work = step.work  # one (N_WORK, n) block: prescription, week output, record
+        columns = work[_INFO_ROWS].T.tolist()  # per patient: the rows of _INFO_ROWS in order
+        latent = self.sim.kernel_arrays()[1].T.tolist()
+        weeks = self.E[engine.E_WEEK].tolist()
+        tails = step.pain_after_dropout
+        result = []
         for i in indices:
+            (load, sessions, delivery, pain, function, attended, flares, dropped_out, *components,
+             cost) = columns[i]
             info: dict[str, Any] = {
-                "pain": columns["pain"][i],
-                "function": columns["function"][i],
-                "sessions_prescribed": int(columns["sessions"][i]),
-                "sessions_attended": int(columns["attended"][i]),
-                "flare": columns["flares"][i] > 0,
-                "dropped_out": bool(columns["dropped_out"][i]),
-                "rewards": dict(zip(COMPONENTS, columns["components"][i], strict=True)),
-                "cost": columns["cost"][i],
-                "state": dict(zip(names, columns["latent"][i], strict=True)),
-                "week": columns["week"][i],
-                "prescription": {"load": columns["load"][i], "sessions": int(columns["sessions"][i]),
-                                 "delivery": int(columns["delivery"][i])},
+                "pain": pain,
+                "function": function,
+                "sessions_prescribed": int(sessions),
+                "sessions_attended": int(attended),
+                "flare": flares > 0,
+                "dropped_out": dropped_out != 0.0,
+                "rewards": dict(zip(COMPONENTS, components, strict=False)),
+                "cost": cost,
+                "state": dict(zip(_STATE_NAMES, latent[i], strict=False)),
+                "week": int(weeks[i]),
+                "prescription": {"load": load, "sessions": int(sessions), "delivery": int(delivery)},
             }
-            if i in step.pain_after_dropout:
-                info["pain_after_dropout"] = step.pain_after_dropout[i].tolist()
-            out.append(info)
-        return out
+            if tails and i in tails:
+                info["pain_after_dropout"] = tails[i]
+            result.append(info)
+        return result
 
     def reset_info(self, i: int) -> dict[str, Any]:
         """The ``info`` dict of patient ``i`` after a reset: true parameters and intake records."""
@@ -299,11 +364,7 @@ class EpisodeBatch:
             "keys": self.keys.copy(),
             "sim": self.sim.get_state(),
             "features": self.features.state(),
-            "week": self.week.copy(),
-            "last_load": self.last_load.copy(),
-            "plan": self.plan.copy(),
-            "delivery": self.delivery.copy(),
-            "done": self.done.copy(),
+            "episode": self.E.copy(),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -318,11 +379,10 @@ class EpisodeBatch:
                 self.sim.replace(np.arange(self.n), _columns(patients), keys)
             self.sim.set_state(state["sim"])
             self.features.set_state(state["features"])
-            self.week = np.array(state["week"], dtype=np.int64)
-            self.last_load = np.array(state["last_load"], dtype=np.float64)
-            self.plan = np.array(state["plan"], dtype=np.int64)
-            self.delivery = np.array(state["delivery"], dtype=np.int64)
-            self.done = np.array(state["done"], dtype=bool)
+            episode = np.array(state["episode"], dtype=np.float64)
+            if episode.shape != self.E.shape:
+                raise ValueError(f"state.episode: expected shape {self.E.shape}, got {episode.shape}")
+            self.E = episode
         except KeyError as exc:
             raise ValueError(f"state: missing key {exc.args[0]!r}") from None
         self.patients, self.keys = patients, keys

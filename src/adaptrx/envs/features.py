@@ -39,9 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from adaptrx.patient import REMOTE, SUPERVISED
-from adaptrx.patient.simulator import WeekResult
-
 _BASE: tuple[tuple[str, float, float, float], ...] = (
     ("intake_age", 100.0, 0.0, 1.0),
     ("intake_pain", 10.0, 0.0, 1.0),
@@ -84,6 +81,10 @@ HIGH = np.array([f[3] for f in FEATURES], dtype=np.float32)
 _HIST_SRC = np.array([FEATURE_INDEX[n] for n in HISTORY_FEATURES])
 
 
+#: Intake records (keys of ``PatientSimulator.intake``) behind the first six features, in order.
+_INTAKE_RECORDS = ("age", "pain", "sensitization_score", "fear_score", "preferred_sessions", "function")
+
+
 def to_units(obs: np.ndarray) -> dict[str, np.ndarray]:
     """Observation(s) of shape ``(..., n_features)`` as a dict of clinical-unit arrays keyed by feature name."""
     x = np.asarray(obs, dtype=np.float64)
@@ -96,61 +97,33 @@ def to_units(obs: np.ndarray) -> dict[str, np.ndarray]:
 class FeatureBuffer:
     """Per-patient observation state of a batch: the intake block, carried-forward records and history.
 
-    All arrays are float64 in clinical units; :meth:`observation` scales and clips them into float32.
+    ``values`` is float64 ``(n_features, n)`` in clinical units, one column per patient; the compiled env
+    step (:func:`adaptrx.envs.engine.env_step`) updates it each week and writes the scaled observation;
+    :meth:`observation` gives the same scaling for the first observation of an episode.
     """
 
     def __init__(self, n: int) -> None:
         self.values = np.zeros((len(FEATURES), n))  # clinical units, one column per patient
 
-    def reset(self, index: np.ndarray, intake: dict[str, np.ndarray], intake_function: np.ndarray,
-              initial_load: float) -> None:
-        """Start the episodes of patients ``index`` at intake (week 0, nothing prescribed yet)."""
+    def reset(self, index: np.ndarray, intake: dict[str, np.ndarray], initial_load: float) -> None:
+        """Start the episodes of patients ``index`` at intake (week 0, nothing prescribed yet).
+
+        ``intake``: the simulator's intake records for the whole batch (name -> ``(n,)``).
+        """
         v = self.values
         v[:, index] = 0.0
-        v[0, index] = intake["age"]
-        v[1, index] = intake["pain"]
-        v[2, index] = intake["sensitization_score"]
-        v[3, index] = intake["fear_score"]
-        v[4, index] = intake["preferred_sessions"]
-        v[5, index] = intake_function
+        for row, name in enumerate(_INTAKE_RECORDS):
+            v[row, index] = intake[name][index]
         v[FEATURE_INDEX["load"], index] = initial_load
-        v[FEATURE_INDEX["diary_pain"], index] = intake["pain"]
-        v[FEATURE_INDEX["function"], index] = intake_function
+        v[FEATURE_INDEX["diary_pain"], index] = intake["pain"][index]
+        v[FEATURE_INDEX["function"], index] = intake["function"][index]
         v[FEATURE_INDEX["capacity_test"], index] = 1.0
 
-    def update(self, result: WeekResult, load: np.ndarray, sessions: np.ndarray, delivery: np.ndarray,
-               progress: np.ndarray) -> None:
-        """Record a simulated week for every patient of the batch (``progress`` = weeks done / horizon)."""
-        v, o = self.values, result.observation
-        i = FEATURE_INDEX
-        # shift the history window: lag k+1 <- lag k, lag 2 <- last week's records (before overwrite)
-        for lag in HISTORY_LAGS[::-1]:
-            dst = [i[f"{name}_lag{lag}"] for name in HISTORY_FEATURES]
-            if lag == HISTORY_LAGS[0]:
-                v[dst] = v[_HIST_SRC]
-            else:
-                v[dst] = v[[i[f"{name}_lag{lag - 1}"] for name in HISTORY_FEATURES]]
-        v[i["progress"]] = progress
-        v[i["load"]] = load
-        v[i["sessions"]] = sessions
-        v[i["supervised"]] = delivery == SUPERVISED
-        v[i["remote"]] = delivery == REMOTE
-        v[i["session_pain_mean"]] = o.session_pain_mean
-        v[i["session_pain_max"]] = o.session_pain_max
-        v[i["morning_change"]] = o.morning_change_mean
-        v[i["diary_pain"]] = np.where(o.diary_days > 0, o.diary_pain, v[i["diary_pain"]])
-        v[i["diary_days"]] = o.diary_days
-        v[i["rpe"]] = o.rpe_mean
-        v[i["attendance"]] = o.attendance
-        v[i["sessions_attended"]] = o.sessions_attended
-        v[i["flare_reported"]] = o.flare_reported
-        v[i["function"]] = o.function
-        v[i["capacity_test"]] = np.where(np.isnan(o.capacity_test), v[i["capacity_test"]], o.capacity_test)
-        np.nan_to_num(v, copy=False, nan=0.0)
-
-    def observation(self) -> np.ndarray:
-        """Scaled float32 observations, shape ``(n, n_features)``, clipped to the documented bounds."""
-        return np.clip(self.values.T / SCALES, LOW, HIGH).astype(np.float32)
+    def observation(self, index: np.ndarray | None = None) -> np.ndarray:
+        """Scaled float32 observations, shape ``(n, n_features)`` (or of patients ``index``), clipped to the
+        documented bounds."""
+        v = self.values if index is None else self.values[:, index]
+        return np.clip(v.T / SCALES, LOW, HIGH).astype(np.float32)
 
     def state(self) -> dict[str, Any]:
         return {"values": self.values.copy()}

@@ -33,7 +33,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from adaptrx.envs.actions import MOVE_NAMES, MOVES, decode_continuous, decode_discrete
+from adaptrx.envs.actions import MOVE_NAMES, MOVES
 from adaptrx.envs.batch import (
     EPISODE_SEED_HIGH,
     EnvConfig,
@@ -42,9 +42,13 @@ from adaptrx.envs.batch import (
     check_patient_row,
     patient_from_seed,
 )
+from adaptrx.envs.engine import R_REWARD, R_TERMINATED, R_TRUNCATED, W_RECORD
 from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW
 from adaptrx.envs.render import AnsiRenderer, render_rgb
 from adaptrx.patient import ModelConstants
+
+_FIRST = range(1)
+_END_ROWS = [W_RECORD + R_REWARD, W_RECORD + R_TERMINATED, W_RECORD + R_TRUNCATED]
 
 
 class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -86,17 +90,17 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
         self.feature_names: tuple[str, ...] = FEATURE_NAMES
         self._renderer = AnsiRenderer()
         self._trace: list[dict[str, float]] = []
-        self._last_obs: np.ndarray | None = None
         self._index = np.zeros(1, dtype=np.int64)
 
     def _action_space(self) -> spaces.Space:
         return spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
 
-    def _decode(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != (3,):
-            raise ValueError(f"action: expected shape (3,), got {a.shape}")
-        return decode_continuous(a[None, :], self.batch.last_load)
+    _discrete = False
+
+    def _check_action(self, action: Any) -> Any:
+        if np.shape(action) != (3,):
+            raise ValueError(f"action: expected shape (3,), got {np.shape(action)}")
+        return action
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -109,24 +113,18 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
         row = check_patient_row(options["patient"]) if "patient" in options else patient_from_seed(
             self.config, episode_seed)
         obs = self.batch.reset(self._index, [row], np.array([episode_seed], dtype=np.uint64))[0]
-        self._last_obs = obs
         self._trace = []
         return obs, self.batch.reset_info(0)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self.batch.done[0]:
-            raise RuntimeError("step: the episode has ended; call reset() first")
-        load, sessions, delivery = self._decode(action)
-        out = self.batch.step(load, sessions, delivery)
-        info = self.batch.infos(out, range(1))[0]
-        self._record(out, info)
-        obs = out.obs[0]
-        self._last_obs = obs
-        return obs, float(out.reward[0]), bool(out.terminated[0]), bool(out.truncated[0]), info
+        out = self.batch.step_actions(self._check_action(action), self._discrete)
+        info = self.batch.infos(out, _FIRST)[0]
+        reward, terminated, truncated = out.work[_END_ROWS, 0].tolist()
+        if self.render_mode is not None:
+            self._record(out, info)
+        return out.obs[0], reward, terminated != 0.0, truncated != 0.0, info
 
     def _record(self, out: StepBatch, info: dict[str, Any]) -> None:
-        if self.render_mode is None:
-            return
         self._trace.append({
             "week": info["week"], "pain": info["pain"], "load": float(out.load[0]),
             "sessions": info["sessions_prescribed"], "attended": info["sessions_attended"],
@@ -170,10 +168,9 @@ class ProgressionDiscreteEnv(ProgressionEnv):
     def _action_space(self) -> spaces.Space:
         return spaces.Discrete(len(MOVES))
 
-    def _decode(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        a = np.asarray(action)
-        if a.size != 1:
-            raise ValueError(f"action: expected one move index, got shape {a.shape}")
-        b = self.batch
-        load, sessions, delivery, b.plan = decode_discrete(a.reshape(1), b.last_load, b.plan, b.delivery)
-        return load, sessions, delivery
+    _discrete = True
+
+    def _check_action(self, action: Any) -> Any:
+        if np.size(action) != 1:
+            raise ValueError(f"action: expected one move index, got shape {np.shape(action)}")
+        return action

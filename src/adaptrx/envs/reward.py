@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 #: Component names in the order they appear in ``info["rewards"]``.
 COMPONENTS: tuple[str, ...] = ("pain", "function", "flare", "supervision", "remote", "dropout")
@@ -64,34 +65,26 @@ class RewardWeights:
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def vector(self) -> np.ndarray:
+        """Weights as ``(pain, function, flare, supervision, remote)``, the order the compiled step uses."""
+        return np.array([self.pain, self.function, self.flare, self.supervision, self.remote])
 
-def outcome_reward(w: RewardWeights, pain: np.ndarray, function: np.ndarray, flare: np.ndarray) -> np.ndarray:
-    """``pain + function + flare`` components for outcome arrays of any (same) shape."""
-    return -w.pain * pain / 10.0 + w.function * function / 100.0 - w.flare * flare
+
+_jit = njit(cache=True, fastmath=False, error_model="numpy")
 
 
-def week_components(
-    w: RewardWeights,
-    pain: np.ndarray,
-    function: np.ndarray,
-    flare: np.ndarray,
-    supervised_sessions: np.ndarray,
-    remote_week: np.ndarray,
-    dropout_value: np.ndarray,
-) -> np.ndarray:
-    """Components of one week for a batch, shape ``(len(COMPONENTS), n)`` in :data:`COMPONENTS` order.
+@_jit
+def outcome_components(weights: np.ndarray, pain: float, function: float, flare: bool) -> tuple[float, float, float]:
+    """``(pain, function, flare)`` components of one week: mean true pain (NRS 0-10), true function
+    (0-100), a flare onset; ``weights`` as :meth:`RewardWeights.vector`."""
+    return -weights[0] * pain / 10.0, weights[1] * function / 100.0, -weights[2] if flare else 0.0
 
-    Args:
-        pain: mean true daily pain (NRS 0-10); function: true function (0-100); flare: flare onset (bool);
-        supervised_sessions: attended supervised sessions; remote_week: a remotely monitored week with
-        sessions (bool); dropout_value: the forward-simulated value of the untreated remaining weeks
-        (0 unless the patient dropped out this week).
-    """
-    out = np.empty((len(COMPONENTS), len(pain)))
-    out[0] = -w.pain * pain / 10.0
-    out[1] = w.function * function / 100.0
-    out[2] = -w.flare * flare
-    out[3] = -w.supervision * supervised_sessions
-    out[4] = -w.remote * remote_week
-    out[5] = dropout_value
-    return out
+
+@_jit
+def untreated_value(weights: np.ndarray, pain: np.ndarray, function: np.ndarray, flare: np.ndarray) -> float:
+    """Sum over weeks of the outcome components: the ``dropout`` term for a forward-simulated tail."""
+    total = 0.0
+    for t in range(pain.shape[0]):
+        c_pain, c_function, c_flare = outcome_components(weights, pain[t], function[t], flare[t])
+        total += c_pain + c_function + c_flare
+    return total

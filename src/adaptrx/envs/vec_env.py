@@ -21,7 +21,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from adaptrx.envs.actions import MOVES, decode_continuous, decode_discrete
+from adaptrx.envs.actions import MOVES
 from adaptrx.envs.batch import EPISODE_SEED_HIGH, EnvConfig, EpisodeBatch, check_patient_row, patient_from_seed
 from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW
 from adaptrx.envs.shield import Shield
@@ -112,11 +112,7 @@ class PatientVecEnv(VecEnv):
         if self.shield is not None:
             actions, rules = self.shield.constrain(self.batch.features.observation(), actions, self.discrete)
         b = self.batch
-        if self.discrete:
-            load, sessions, delivery, b.plan = decode_discrete(actions.reshape(-1), b.last_load, b.plan, b.delivery)
-        else:
-            load, sessions, delivery = decode_continuous(actions.reshape(self.num_envs, 3), b.last_load)
-        out = b.step(load, sessions, delivery)
+        out = b.step_actions(actions, self.discrete)
         infos = b.infos(out, range(self.num_envs))
         bound = np.array([len(r) > 0 for r in rules])
         self.shield_interventions += bound

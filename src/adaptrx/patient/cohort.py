@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import special, stats
+from scipy import special
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
 ADHERENCE_CLASSES: tuple[str, ...] = ("rapid_decline", "gradual_decline", "low")
@@ -105,41 +106,94 @@ def _correlation_matrix(names: list[str], pairs: list[list[Any]]) -> np.ndarray:
     return r
 
 
-def _marginal(spec: dict[str, Any], u: np.ndarray) -> np.ndarray:
-    """Map copula uniforms ``u`` to a truncated marginal distribution."""
-    dist = spec["dist"]
-    if dist == "beta":
-        m, s = float(spec["mean"]), float(spec["sd"])
-        k = m * (1 - m) / s**2 - 1
-        return stats.beta.ppf(u, m * k, (1 - m) * k)
-    if dist == "normal":
-        loc, scale, fwd, inv = float(spec["mean"]), float(spec["sd"]), (lambda x: x), (lambda x: x)
-    else:  # lognormal
-        loc, scale, fwd, inv = np.log(float(spec["median"])), float(spec["sigma"]), np.log, np.exp
-    lo = special.ndtr((fwd(float(spec.get("low", -np.inf) if dist == "normal" else spec.get("low", 1e-12)))
-                       - loc) / scale)
-    hi = special.ndtr((fwd(float(spec.get("high", np.inf))) - loc) / scale)
-    x = inv(loc + scale * special.ndtri(lo + u * (hi - lo)))
-    if spec.get("round"):
-        x = np.round(x)
-    return x
+@dataclass(frozen=True)
+class _Marginals:
+    """Every truncated marginal of a prior as arrays over its parameters, so that mapping copula uniforms to
+    parameter values is a few vectorised ufunc calls (cheap even for one patient per env reset).
+
+    Normal and lognormal parameters: ``x = f(loc + scale * ndtri(lo + u * (hi - lo)))`` with ``f`` the
+    identity or ``exp`` and ``lo``/``hi`` the CDF at the truncation bounds; beta: ``betaincinv(a, b, u)``.
+    """
+
+    gauss: np.ndarray  # column indices of normal and lognormal parameters
+    loc: np.ndarray
+    scale: np.ndarray
+    lo: np.ndarray
+    width: np.ndarray  # hi - lo
+    log: np.ndarray  # bool over ``gauss``: lognormal
+    beta: np.ndarray  # column indices of beta parameters
+    a: np.ndarray
+    b: np.ndarray
+    rounded: np.ndarray  # column indices rounded to integers
+
+    @classmethod
+    def of(cls, specs: list[dict[str, Any]]) -> _Marginals:
+        gauss, loc, scale, lo, hi, log, beta, a, b, rounded = [], [], [], [], [], [], [], [], [], []
+        for j, spec in enumerate(specs):
+            if spec.get("round"):
+                rounded.append(j)
+            if spec["dist"] == "beta":
+                m, sd = float(spec["mean"]), float(spec["sd"])
+                k = m * (1 - m) / sd**2 - 1
+                beta.append(j)
+                a.append(m * k)
+                b.append((1 - m) * k)
+                continue
+            is_log = spec["dist"] == "lognormal"
+            mu, sigma = ((np.log(float(spec["median"])), float(spec["sigma"])) if is_log
+                         else (float(spec["mean"]), float(spec["sd"])))
+            low = float(spec.get("low", 1e-12 if is_log else -np.inf))
+            high = float(spec.get("high", np.inf))
+            fwd = np.log if is_log else float
+            gauss.append(j)
+            loc.append(mu)
+            scale.append(sigma)
+            log.append(is_log)
+            lo.append(special.ndtr((fwd(low) - mu) / sigma))
+            hi.append(special.ndtr((fwd(high) - mu) / sigma))
+        arr = np.asarray
+        return cls(arr(gauss, dtype=np.int64), arr(loc), arr(scale), arr(lo), arr(hi) - arr(lo), arr(log, dtype=bool),
+                   arr(beta, dtype=np.int64), arr(a), arr(b), arr(rounded, dtype=np.int64))
+
+    def values(self, u: np.ndarray) -> np.ndarray:
+        """Parameter values for copula uniforms ``u`` of shape ``(n, n_parameters)``."""
+        x = np.empty_like(u)
+        g = self.loc + self.scale * special.ndtri(self.lo + u[:, self.gauss] * self.width)
+        x[:, self.gauss] = np.where(self.log, np.exp(g), g)
+        x[:, self.beta] = special.betaincinv(self.a, self.b, u[:, self.beta])
+        x[:, self.rounded] = np.round(x[:, self.rounded])
+        return x
+
+
+@cache
+def _categorical_tables(condition: str, split: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, labels, cumulative probabilities)`` of each categorical parameter of a split's prior."""
+    prior = _prepared(condition, split)[0]
+    return [(name, np.asarray(list(probs), dtype=object), np.cumsum(list(probs.values())))
+            for name, probs in prior.get("categorical", {}).items()]
+
+
+@cache
+def _condition_tag(condition: str) -> int:
+    return int.from_bytes(hashlib.blake2b(condition.encode(), digest_size=4).digest(), "little")
 
 
 def _rng(condition: str, seed: int, split: str, stream: int = 0) -> np.random.Generator:
-    tag = int.from_bytes(hashlib.blake2b(condition.encode(), digest_size=4).digest(), "little")
+    tag = _condition_tag(condition)
     words = [int(seed), SPLITS.index(split), tag, 0xADA9] + ([stream] if stream else [])
     return np.random.default_rng(words)
 
 
 @cache
-def _prepared(condition: str, split: str) -> tuple[dict[str, Any], list[str], np.ndarray]:
-    """The (shifted, for ``ood``) prior of a split, its parameter names and the copula's Cholesky factor."""
+def _prepared(condition: str, split: str) -> tuple[dict[str, Any], list[str], np.ndarray, _Marginals]:
+    """The (shifted, for ``ood``) prior of a split, its parameter names, the copula's Cholesky factor and
+    the vectorised marginals."""
     prior = _load_prior_cached(condition)
     if split == "ood":
         prior = _apply_shift(prior, prior.get("ood_shift", {}))
     names = list(prior["parameters"])
     chol = np.linalg.cholesky(_correlation_matrix(names, prior.get("correlations", [])))
-    return prior, names, chol
+    return prior, names, chol, _Marginals.of([prior["parameters"][name] for name in names])
 
 
 def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> dict[str, Any]:
@@ -156,7 +210,7 @@ def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, sp
         raise ValueError(f"seed: must be >= 0, got {seed}")
     if condition not in _conditions():
         raise ValueError(f"condition: unknown condition {condition!r}; known: {', '.join(conditions())}")
-    prior, names, chol = _prepared(condition, split)
+    _, names, chol, marginals = _prepared(condition, split)
     rng = _rng(condition, seed, split)
     z = rng.standard_normal((n, len(names))) @ chol.T
     u = np.clip(special.ndtr(z), 1e-12, 1 - 1e-12)
@@ -165,18 +219,14 @@ def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, sp
         "condition": np.full(n, condition, dtype=object),
         "split": np.full(n, split, dtype=object),
     }
-    categorical = prior.get("categorical", {})
+    categorical = _categorical_tables(condition, split)
     # A separate stream, drawn row-major, so a patient's categories do not depend on n (prefix-stable ids).
     u_cat = _rng(condition, seed, split, stream=1).random((n, len(categorical)))
-    for j, (name, probs) in enumerate(categorical.items()):
-        labels = list(probs)
-        data[name] = np.asarray(labels, dtype=object)[
-            np.searchsorted(np.cumsum(list(probs.values())), u_cat[:, j], side="right").clip(
-                0, len(labels) - 1
-            )
-        ]
+    for j, (name, labels, cumulative) in enumerate(categorical):
+        data[name] = labels[np.searchsorted(cumulative, u_cat[:, j], side="right").clip(0, len(labels) - 1)]
+    x = marginals.values(u)
     for j, name in enumerate(names):
-        data[name] = _marginal(prior["parameters"][name], u[:, j])
+        data[name] = x[:, j]
     return data
 
 

@@ -150,6 +150,7 @@ class In(IntEnum):
     sensitization_score = 2
     fear_score = 3
     preferred_sessions = 4
+    function = 5  # function questionnaire (0-100): true intake function + report noise (day 0 obs_function)
 
 
 class Kc(IntEnum):
@@ -446,7 +447,8 @@ def function_array(offset: np.ndarray, demand: np.ndarray, pain: np.ndarray, cap
 def init_patients(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, index: np.ndarray,
                   intake: np.ndarray) -> None:
     """For patients ``index`` (columns of the matrices): derived parameters from the cohort rows of ``P``,
-    the intake-day state (day 0, enrolled on a higher-pain day than usual) and the intake observation."""
+    the intake-day state (day 0, enrolled on a higher-pain day than usual) and the intake observation
+    (single NRS, questionnaires, preferred sessions and a function score at typical baseline pain)."""
     for i in index:
         key = keys[i]
         s0, phi0, envelope = P[Pr.s0, i], P[Pr.phi0, i], P[Pr.envelope, i]
@@ -493,6 +495,9 @@ def init_patients(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray,
         z = normal(key, _I0, _CH_OBS_INTAKE, _I2)
         intake[In.fear_score, i] = min(max(np.rint(11.0 + 33.0 * phi0 + 3.0 * z), 11.0), 44.0)
         intake[In.preferred_sessions, i] = P[Pr.preferred_sessions, i]
+        f_true = function_score(P[Pr.function_offset, i], demand, P[Pr.baseline_pain, i], 1.0, K)
+        z = normal(key, _I0, _CH_OBS_FUNCTION, _I0)  # weekly reports use days 1, 8, ...: day 0 is free
+        intake[In.function, i] = min(max(np.rint(f_true + K[Kc.function_sd] * z), 0.0), 100.0)
 
 
 # --------------------------------------------------------------------------------------- week

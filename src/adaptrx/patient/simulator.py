@@ -77,7 +77,7 @@ PARAM_COLUMNS: dict[str, Pr] = {
 _CLASS_INDEX = {c: float(i) for i, c in enumerate(ADHERENCE_CLASSES)}
 _DEFAULT_CONSTANTS = ModelConstants()
 _K_CACHE: dict[tuple[int, str], tuple[ModelConstants, np.ndarray]] = {}
-_ERRORS = {
+SIMULATOR_ERRORS = {
     1: "load: must not be NaN",
     2: "sessions: must be integers in 0-5",
     3: "delivery: must be 0 (home alone), 1 (remote) or 2 (supervised)",
@@ -263,7 +263,8 @@ class WeekResult:
         return self.flares > 0
 
 
-def _week_result(out: np.ndarray) -> WeekResult:
+def week_result(out: np.ndarray) -> WeekResult:
+    """A :class:`WeekResult` of views into a week's output matrix (rows named by :class:`kernel.Out`)."""
     counts = out[Out.flares : Out.sessions_attended + 1].astype(np.int64)
     flags = out[Out.dropped_out : Out.obs_dropped_out + 1] != 0.0
     observation = WeekObservation(
@@ -444,6 +445,14 @@ class PatientSimulator:
         """True function at intake: typical baseline pain and baseline capacity."""
         return self.function_score(self._P[Pr.baseline_pain], np.ones(self.n))
 
+    def kernel_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(P, S, K, keys)``: the live matrices of the compiled kernel (layouts in :mod:`adaptrx.patient.kernel`).
+
+        For compiled adapters that call :func:`adaptrx.patient.kernel.step_week` inside their own kernel
+        (:mod:`adaptrx.envs.engine`); they must not resize or reorder them.
+        """
+        return self._P, self._S, self._K, self.noise.keys
+
     def get_state(self) -> dict[str, np.ndarray]:
         """A copy of the full latent state (for what-if rollouts); dtypes as documented by :class:`PatientState`."""
         return _state_dict(self._S.copy())
@@ -486,5 +495,5 @@ class PatientSimulator:
         status = kernel.step_week(self._P, self._S, self._K, self.noise.keys, _action(load, n, "load"),
                                   _action(sessions, n, "sessions"), _action(delivery, n, "delivery"), out)
         if status:
-            raise ValueError(_ERRORS[status])
-        return _week_result(out)
+            raise ValueError(SIMULATOR_ERRORS[status])
+        return week_result(out)
