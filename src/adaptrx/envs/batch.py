@@ -23,7 +23,7 @@ import numpy as np
 from adaptrx.envs import engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, move_indices
 from adaptrx.envs.features import FeatureBuffer
-from adaptrx.envs.reward import COMPONENTS, RewardWeights, untreated_value
+from adaptrx.envs.reward import COMPONENTS, RewardWeights
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
 from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patients
 from adaptrx.patient.kernel import Out, St
@@ -282,40 +282,25 @@ class EpisodeBatch:
                              else SIMULATOR_ERRORS[status])
         tails: dict[int, list[float]] = {}
         if dropouts:
-            record = work[engine.W_RECORD :]
-            for i, (pain, function, flares) in self.no_exercise_tail(
-                np.flatnonzero(record[engine.R_TERMINATED])
-            ).items():
-                value = untreated_value(self._weights, pain, function, flares)
-                record[engine.R_DROPOUT, i] = value
-                record[engine.R_REWARD, i] += value
-                tails[i] = pain.tolist()
+            index = np.flatnonzero(work[engine.W_RECORD + engine.R_TERMINATED])
+            tails = self.untreated_tails(index, work[engine.W_RECORD + engine.R_DROPOUT])
+            work[engine.W_RECORD + engine.R_REWARD, index] += work[engine.W_RECORD + engine.R_DROPOUT, index]
         return StepBatch(obs=obs, work=work, pain_after_dropout=tails)
 
-    def no_exercise_tail(self, index: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Forward-simulate patients ``index`` without exercise from their current state to the horizon.
+    def untreated_tails(self, index: np.ndarray, value: np.ndarray | None = None) -> dict[int, list[float]]:
+        """Weekly mean pain (NRS) of patients ``index`` without exercise from now to the episode's end.
 
-        Uses each patient's own noise (the same draws it would have met), so the tail is the outcome an
-        intention-to-treat analysis assigns to a dropout. Returns, per patient, weekly arrays of mean pain
-        (NRS), function (0-100) and flare onsets (bool) for the remaining weeks (possibly empty).
+        The same forward simulation (own noise, current state, no sessions) gives the ``dropout`` reward
+        term, written into ``value[index]`` when ``value`` is given.
         """
-        remaining = self.config.weeks - self.week[index]
-        horizon = int(remaining.max(initial=0))
-        if horizon == 0:
-            return {int(i): (np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)) for i in index}
-        sub = PatientSimulator(_columns([self.patients[i] for i in index]), keys=self.keys[index],
-                               modality=self.config.modality, constants=self.constants)
-        sub.set_state({name: value[index] for name, value in self.sim.get_state().items()})
-        pain, function = np.empty((horizon, len(index))), np.empty((horizon, len(index)))
-        flares = np.empty((horizon, len(index)), dtype=bool)
-        for t in range(horizon):
-            r = sub.step_week(0.0, 0, HOME_ALONE)
-            pain[t], function[t], flares[t] = r.pain, r.function, r.flares > 0
-        out: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for j, i in enumerate(index):
-            m = int(remaining[j])
-            out[int(i)] = (pain[:m, j].copy(), function[:m, j].copy(), flares[:m, j].copy())
-        return out
+        index = np.asarray(index, dtype=np.int64)
+        remaining = np.maximum(self.config.weeks - self.E[engine.E_WEEK, index], 0).astype(np.int64)
+        pain = np.empty((len(index), int(remaining.max(initial=0))))
+        P, S, K, keys = self.sim.kernel_arrays()
+        tail_value = engine.untreated_tails(P, S, K, keys, index, remaining, self._weights, pain)
+        if value is not None:
+            value[index] = tail_value
+        return {int(i): pain[j, : remaining[j]].tolist() for j, i in enumerate(index)}
 
     # ---------------------------------------------------------------- infos
     def infos(self, step: StepBatch, indices: list[int] | range) -> list[dict[str, Any]]:

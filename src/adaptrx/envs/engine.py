@@ -184,3 +184,36 @@ def env_step(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, E: n
 @_jit
 def _or_zero(x: float) -> float:
     return 0.0 if np.isnan(x) else x
+
+
+@_jit
+def untreated_tails(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, index: np.ndarray,
+                    remaining: np.ndarray, weights: np.ndarray, pain: np.ndarray) -> np.ndarray:
+    """Forward-simulate patients ``index`` without exercise from their current state (left untouched).
+
+    Each patient meets its own noise (the same draws it would have met in the programme), so the tail is
+    the outcome an intention-to-treat analysis assigns to a dropout.
+
+    Args:
+        remaining: weeks to simulate per patient (int64, ``(m,)``).
+        weights: reward weights (as :meth:`RewardWeights.vector`).
+        pain: ``(m, max(remaining))`` float array; row ``j`` receives patient ``index[j]``'s weekly mean
+            true pain (NRS) for its ``remaining[j]`` weeks.
+
+    Returns:
+        Per patient, the sum of the ``pain``, ``function`` and ``flare`` reward components over the tail
+        (the ``dropout`` reward term).
+    """
+    values = np.zeros(index.shape[0])
+    nothing = np.zeros(1)  # load 0, no sessions, home alone
+    out = np.empty((W_RECORD - W_OUT, 1))
+    for j in range(index.shape[0]):
+        i = index[j]
+        state = S[:, i : i + 1].copy()
+        for t in range(remaining[j]):
+            kernel.step_week(P[:, i : i + 1], state, K, keys[i : i + 1], nothing, nothing, nothing, out)
+            pain[j, t] = out[Out.pain, 0]
+            c_pain, c_function, c_flare = outcome_components(weights, out[Out.pain, 0], out[Out.function, 0],
+                                                             out[Out.flares, 0] > 0)
+            values[j] += c_pain + c_function + c_flare
+    return values

@@ -78,13 +78,3 @@ def outcome_components(weights: np.ndarray, pain: float, function: float, flare:
     """``(pain, function, flare)`` components of one week: mean true pain (NRS 0-10), true function
     (0-100), a flare onset; ``weights`` as :meth:`RewardWeights.vector`."""
     return -weights[0] * pain / 10.0, weights[1] * function / 100.0, -weights[2] if flare else 0.0
-
-
-@_jit
-def untreated_value(weights: np.ndarray, pain: np.ndarray, function: np.ndarray, flare: np.ndarray) -> float:
-    """Sum over weeks of the outcome components: the ``dropout`` term for a forward-simulated tail."""
-    total = 0.0
-    for t in range(pain.shape[0]):
-        c_pain, c_function, c_flare = outcome_components(weights, pain[t], function[t], flare[t])
-        total += c_pain + c_function + c_flare
-    return total
