@@ -237,7 +237,7 @@ class EpisodeBatch:
             self.patients[i] = rows[j]
         self.keys[index] = keys
         self.E[:, index] = self._E0
-        self.features.reset(index, self.sim.intake, self.config.initial_load)
+        self.features.reset(index, self.sim.intake_matrix(), self.config.initial_load)
         return self.features.observation(index)
 
     # ------------------------------------------------------------------- step

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from adaptrx.patient.kernel import In
+
 _BASE: tuple[tuple[str, float, float, float], ...] = (
     ("intake_age", 100.0, 0.0, 1.0),
     ("intake_pain", 10.0, 0.0, 1.0),
@@ -81,8 +83,13 @@ HIGH = np.array([f[3] for f in FEATURES], dtype=np.float32)
 _HIST_SRC = np.array([FEATURE_INDEX[n] for n in HISTORY_FEATURES])
 
 
-#: Intake records (keys of ``PatientSimulator.intake``) behind the first six features, in order.
+#: Intake records (rows of the simulator's intake matrix) behind the first six features, in order.
 _INTAKE_RECORDS = ("age", "pain", "sensitization_score", "fear_score", "preferred_sessions", "function")
+if tuple(m.name for m in In)[: len(_INTAKE_RECORDS)] != _INTAKE_RECORDS:  # pragma: no cover - layout guard
+    raise ImportError("adaptrx.envs.features: the intake rows of adaptrx.patient.kernel.In changed")
+_CARRIED = [FEATURE_INDEX["diary_pain"], FEATURE_INDEX["function"]]
+_CARRIED_FROM = [int(In.pain), int(In.function)]
+_LOAD, _CAPACITY = FEATURE_INDEX["load"], FEATURE_INDEX["capacity_test"]
 
 
 def to_units(obs: np.ndarray) -> dict[str, np.ndarray]:
@@ -105,19 +112,18 @@ class FeatureBuffer:
     def __init__(self, n: int) -> None:
         self.values = np.zeros((len(FEATURES), n))  # clinical units, one column per patient
 
-    def reset(self, index: np.ndarray, intake: dict[str, np.ndarray], initial_load: float) -> None:
+    def reset(self, index: np.ndarray, intake: np.ndarray, initial_load: float) -> None:
         """Start the episodes of patients ``index`` at intake (week 0, nothing prescribed yet).
 
-        ``intake``: the simulator's intake records for the whole batch (name -> ``(n,)``).
+        ``intake``: the simulator's intake matrix for the whole batch
+        (:meth:`~adaptrx.patient.PatientSimulator.intake_matrix`, rows named by ``kernel.In``).
         """
         v = self.values
         v[:, index] = 0.0
-        for row, name in enumerate(_INTAKE_RECORDS):
-            v[row, index] = intake[name][index]
-        v[FEATURE_INDEX["load"], index] = initial_load
-        v[FEATURE_INDEX["diary_pain"], index] = intake["pain"][index]
-        v[FEATURE_INDEX["function"], index] = intake["function"][index]
-        v[FEATURE_INDEX["capacity_test"], index] = 1.0
+        v[: len(_INTAKE_RECORDS), index] = intake[: len(_INTAKE_RECORDS), index]
+        v[np.ix_(_CARRIED, index)] = intake[np.ix_(_CARRIED_FROM, index)]  # diary pain, function: until reported
+        v[_LOAD, index] = initial_load
+        v[_CAPACITY, index] = 1.0
 
     def observation(self, index: np.ndarray | None = None) -> np.ndarray:
         """Scaled float32 observations, shape ``(n, n_features)`` (or of patients ``index``), clipped to the

@@ -10,6 +10,7 @@ parameters, and the shift that defines the out-of-distribution (``ood``) split.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import hashlib
 from dataclasses import dataclass
@@ -223,7 +224,10 @@ def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, sp
     # A separate stream, drawn row-major, so a patient's categories do not depend on n (prefix-stable ids).
     u_cat = _rng(condition, seed, split, stream=1).random((n, len(categorical)))
     for j, (name, labels, cumulative) in enumerate(categorical):
-        data[name] = labels[np.searchsorted(cumulative, u_cat[:, j], side="right").clip(0, len(labels) - 1)]
+        if n == 1:  # an env reset: bisect on Python floats, same result as searchsorted(side="right")
+            data[name] = labels[[min(bisect.bisect_right(cumulative.tolist(), float(u_cat[0, j])), len(labels) - 1)]]
+        else:
+            data[name] = labels[np.searchsorted(cumulative, u_cat[:, j], side="right").clip(0, len(labels) - 1)]
     x = marginals.values(u)
     for j, name in enumerate(names):
         data[name] = x[:, j]

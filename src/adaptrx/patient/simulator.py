@@ -352,6 +352,7 @@ class PatientSimulator:
             n = len(self._columns["adherence_class"])
             source = self._columns
         self.n = n
+        self._pending: list[tuple[np.ndarray, dict[str, Any]]] = []  # rows replaced since .cohort was built
         if keys is None:
             if "patient_id" not in source:
                 raise ValueError("cohort: missing column 'patient_id' (or pass keys)")
@@ -386,6 +387,13 @@ class PatientSimulator:
         :meth:`replace`; columns of the constructor's cohort)."""
         if self._frame is None:
             assert self._columns is not None
+            for index, rows in self._pending:  # replaced rows (missing columns as NaN / None)
+                for name, values in self._columns.items():
+                    if name in rows:
+                        values[index] = np.asarray(rows[name], dtype=values.dtype)
+                    else:
+                        values[index] = np.nan if values.dtype.kind == "f" else None
+            self._pending.clear()
             self._frame = pd.DataFrame({name: values.copy() for name, values in self._columns.items()})
         return self._frame
 
@@ -415,14 +423,13 @@ class PatientSimulator:
         if self._columns is None:
             assert self._frame is not None
             self._columns = {name: _column(self._frame[name]) for name in self._frame.columns}
-        # the table's columns for the new rows (missing ones as NaN / None), converted before anything changes
-        rows = [(values, np.asarray(cohort[name], dtype=values.dtype) if name in cohort else None)
-                for name, values in self._columns.items()]
         self._P[: kernel.N_RAW_PARAMS, index] = raw
         self.noise.keys[index] = keys
         kernel.init_patients(self._P, self._S, self._K, self.noise.keys, index, self._intake)
-        for values, new in rows:
-            values[index] = (np.nan if values.dtype.kind == "f" else None) if new is None else new
+        # the table's rows are written when .cohort is next read (replace is on the env-reset hot path)
+        copy = isinstance(cohort, pd.DataFrame) or any(isinstance(v, np.ndarray) for v in cohort.values())
+        self._pending.append((index.copy(), {name: np.array(cohort[name]) if copy else cohort[name]
+                                             for name in self._columns if name in cohort}))
         self._frame = None
 
     # ------------------------------------------------------------------ state
@@ -444,6 +451,11 @@ class PatientSimulator:
     def baseline_function(self) -> np.ndarray:
         """True function at intake: typical baseline pain and baseline capacity."""
         return self.function_score(self._P[Pr.baseline_pain], np.ones(self.n))
+
+    def intake_matrix(self) -> np.ndarray:
+        """The live intake observation, shape ``(len(In), n)``, rows named by :class:`kernel.In` (the same
+        arrays as :attr:`intake`; read-only by convention)."""
+        return self._intake
 
     def kernel_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(P, S, K, keys)``: the live matrices of the compiled kernel (layouts in :mod:`adaptrx.patient.kernel`).
