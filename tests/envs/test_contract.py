@@ -113,6 +113,7 @@ def test_reward_weights_are_configurable_and_validated() -> None:
         gym.make("AdaptRx/Progression-v0", reward={"flare": -1.0})
 
 
+@pytest.mark.filterwarnings("ignore:.*render_mode='video'")
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [({"condition": "gout"}, "condition"), ({"split": "dev"}, "split"), ({"weeks": 0}, "weeks"),
@@ -205,3 +206,29 @@ def test_render_ansi_and_rgb() -> None:
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.shape[0] >= 200
     assert (img != first).mean() > 0.01  # the plot shows the weeks so far
     assert len(FEATURES) == len(FEATURE_NAMES)
+
+
+def test_explicit_prescriptions_step_like_actions_and_ended_episodes_refuse_steps() -> None:
+    from adaptrx.envs.batch import EnvConfig, EpisodeBatch
+
+    config = EnvConfig(weeks=3)
+    rows = [patient_from_seed(config, s) for s in (1, 2)]
+    a, b = EpisodeBatch(2, config), EpisodeBatch(2, config)
+    for batch in (a, b):
+        batch.reset(np.arange(2), rows, np.array([1, 2], dtype=np.uint64))
+    actions = np.array([[0.4, 0.2, 0.5], [-0.2, -0.6, -0.9]])
+    load, sessions, delivery = decode_continuous(actions, a.last_load)
+    by_action, by_prescription = a.step_actions(actions, discrete=False), b.step(load, sessions, delivery)
+    np.testing.assert_array_equal(by_action.work, by_prescription.work)
+    np.testing.assert_array_equal(by_action.obs, by_prescription.obs)
+    np.testing.assert_array_equal(by_action.result.pain, by_action.out[0])
+    for _ in range(2):
+        a.step_actions(actions, discrete=False)
+    assert a.done.all() and (a.week == 3).all()
+    with pytest.raises(RuntimeError, match="reset"):
+        a.step_actions(actions, discrete=False)
+    env = gym.make("AdaptRx/Progression-v0", weeks=1)
+    env.reset(seed=0)
+    assert env.step(np.zeros(3, dtype=np.float32))[3]  # truncated after one week
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(3, dtype=np.float32))

@@ -1,9 +1,10 @@
 """The batched episode engine shared by the single environments and :class:`PatientVecEnv`.
 
 :class:`EpisodeBatch` holds ``n`` patients, each in its own episode, and steps all of them with one call
-of the batched simulator. The single Gymnasium env is an ``EpisodeBatch`` of one; the vector env is one of
-``num_envs``. Both therefore produce identical per-patient observations, rewards and infos for the same
-patient and noise seed, and neither duplicates the dynamics or the reward.
+of the compiled env step (:mod:`adaptrx.envs.engine`, which runs the patient kernel). The single Gymnasium
+env is an ``EpisodeBatch`` of one; the vector env is one of ``num_envs``. Both therefore produce identical
+per-patient observations, rewards and infos for the same patient and noise seed, and neither duplicates
+the dynamics or the reward.
 
 Patient sampling: an episode's patient and noise are fixed by one integer drawn from the env's
 ``np_random`` (its *episode seed*): the patient is row 0 of
