@@ -232,3 +232,12 @@ def test_explicit_prescriptions_step_like_actions_and_ended_episodes_refuse_step
     assert env.step(np.zeros(3, dtype=np.float32))[3]  # truncated after one week
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros(3, dtype=np.float32))
+
+
+def test_unknown_keyword_is_named() -> None:
+    with pytest.raises(ValueError, match="intial_load"):
+        gym.make("AdaptRx/Progression-v0", intial_load=0.3)
+    from adaptrx.envs import PatientVecEnv
+
+    with pytest.raises(ValueError, match="wekes"):
+        PatientVecEnv(2, wekes=3)

@@ -16,7 +16,7 @@ draw of the episode; a given cohort row can be replayed with ``options={"patient
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,15 @@ class EnvConfig:
             raise ValueError(f"initial_sessions: must be an integer 1-5, got {self.initial_sessions!r}")
         if self.initial_delivery not in (HOME_ALONE, REMOTE, SUPERVISED):
             raise ValueError(f"initial_delivery: must be 0, 1 or 2, got {self.initial_delivery!r}")
+
+
+def env_config(**kwargs: Any) -> EnvConfig:
+    """An :class:`EnvConfig` from env keyword arguments; an unknown keyword is a ``ValueError`` naming it."""
+    known = {f.name for f in fields(EnvConfig)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"unknown keyword argument(s) {unknown}; known: {sorted(known)}")
+    return EnvConfig(**kwargs)
 
 
 @dataclass

@@ -36,10 +36,10 @@ from gymnasium import spaces
 from adaptrx.envs.actions import MOVE_NAMES, MOVES
 from adaptrx.envs.batch import (
     EPISODE_SEED_HIGH,
-    EnvConfig,
     EpisodeBatch,
     StepBatch,
     check_patient_row,
+    env_config,
     patient_from_seed,
 )
 from adaptrx.envs.engine import R_REWARD, R_TERMINATED, R_TRUNCATED, W_RECORD
@@ -66,6 +66,7 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    _discrete = False  # Box actions (the discrete subclass overrides)
 
     def __init__(
         self,
@@ -81,7 +82,7 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: must be None, 'ansi' or 'rgb_array', got {render_mode!r}")
-        self.config = EnvConfig(condition=condition, split=split, weeks=weeks, modality=modality, reward=reward,
+        self.config = env_config(condition=condition, split=split, weeks=weeks, modality=modality, reward=reward,
                                 initial_load=initial_load, **kwargs)
         self.render_mode = render_mode
         self.batch = EpisodeBatch(1, self.config, constants)
@@ -94,8 +95,6 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _action_space(self) -> spaces.Space:
         return spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
-
-    _discrete = False
 
     def _check_action(self, action: Any) -> Any:
         if np.shape(action) != (3,):
@@ -164,11 +163,10 @@ class ProgressionDiscreteEnv(ProgressionEnv):
     """
 
     move_names: tuple[str, ...] = MOVE_NAMES
+    _discrete = True
 
     def _action_space(self) -> spaces.Space:
         return spaces.Discrete(len(MOVES))
-
-    _discrete = True
 
     def _check_action(self, action: Any) -> Any:
         if np.size(action) != 1:

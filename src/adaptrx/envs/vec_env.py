@@ -22,7 +22,7 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from adaptrx.envs.actions import MOVES
-from adaptrx.envs.batch import EPISODE_SEED_HIGH, EnvConfig, EpisodeBatch, check_patient_row, patient_from_seed
+from adaptrx.envs.batch import EPISODE_SEED_HIGH, EpisodeBatch, check_patient_row, env_config, patient_from_seed
 from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
@@ -59,7 +59,7 @@ class PatientVecEnv(VecEnv):
         if render_mode is not None:
             raise ValueError("render_mode: PatientVecEnv does not render; render a single env instead")
         self.render_mode = None
-        self.config = EnvConfig(condition=condition, split=split, weeks=weeks, modality=modality, reward=reward,
+        self.config = env_config(condition=condition, split=split, weeks=weeks, modality=modality, reward=reward,
                                 **kwargs)
         self.batch = EpisodeBatch(int(num_envs), self.config, constants)
         self.discrete = bool(discrete)
