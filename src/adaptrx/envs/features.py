@@ -129,7 +129,7 @@ class FeatureBuffer:
         """Scaled float32 observations, shape ``(n, n_features)`` (or of patients ``index``), clipped to the
         documented bounds."""
         v = self.values if index is None else self.values[:, index]
-        return np.clip(v.T / SCALES, LOW, HIGH).astype(np.float32)
+        return np.minimum(np.maximum(v.T / SCALES, LOW), HIGH).astype(np.float32)  # np.clip, minus its overhead
 
     def state(self) -> dict[str, Any]:
         return {"values": self.values.copy()}
