@@ -28,7 +28,7 @@ from adaptrx.envs.reward import COMPONENTS, RewardWeights
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
 from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patients
 from adaptrx.patient.kernel import Out, St
-from adaptrx.patient.simulator import SIMULATOR_ERRORS, WeekResult, stream_keys, week_result
+from adaptrx.patient.simulator import PARAM_COLUMNS, SIMULATOR_ERRORS, WeekResult, stream_keys, week_result
 
 #: Largest episode seed (exclusive) drawn from an env's generator.
 EPISODE_SEED_HIGH = 2**63
@@ -167,12 +167,11 @@ def check_patient_row(row: Mapping[str, Any]) -> dict[str, Any]:
         row = row.to_dict()
     if not isinstance(row, Mapping):
         raise ValueError(f"options.patient: expected a cohort row (mapping), got {type(row).__name__}")
-    needed = set(sample_patients("knee_oa", 1, 0, "train"))
-    missing = sorted(needed - set(row))
+    missing = [name for name in (*ID_COLUMNS, *PARAM_COLUMNS) if name not in row]
     if missing:
         raise ValueError(f"options.patient: missing column(s) {missing}")
     out = dict(row)
-    for name in needed - set(ID_COLUMNS):
+    for name in PARAM_COLUMNS:
         try:
             value = float(out[name])
         except (TypeError, ValueError):
@@ -185,6 +184,18 @@ def check_patient_row(row: Mapping[str, Any]) -> dict[str, Any]:
     for name in ID_COLUMNS:
         out[name] = str(out[name])
     return out
+
+
+def episode_patient(config: EnvConfig, options: Mapping[str, Any] | None, episode_seed: int) -> dict[str, Any]:
+    """The patient of a new episode: ``options["patient"]`` (validated) if given, else the one the episode
+    seed selects. ``options`` may hold only ``patient``."""
+    options = options or {}
+    unknown = set(options) - {"patient"}
+    if unknown:
+        raise ValueError(f"options: unknown key(s) {sorted(unknown)}; known: ['patient']")
+    if "patient" in options:
+        return check_patient_row(options["patient"])
+    return patient_from_seed(config, episode_seed)
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -205,7 +216,7 @@ class EpisodeBatch:
         self.n = int(n)
         self.config = config
         self.constants = constants
-        self.patients: list[dict[str, Any]] = [patient_from_seed(config, 0) for _ in range(self.n)]
+        self.patients: list[dict[str, Any]] = [patient_from_seed(config, 0)] * self.n  # placeholders until reset
         self.keys = np.zeros(self.n, dtype=np.uint64)
         self.sim = PatientSimulator(_columns(self.patients), keys=self.keys, modality=config.modality,
                                     constants=constants)

@@ -20,7 +20,7 @@ from numba import njit
 from adaptrx.envs.actions import decode_continuous_into, decode_discrete_into
 from adaptrx.envs.features import FEATURE_INDEX, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
 from adaptrx.envs.reward import outcome_components
-from adaptrx.patient import kernel
+from adaptrx.patient import REMOTE, SUPERVISED, kernel
 from adaptrx.patient.kernel import Out
 
 _jit = njit(cache=True, fastmath=False, error_model="numpy")
@@ -29,8 +29,8 @@ _jit = njit(cache=True, fastmath=False, error_model="numpy")
 _F_PROGRESS = FEATURE_INDEX["progress"]
 _F_LOAD = FEATURE_INDEX["load"]
 _F_SESSIONS = FEATURE_INDEX["sessions"]
-_F_SUPERVISED = FEATURE_INDEX["supervised"]
-_F_REMOTE = FEATURE_INDEX["remote"]
+_FSUPERVISED = FEATURE_INDEX["supervised"]
+_FREMOTE = FEATURE_INDEX["remote"]
 _F_SESSION_PAIN_MEAN = FEATURE_INDEX["session_pain_mean"]
 _F_SESSION_PAIN_MAX = FEATURE_INDEX["session_pain_max"]
 _F_MORNING_CHANGE = FEATURE_INDEX["morning_change"]
@@ -49,10 +49,9 @@ _HIST_DST = np.array([[FEATURE_INDEX[f"{name}_lag{lag}"] for name in HISTORY_FEA
 _SCALES = SCALES.astype(np.float64)
 _LOW = LOW.astype(np.float64)
 _HIGH = HIGH.astype(np.float64)
-_SUPERVISED, _REMOTE = 2, 1
 
 #: Rows of the step record: reward components (reward.COMPONENTS order), reward, cost, terminated, truncated.
-R_PAIN, R_FUNCTION, R_FLARE, R_SUPERVISION, R_REMOTE, R_DROPOUT, R_REWARD, R_COST, R_TERMINATED, R_TRUNCATED = range(10)
+R_PAIN, R_FUNCTION, R_FLARE, R_SUPERVISION, RREMOTE, R_DROPOUT, R_REWARD, R_COST, R_TERMINATED, R_TRUNCATED = range(10)
 N_RECORD = 10
 #: Rows of the episode matrix ``E`` (float64, one column per patient): the prescription carried to next
 #: week, the discrete env's planned sessions/week, weeks done, and whether the episode has ended (0/1).
@@ -140,8 +139,8 @@ def env_step(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, E: n
         v[_F_PROGRESS, i] = week[i] / weeks
         v[_F_LOAD, i] = load[i]
         v[_F_SESSIONS, i] = n_sess
-        v[_F_SUPERVISED, i] = 1.0 if deliv == _SUPERVISED else 0.0
-        v[_F_REMOTE, i] = 1.0 if deliv == _REMOTE else 0.0
+        v[_FSUPERVISED, i] = 1.0 if deliv == SUPERVISED else 0.0
+        v[_FREMOTE, i] = 1.0 if deliv == REMOTE else 0.0
         v[_F_SESSION_PAIN_MEAN, i] = _or_zero(out[Out.session_pain_mean, i])
         v[_F_SESSION_PAIN_MAX, i] = _or_zero(out[Out.obs_session_pain_max, i])
         v[_F_MORNING_CHANGE, i] = _or_zero(out[Out.morning_change_mean, i])
@@ -163,12 +162,12 @@ def env_step(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, E: n
         record[R_PAIN, i] = c_pain
         record[R_FUNCTION, i] = c_function
         record[R_FLARE, i] = c_flare
-        supervised = out[Out.sessions_attended, i] if deliv == _SUPERVISED else 0.0
+        supervised = out[Out.sessions_attended, i] if deliv == SUPERVISED else 0.0
         record[R_SUPERVISION, i] = -weights[3] * supervised
-        record[R_REMOTE, i] = -weights[4] if deliv == _REMOTE and n_sess > 0 else 0.0
+        record[RREMOTE, i] = -weights[4] if deliv == REMOTE and n_sess > 0 else 0.0
         record[R_DROPOUT, i] = 0.0
         record[R_REWARD, i] = (record[R_PAIN, i] + record[R_FUNCTION, i] + record[R_FLARE, i]
-                               + record[R_SUPERVISION, i] + record[R_REMOTE, i])
+                               + record[R_SUPERVISION, i] + record[RREMOTE, i])
         spm = out[Out.session_pain_max, i]
         record[R_COST, i] = 1.0 if flare or (not np.isnan(spm) and spm > 5.0) else 0.0
         terminated = out[Out.new_dropout, i] != 0.0

@@ -80,9 +80,6 @@ SCALES = np.array([f[1] for f in FEATURES])
 LOW = np.array([f[2] for f in FEATURES], dtype=np.float32)
 HIGH = np.array([f[3] for f in FEATURES], dtype=np.float32)
 
-_HIST_SRC = np.array([FEATURE_INDEX[n] for n in HISTORY_FEATURES])
-
-
 #: Intake records (rows of the simulator's intake matrix) behind the first six features, in order.
 _INTAKE_RECORDS = ("age", "pain", "sensitization_score", "fear_score", "preferred_sessions", "function")
 if tuple(m.name for m in In)[: len(_INTAKE_RECORDS)] != _INTAKE_RECORDS:  # pragma: no cover - layout guard

@@ -38,9 +38,8 @@ from adaptrx.envs.batch import (
     EPISODE_SEED_HIGH,
     EpisodeBatch,
     StepBatch,
-    check_patient_row,
     env_config,
-    patient_from_seed,
+    episode_patient,
 )
 from adaptrx.envs.engine import R_REWARD, R_TERMINATED, R_TRUNCATED, W_RECORD
 from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW
@@ -105,12 +104,7 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(0, EPISODE_SEED_HIGH))
-        options = options or {}
-        unknown = set(options) - {"patient"}
-        if unknown:
-            raise ValueError(f"options: unknown key(s) {sorted(unknown)}; known: ['patient']")
-        row = check_patient_row(options["patient"]) if "patient" in options else patient_from_seed(
-            self.config, episode_seed)
+        row = episode_patient(self.config, options, episode_seed)
         obs = self.batch.reset(self._index, [row], np.array([episode_seed], dtype=np.uint64))[0]
         self._trace = []
         return obs, self.batch.reset_info(0)

@@ -22,7 +22,7 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from adaptrx.envs.actions import MOVES
-from adaptrx.envs.batch import EPISODE_SEED_HIGH, EpisodeBatch, check_patient_row, env_config, patient_from_seed
+from adaptrx.envs.batch import EPISODE_SEED_HIGH, EpisodeBatch, env_config, episode_patient
 from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
@@ -80,12 +80,7 @@ class PatientVecEnv(VecEnv):
             if self._rngs[i] is None or self._seeds[i] is not None:
                 self._rngs[i], _ = seeding.np_random(self._seeds[i])
             seeds[j] = int(self._rngs[i].integers(0, EPISODE_SEED_HIGH))
-            options = self._options[i] or {}
-            unknown = set(options) - {"patient"}
-            if unknown:
-                raise ValueError(f"options: unknown key(s) {sorted(unknown)}; known: ['patient']")
-            rows.append(check_patient_row(options["patient"]) if "patient" in options
-                        else patient_from_seed(self.config, int(seeds[j])))
+            rows.append(episode_patient(self.config, self._options[i], int(seeds[j])))
             self._seeds[i] = None
             self._options[i] = {}
         obs = self.batch.reset(np.asarray(index), rows, seeds)
@@ -108,15 +103,14 @@ class PatientVecEnv(VecEnv):
         if self._actions is None:
             raise RuntimeError("step_wait: call step_async first")
         actions, self._actions = self._actions, None
-        rules: list[tuple[str, ...]] = [()] * self.num_envs
+        rules: list[tuple[str, ...]] = []
         if self.shield is not None:
             actions, rules = self.shield.constrain(self.batch.features.observation(), actions, self.discrete)
         b = self.batch
         out = b.step_actions(actions, self.discrete)
         infos = b.infos(out, range(self.num_envs))
-        bound = np.array([len(r) > 0 for r in rules])
-        self.shield_interventions += bound
         if self.shield is not None:
+            self.shield_interventions += np.array([len(r) > 0 for r in rules])
             for i, info in enumerate(infos):
                 info["shield_rules"] = list(rules[i])
                 info["shield_interventions"] = int(self.shield_interventions[i])
@@ -136,9 +130,6 @@ class PatientVecEnv(VecEnv):
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None] * self.num_envs
-
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        return super().seed(seed)
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         value = getattr(self, attr_name)
