@@ -223,3 +223,24 @@ def test_normals_identical_across_calls_shapes_and_subsets(keys: np.ndarray) -> 
     big = ns.normal(list(CHANNELS), 5, n_days=4, slots=2)
     np.testing.assert_array_equal(ns.subset(np.arange(10, 20)).normal(["obs_rpe"], 7, 1, 2)[0, 0],
                                   big[list(CHANNELS).index("obs_rpe"), 2, 10:20])
+
+
+def _splitmix_reference(key: int, day: int, channel: int, slot: int) -> float:
+    """SplitMix64 of the documented counter in plain Python integers (mod 2**64), as a uniform."""
+    mask = (1 << 64) - 1
+    z = ((day * 64 + channel + (slot << 40)) * 0x9E3779B97F4A7C15 + key) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    return ((z >> 11) + 0.5) / float(1 << 53)
+
+
+def test_uniforms_are_splitmix64_of_the_documented_counter() -> None:
+    keys = np.array([0, 1, 2**63 + 12345, 2**64 - 1], dtype=np.uint64)
+    streams = NoiseStreams(keys)
+    u = streams.uniform(["eta", "enrolment"], np.array([0, 5, 17, 400]), n_days=3, slots=2)
+    for c, channel in enumerate(("eta", "enrolment")):
+        for t in range(3):
+            for i, (key, first) in enumerate(zip(keys.tolist(), (0, 5, 17, 400), strict=True)):
+                for j in range(2):
+                    assert u[c, t, i, j] == _splitmix_reference(key, first + t, CHANNELS[channel], j)

@@ -385,10 +385,27 @@ def normal(key: np.uint64, day: int, channel: int, slot: int) -> float:
 
 @_jit
 def ndtri_array(u: np.ndarray) -> np.ndarray:
-    """:func:`ndtri` of every element of a 1-D array (``NoiseStreams.normal`` uses it)."""
+    """:func:`ndtri` of every element of a 1-D array."""
     out = np.empty_like(u)
     for j in range(u.shape[0]):
         out[j] = ndtri(u[j])
+    return out
+
+
+@_jit
+def draw_array(keys: np.ndarray, first_day: np.ndarray, channels: np.ndarray, n_days: int, slots: int,
+               gaussian: bool) -> np.ndarray:
+    """:func:`uniform` (or :func:`normal` if ``gaussian``) draws of many patients, days, channels and slots:
+    shape ``(len(channels), n_days, len(keys), slots)``, day ``first_day[i] + t`` for patient ``i``
+    (what :class:`~adaptrx.patient.noise.NoiseStreams` returns)."""
+    out = np.empty((channels.shape[0], n_days, keys.shape[0], slots))
+    for c in range(channels.shape[0]):
+        for t in range(n_days):
+            for i in range(keys.shape[0]):
+                day = first_day[i] + t
+                for j in range(slots):
+                    u = uniform(keys[i], day, channels[c], j)
+                    out[c, t, i, j] = ndtri(u) if gaussian else u
     return out
 
 

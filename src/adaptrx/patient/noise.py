@@ -16,23 +16,14 @@ Consequences:
 
 SplitMix64 (Steele, Lea & Flood 2014) passes BigCrush as a hash of a counter; uniforms use the top 53
 bits, ``((bits >> 11) + 0.5) * 2**-53``; normals are the inverse normal CDF of the uniform, by Wichura's
-AS241 (:func:`adaptrx.patient.kernel.ndtri`, ~1e-16 relative accuracy). :class:`NoiseStreams` computes
-the same draws vectorised over patients and days, bit for bit the kernel's (tested), for code outside the
-kernel and as its reference.
+AS241 (:func:`adaptrx.patient.kernel.ndtri`, ~1e-16 relative accuracy). :class:`NoiseStreams` gives the
+same draws (the kernel's own functions) as arrays over channels, days, patients and slots, for code outside
+the kernel.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
-_INV53 = 1.0 / float(1 << 53)
 
 #: Named channels. Adding a channel at the end never changes the draws of existing ones.
 CHANNELS: dict[str, int] = {
@@ -84,24 +75,13 @@ class NoiseStreams:
         """Streams of a subset of patients (same draws for those patients)."""
         return NoiseStreams(self.keys[index])
 
-    def _bits(self, channels: list[str], first_day: np.ndarray | int, n_days: int, slots: int) -> np.ndarray:
-        # SplitMix64 keyed by the patient: output = mix(key + counter * golden), with the counter packing
-        # (day, channel, slot). Distinct random 64-bit keys make overlapping sequences vanishingly unlikely.
-        ch = np.array([CHANNELS[c] for c in channels], dtype=np.uint64)  # (n_ch,)
-        first = np.broadcast_to(np.asarray(first_day, dtype=np.int64), self.keys.shape)
-        days = (first[None, :] + np.arange(n_days)[:, None]).astype(np.uint64)  # (n_days, n)
-        counter = (days * np.uint64(64))[None, :, :, None] + ch[:, None, None, None]
-        # slot j lives in the high bits: a draw never depends on how many slots the call asks for
-        counter = counter + (np.arange(slots, dtype=np.uint64) << np.uint64(40))
-        with np.errstate(over="ignore"):
-            z = counter * _GOLDEN
-            z += self.keys[None, None, :, None]
-            z ^= z >> _S30
-            z *= _M1
-            z ^= z >> _S27
-            z *= _M2
-            z ^= z >> _S31
-        return z  # (n_ch, n_days, n, slots)
+    def _draw(self, channels: list[str], first_day: np.ndarray | int, n_days: int, slots: int,
+              gaussian: bool) -> np.ndarray:
+        from adaptrx.patient.kernel import draw_array  # here: the kernel imports CHANNELS from this module
+
+        first = np.ascontiguousarray(np.broadcast_to(np.asarray(first_day, dtype=np.int64), self.keys.shape))
+        codes = np.array([CHANNELS[c] for c in channels], dtype=np.int64)
+        return draw_array(self.keys, first, codes, int(n_days), int(slots), gaussian)
 
     def uniform(
         self, channels: list[str], first_day: np.ndarray | int, n_days: int = 1, slots: int = 1
@@ -114,14 +94,10 @@ class NoiseStreams:
             n_days: consecutive days to draw (>= 1).
             slots: independent draws per patient-day and channel (>= 1).
         """
-        bits = self._bits(channels, first_day, n_days, slots) >> _S11
-        return (bits.astype(np.float64) + 0.5) * _INV53
+        return self._draw(channels, first_day, n_days, slots, gaussian=False)
 
     def normal(
         self, channels: list[str], first_day: np.ndarray | int, n_days: int = 1, slots: int = 1
     ) -> np.ndarray:
         """Standard normals, same shape and arguments as :meth:`uniform` (AS241 inverse CDF of the uniforms)."""
-        from adaptrx.patient.kernel import ndtri_array  # here: the kernel imports CHANNELS from this module
-
-        u = self.uniform(channels, first_day, n_days, slots)
-        return ndtri_array(u.reshape(-1)).reshape(u.shape)
+        return self._draw(channels, first_day, n_days, slots, gaussian=True)
