@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 import adaptrx  # noqa: F401  (registers the env ids)
+from adaptrx.agents.zoo import zoo_hyperparams
 from adaptrx.envs import PatientVecEnv
 from adaptrx.patient import PatientSimulator, make_cohort
 
@@ -101,16 +102,8 @@ def bench_batched(n: int = 4096, seconds: float = 1.0) -> dict[str, float]:
 
 
 def _ppo_kwargs() -> dict[str, Any]:
-    """PPO hyperparameters of ``configs/zoo/ppo.yml`` for Progression-v0 (those SB3's constructor takes)."""
-    import yaml
-
-    conf = yaml.safe_load(ZOO_FILE.read_text())["AdaptRx/Progression-v0"]
-    skip = {"n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs", "env_wrapper", "frame_stack"}
-    kwargs = {k: v for k, v in conf.items() if k not in skip}
-    for key in ("learning_rate", "clip_range"):
-        if isinstance(kwargs.get(key), str) and kwargs[key].startswith("lin_"):
-            kwargs[key] = float(kwargs[key].removeprefix("lin_"))
-    return kwargs
+    """PPO hyperparameters of ``configs/zoo/ppo.yml`` for Progression-v0, translated as RL Zoo3 does."""
+    return dict(zoo_hyperparams(ZOO_FILE, "AdaptRx/Progression-v0").kwargs)
 
 
 def bench_ppo(rollouts: int = 16) -> dict[str, float]:

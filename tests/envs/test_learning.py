@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from scipy import stats
 
 import adaptrx  # noqa: F401  (registers the env ids)
+from adaptrx.agents.zoo import zoo_hyperparams as read_zoo
 
 ENV_ID = "AdaptRx/Progression-v0"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "zoo" / "ppo.yml"
@@ -32,29 +32,13 @@ N_TRAIN_ENVS = 16  # PatientVecEnv(16, split="train"), as the brief of this test
 N_EVAL = 200  # val patients per arm
 EVAL_SEED = 10_000  # env i of every arm gets the patient and noise of reset(seed=EVAL_SEED + i)
 
-# RL Zoo3 keys that are not PPO(...) arguments (the zoo pops them before building the model).
-_ZOO_ONLY = {"n_envs", "n_timesteps", "normalize", "env_kwargs", "policy", "env_wrapper", "vec_env_wrapper",
-             "frame_stack", "callback", "monitor_kwargs"}
-
-
 def zoo_hyperparams(env_id: str = ENV_ID) -> tuple[dict[str, Any], int]:
     """``PPO(...)`` keyword arguments and the number of timesteps of ``env_id`` in ``configs/zoo/ppo.yml``,
-    translated as RL Zoo3 does (``lin_<x>`` schedules, ``policy_kwargs`` strings evaluated with ``nn``)."""
-    from torch import nn
-
-    entry = dict(yaml.safe_load(CONFIG.read_text())[env_id])
-    assert entry.get("policy", "MlpPolicy") == "MlpPolicy"
-    assert not entry.get("normalize", False), "this test assumes no VecNormalize (see configs/zoo/ppo.yml)"
-    n_timesteps = int(float(entry["n_timesteps"]))
-    kwargs = {k: v for k, v in entry.items() if k not in _ZOO_ONLY}
-    for key in ("learning_rate", "clip_range"):
-        value = kwargs.get(key)
-        if isinstance(value, str):  # zoo "lin_<initial>": linear decay to 0 over training
-            initial = float(value.split("_", 1)[1])
-            kwargs[key] = lambda progress_remaining, v=initial: progress_remaining * v
-    if isinstance(kwargs.get("policy_kwargs"), str):
-        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"nn": nn, "dict": dict})
-    return kwargs, n_timesteps
+    translated as RL Zoo3 does (:func:`adaptrx.agents.zoo.zoo_hyperparams`)."""
+    entry = read_zoo(CONFIG, env_id)
+    assert entry.policy == "MlpPolicy"
+    assert not entry.normalize, "this test assumes no VecNormalize (see configs/zoo/ppo.yml)"
+    return dict(entry.kwargs), entry.n_timesteps
 
 
 def first_episode_returns(policy: Callable[[np.ndarray], np.ndarray], n: int = N_EVAL,
