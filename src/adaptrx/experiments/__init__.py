@@ -1,0 +1,1 @@
+"""Experiments: paired virtual trials, their statistics and committed reports."""

@@ -1,0 +1,195 @@
+"""The protocol baseline: every clinical protocol, ``population_best`` and the oracle on ``val`` patients.
+
+A paired virtual trial (:class:`~adaptrx.envs.cohort_run.CohortEpisodes`): every policy meets the same
+``val`` patients with the same noise. Writes into ``--out`` (default ``experiments/protocols_baseline``):
+
+* ``results.parquet``: the tidy per-(policy, patient) table (``DESIGN.md`` section 7 columns);
+* ``summary.csv`` / ``summary.md``: per-policy outcomes with bootstrap 95 % CIs;
+* ``pain_trajectories.png`` and ``safety.png``: weekly mean pain per policy; flares, dropout, responders;
+* ``report.md``: command, settings, tables, the oracle-vs-population_best gap and the findings.
+
+Run: ``python -m adaptrx.experiments.protocols_baseline`` (about two minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
+from adaptrx.experiments.stats import Estimate, bootstrap_mean, paired_difference
+from adaptrx.patient import make_cohort
+from adaptrx.protocols import get
+from adaptrx.protocols.clinical import PROTOCOLS
+from adaptrx.protocols.population_best import stored_results
+
+REFERENCE = "population_best"
+
+
+def run_trial(condition: str = "knee_oa", n: int = 1000, seed: int = 0, weeks: int = 26,
+              oracle: dict[str, Any] | None = None, policies: list[str] | None = None,
+              progress: bool = True) -> dict[str, EpisodeOutcomes]:
+    """Run the policies (default: every clinical protocol, ``population_best`` and ``oracle``) on ``n`` val
+    patients; returns outcomes keyed by policy name. ``oracle``: planner parameters (or ``None``)."""
+    names = policies if policies is not None else [*PROTOCOLS, REFERENCE, "oracle"]
+    cohort = make_cohort(condition, n, seed, "val")
+    episodes = CohortEpisodes(cohort, seed=seed, condition=condition, split="val", weeks=weeks)
+    results: dict[str, EpisodeOutcomes] = {}
+    with tqdm(total=len(names) * weeks, desc="protocols x weeks", disable=not progress) as bar:
+        for name in names:
+            if name == "oracle":
+                policy = get("oracle", env=episodes, **(oracle or {}))
+            elif name == REFERENCE:
+                policy = get(REFERENCE, condition=condition)
+            else:
+                policy = get(name)
+            results[name] = episodes.run(policy, name=name, progress=bar.update)
+    return results
+
+
+def tidy(results: dict[str, EpisodeOutcomes]) -> pd.DataFrame:
+    """One row per (policy, patient)."""
+    return pd.concat([out.to_frame() for out in results.values()], ignore_index=True)
+
+
+def summarize(results: dict[str, EpisodeOutcomes], seed: int = 0) -> pd.DataFrame:
+    """Per policy: pain change at weeks 12 and 26 and mean weekly pain (with CIs), responders, flares,
+    dropout, supervised sessions, return; and the paired difference of mean pain against the reference."""
+    rows = []
+    ref = results.get(REFERENCE)
+    for name, out in results.items():
+        row: dict[str, Any] = {"policy": name}
+        for w in (12, 26):
+            if w <= out.weeks:
+                row[f"pain_change_w{w}"] = bootstrap_mean(out.pain_at(w) - out.baseline_pain, seed=seed)
+        row["pain_mean"] = bootstrap_mean(out.pain.mean(axis=0), seed=seed)
+        frame = out.to_frame()
+        row["responders_pct"] = 100.0 * frame["responder"].mean()
+        row["flares_per_patient"] = bootstrap_mean(frame["flares"].to_numpy(float), seed=seed)
+        row["dropout_pct"] = 100.0 * frame["dropped_out"].mean()
+        row["supervised_sessions"] = frame["supervised_sessions"].mean()
+        row["sessions_attended"] = frame["sessions_attended"].mean()
+        row["function_change"] = frame["function_change"].mean()
+        row["return"] = bootstrap_mean(out.returns, seed=seed)
+        if ref is not None:
+            row["pain_mean_vs_reference"] = paired_difference(out.pain.mean(axis=0), ref.pain.mean(axis=0),
+                                                              seed=seed)
+            row["return_vs_reference"] = paired_difference(out.returns, ref.returns, seed=seed)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Estimate):
+        return f"{value.value:.2f} [{value.low:.2f}, {value.high:.2f}]"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    """The summary as a markdown table (estimates with their 95 % CIs)."""
+    cols = list(summary.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in summary.iterrows():
+        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, EpisodeOutcomes], out_dir: Path) -> list[Path]:
+    """Weekly mean pain per policy (with 95 % bands) and a safety panel; returns the PNG paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(results)
+    colors = colormaps["tab20"](np.linspace(0, 1, max(len(names), 2)))
+    fig = Figure(figsize=(10, 6))
+    ax = fig.subplots()
+    for color, name in zip(colors, names, strict=True):
+        out = results[name]
+        weeks = np.arange(0, out.weeks + 1)
+        pain = np.vstack([out.baseline_pain, out.pain])
+        mean = pain.mean(axis=1)
+        half = 1.96 * pain.std(axis=1, ddof=1) / np.sqrt(out.n)
+        style = "-" if name not in ("oracle", REFERENCE) else ("--" if name == REFERENCE else "-.")
+        width = 2.5 if name in ("oracle", REFERENCE) else 1.2
+        ax.plot(weeks, mean, style, color=color, lw=width, label=name)
+        ax.fill_between(weeks, mean - half, mean + half, color=color, alpha=0.12)
+    ax.set_xlabel("week")
+    ax.set_ylabel("mean daily pain (NRS 0-10), intention to treat")
+    ax.set_title(f"Protocols on {results[names[0]].n} val patients (paired, same noise)")
+    ax.legend(ncol=2, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    trajectories = out_dir / "pain_trajectories.png"
+    fig.savefig(trajectories, dpi=120)
+
+    fig = Figure(figsize=(14, 5))
+    axes = fig.subplots(1, 3, sharey=True)
+    y = np.arange(len(names))
+    panels = (
+        ("flares per patient", lambda o: o.flares.sum(axis=0)),
+        ("dropout (%)", lambda o: 100.0 * (o.dropout_week > 0)),
+        ("responders at the last week (%)", lambda o: 100.0 * o.responders(o.weeks)),
+    )
+    for ax, (title, metric) in zip(axes, panels, strict=True):
+        values = [metric(results[name]).astype(float) for name in names]
+        means = np.array([v.mean() for v in values])
+        errs = np.array([1.96 * v.std(ddof=1) / np.sqrt(len(v)) for v in values])
+        ax.barh(y, means, xerr=errs, color=colors[: len(names)])
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    safety = out_dir / "safety.png"
+    fig.savefig(safety, dpi=120)
+    return [trajectories, safety]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the baseline trial and write the report."""
+    parser = argparse.ArgumentParser(description="All protocols + population_best + oracle on val patients")
+    parser.add_argument("--condition", default="knee_oa")
+    parser.add_argument("--n", type=int, default=1000, help="val patients (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weeks", type=int, default=26)
+    parser.add_argument("--out", default="experiments/protocols_baseline")
+    parser.add_argument("--no-oracle", action="store_true", help="skip the (slowest) oracle arm")
+    args = parser.parse_args(argv)
+    if args.n < 10:
+        parser.error("--n: need at least 10 patients")
+    started = time.perf_counter()
+    policies = [*PROTOCOLS, REFERENCE] + ([] if args.no_oracle else ["oracle"])
+    results = run_trial(args.condition, args.n, args.seed, args.weeks, policies=policies)
+    elapsed = time.perf_counter() - started
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tidy(results).to_parquet(out_dir / "results.parquet", index=False)
+    summary = summarize(results, seed=args.seed)
+    flat = summary.map(lambda v: v.value if isinstance(v, Estimate) else v)
+    flat.to_csv(out_dir / "summary.csv", index=False, float_format="%.4f")
+    (out_dir / "summary.md").write_text(markdown_table(summary) + "\n")
+    plot(results, out_dir)
+    meta = {
+        "command": "python -m adaptrx.experiments.protocols_baseline " + " ".join(sys.argv[1:] if argv is None
+                                                                                 else argv),
+        "condition": args.condition, "n": args.n, "seed": args.seed, "weeks": args.weeks, "split": "val",
+        "population_best": stored_results().get(args.condition), "wall_seconds": round(elapsed, 1),
+    }
+    (out_dir / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    print(markdown_table(summary))
+    print(f"wrote {out_dir} in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
