@@ -23,7 +23,7 @@ import numpy as np
 
 from adaptrx.envs import engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, move_indices
-from adaptrx.envs.features import FeatureBuffer
+from adaptrx.envs.features import FEATURE_NAMES, FeatureBuffer
 from adaptrx.envs.reward import COMPONENTS, RewardWeights
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
 from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patients
@@ -223,6 +223,11 @@ class EpisodeBatch:
         self.features = FeatureBuffer(self.n)
         self.E = np.zeros((engine.N_EPISODE, self.n))  # rows engine.E_*: carried prescription, week, done
         self.E[engine.E_DONE] = 1.0  # no episode running until reset
+        self._bind_config()
+
+    def _bind_config(self) -> None:
+        """The reward weights, step constants and intake episode column of ``self.config``."""
+        config = self.config
         self._weights = config.reward.vector()
         self._C = np.append(self._weights, float(config.weeks))
         self._E0 = np.zeros((engine.N_EPISODE, 1))  # a patient's episode column at intake
@@ -392,3 +397,70 @@ class EpisodeBatch:
         except KeyError as exc:
             raise ValueError(f"state: missing key {exc.args[0]!r}") from None
         self.patients, self.keys = patients, keys
+
+    # ---------------------------------------------------------------- copies
+    @classmethod
+    def _assemble(cls, config: EnvConfig, constants: ModelConstants | None, patients: list[dict[str, Any]],
+                  keys: np.ndarray, sim: PatientSimulator, values: np.ndarray, episode: np.ndarray) -> EpisodeBatch:
+        """A batch from its parts (owned by the new batch; no placeholder patients are sampled)."""
+        batch = cls.__new__(cls)
+        batch.n, batch.config, batch.constants = len(patients), config, constants
+        batch.patients, batch.keys, batch.sim = patients, keys, sim
+        batch.features = FeatureBuffer(0)
+        batch.features.values = values
+        batch.E = episode
+        batch._bind_config()
+        return batch
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], config: EnvConfig,
+                   constants: ModelConstants | None = None) -> EpisodeBatch:
+        """A new, independent batch in the state of a :meth:`get_state` snapshot (as many patients as it holds).
+
+        ``config`` and ``constants`` must be those of the batch the snapshot came from (for an env:
+        ``env.unwrapped.batch.config`` / ``.constants``); the new batch then steps bit for bit as that batch
+        would have from the snapshot. The snapshot is not modified or shared.
+        """
+        try:
+            patients = [dict(p) for p in state["patients"]]
+            keys = np.array(state["keys"], dtype=np.uint64)
+            n = len(patients)
+            if n < 1 or keys.shape != (n,):
+                raise ValueError(f"state.keys: expected one key per patient ({n}), got shape {keys.shape}")
+            common = [name for name in patients[0] if all(name in p for p in patients)]
+            sim = PatientSimulator({name: [p[name] for p in patients] for name in common}, keys=keys,
+                                   modality=config.modality, constants=constants)
+            sim.set_state(state["sim"])
+            values = np.array(state["features"]["values"], dtype=np.float64, order="C")
+            episode = np.array(state["episode"], dtype=np.float64, order="C")
+        except KeyError as exc:
+            raise ValueError(f"state: missing key {exc.args[0]!r}") from None
+        if values.shape != (len(FEATURE_NAMES), n):
+            raise ValueError(f"state.features.values: expected shape {(len(FEATURE_NAMES), n)}, "
+                             f"got {values.shape}")
+        if episode.shape != (engine.N_EPISODE, n):
+            raise ValueError(f"state.episode: expected shape {(engine.N_EPISODE, n)}, got {episode.shape}")
+        return cls._assemble(config, constants, patients, keys, sim, values, episode)
+
+    def take(self, index: np.ndarray, keys: np.ndarray | None = None) -> EpisodeBatch:
+        """A new, independent batch of copies of patients ``index`` (repeats allowed), in their current state.
+
+        The copies carry the patients' parameters, latent state, observation records and episode columns
+        (last prescription, week, done) and the noise-stream ``keys`` given (``uint64`` ``(m,)``; default:
+        their own keys, with which the copies' next steps replay the originals' bit for bit). Planners pass
+        other keys to roll out plans on noise the patients have not met. Repeated rows share one copy of
+        the patient's cohort row (dict). This batch is left unchanged.
+        """
+        index = np.asarray(index, dtype=np.int64)
+        m = len(index) if index.ndim == 1 else -1
+        if index.shape != (m,) or m < 1 or index.min() < 0 or index.max() >= self.n:
+            raise ValueError(f"index: must be a non-empty 1-D array of positions in 0..{self.n - 1}")
+        keys = self.keys[index] if keys is None else np.array(keys, dtype=np.uint64)
+        if keys.shape != (m,):
+            raise ValueError(f"keys: need one stream key per copied patient ({m}), got shape {keys.shape}")
+        sim = self.sim.take(index, keys)
+        rows = {i: dict(self.patients[i]) for i in np.unique(index).tolist()}
+        patients = [rows[i] for i in index.tolist()]
+        values = np.ascontiguousarray(self.features.values[:, index])
+        episode = np.ascontiguousarray(self.E[:, index])
+        return self._assemble(self.config, self.constants, patients, keys.copy(), sim, values, episode)

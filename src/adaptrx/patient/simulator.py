@@ -386,16 +386,23 @@ class PatientSimulator:
         """The current patients as a table (built on first use after construction from a mapping or after
         :meth:`replace`; columns of the constructor's cohort)."""
         if self._frame is None:
-            assert self._columns is not None
-            for index, rows in self._pending:  # replaced rows (missing columns as NaN / None)
-                for name, values in self._columns.items():
-                    if name in rows:
-                        values[index] = np.asarray(rows[name], dtype=values.dtype)
-                    else:
-                        values[index] = np.nan if values.dtype.kind == "f" else None
-            self._pending.clear()
-            self._frame = pd.DataFrame({name: values.copy() for name, values in self._columns.items()})
+            columns = self._current_columns()
+            self._frame = pd.DataFrame({name: values.copy() for name, values in columns.items()})
         return self._frame
+
+    def _current_columns(self) -> dict[str, np.ndarray]:
+        """The current cohort columns (the constructor's columns with the rows replaced since applied)."""
+        if self._columns is None:
+            assert self._frame is not None
+            return {name: _column(self._frame[name]) for name in self._frame.columns}
+        for index, rows in self._pending:  # replaced rows (missing columns as NaN / None)
+            for name, values in self._columns.items():
+                if name in rows:
+                    values[index] = np.asarray(rows[name], dtype=values.dtype)
+                else:
+                    values[index] = np.nan if values.dtype.kind == "f" else None
+        self._pending.clear()
+        return self._columns
 
     def replace(self, index: np.ndarray, cohort: pd.DataFrame | Mapping[str, Any], keys: np.ndarray) -> None:
         """Swap the patients at positions ``index`` for new ones, on their intake day.
@@ -431,6 +438,37 @@ class PatientSimulator:
         self._pending.append((index.copy(), {name: np.array(cohort[name]) if copy else cohort[name]
                                              for name in self._columns if name in cohort}))
         self._frame = None
+
+    def take(self, index: np.ndarray, keys: np.ndarray | None = None) -> PatientSimulator:
+        """A new, independent simulator of copies of patients ``index`` in their current state.
+
+        Args:
+            index: positions in ``0 .. n-1`` (repeats allowed), shape ``(m,)``.
+            keys: the copies' noise-stream keys, ``uint64`` shape ``(m,)`` (default: the patients' own keys).
+
+        The copies have the patients' parameters, latent state (day, week, ...), intake observation and
+        cohort rows. With their own keys they evolve bit for bit as the originals would; with other keys they
+        meet other noise from now on (what-if rollouts, planning). This simulator is left unchanged.
+        """
+        index = np.asarray(index, dtype=np.int64)
+        m = len(index) if index.ndim == 1 else -1
+        if index.shape != (m,) or (m and (index.min() < 0 or index.max() >= self.n)):
+            raise ValueError(f"index: must be a 1-D array of positions in 0..{self.n - 1}")
+        keys = self.noise.keys[index] if keys is None else np.asarray(keys, dtype=np.uint64)
+        if keys.shape != (m,):
+            raise ValueError(f"keys: need one stream key per copied patient ({m})")
+        new = object.__new__(PatientSimulator)
+        new.k, new.modality, new.modality_name, new._K = self.k, self.modality, self.modality_name, self._K
+        new._frame = None
+        new._columns = {name: values[index] for name, values in self._current_columns().items()}
+        new._pending = []
+        new.n = m
+        new.noise = NoiseStreams(keys.copy())
+        new._P = np.ascontiguousarray(self._P[:, index])
+        new._S = np.ascontiguousarray(self._S[:, index])
+        new._intake = np.ascontiguousarray(self._intake[:, index])
+        new._bind_views()
+        return new
 
     # ------------------------------------------------------------------ state
     def initial_state(self) -> PatientState:
