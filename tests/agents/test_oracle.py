@@ -11,7 +11,6 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecMonitor
 
 import adaptrx  # noqa: F401
-from adaptrx.agents import oracle as oracle_module
 from adaptrx.agents.oracle import HOLD_ACTION, OraclePolicy, planning_keys
 from adaptrx.envs import PatientVecEnv, engine
 from adaptrx.envs.batch import EpisodeBatch
@@ -185,17 +184,16 @@ def test_planning_keys_depend_on_seed_week_and_replicate() -> None:
     assert not np.isin(planning_keys(0, true, np.array([1, 1]), 4), k).any()
 
 
-def test_planned_value_is_the_env_return_when_given_the_true_noise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the patients' true keys (a test-only cheat) the value of the plan 'hold 0.3, 3 home sessions' at
-    week 0 is exactly the env's return of the constant action: same reward, dropout term included."""
-    monkeypatch.setattr(oracle_module, "planning_keys",
-                        lambda seed, true_keys, week, replicates: np.repeat(true_keys[:, None], replicates, 1))
+def test_planned_value_is_the_env_return_when_given_the_true_noise() -> None:
+    """The clairvoyant diagnostic plans on the patients' true keys: the value of the plan 'hold 0.3, 3 home
+    sessions' at week 0 is then exactly the env's return of the constant action (same reward, dropout term
+    included)."""
     env = ProgressionEnv(weeks=12)
     dropouts = 0
     for seed in range(12):
         obs, _ = env.reset(seed=seed)
         policy = OraclePolicy(env, loads=(0.3,), sessions=(3,), deliveries=("home",), include_rest=False,
-                              replicates=2)
+                              replicates=2, clairvoyant=True)
         action, _ = policy.predict(obs)
         np.testing.assert_array_equal(action, CONSTANT)
         total, done = 0.0, False

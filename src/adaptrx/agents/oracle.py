@@ -134,6 +134,9 @@ class OraclePolicy(Policy):
             inside a finite horizon counts its untreated weeks up to the horizon only.
         seed: planner seed of the replicates' noise keys (0 <= seed < 2**64).
         max_batch: most patient copies simulated at once (bounds memory: ~1.5 kB per copy).
+        clairvoyant: a diagnostic, not a reference: plan on the patient's own future noise (then one
+            replicate suffices). It bounds what any planner could gain from knowing the future, which tells
+            a flat model from a weak planner.
 
     Attributes:
         n_candidates: number of candidate plans.
@@ -154,6 +157,7 @@ class OraclePolicy(Policy):
         horizon: int | None = None,
         seed: int = 0,
         max_batch: int = 65536,
+        clairvoyant: bool = False,
     ) -> None:
         self._env = env
         self._unwrapped = self._check_env(env)
@@ -181,6 +185,9 @@ class OraclePolicy(Policy):
         self.horizon = None if horizon is None else check_int("horizon", horizon, 1, 104)
         self.seed = check_int("seed", seed, 0, 2**64 - 1)
         self.max_batch = check_int("max_batch", max_batch, 1, 2**31 - 1)
+        if not isinstance(clairvoyant, bool | np.bool_):
+            raise ValueError(f"clairvoyant: must be a bool, got {clairvoyant!r}")
+        self.clairvoyant = bool(clairvoyant)
         # candidate grid: target load (NaN: hold), sessions, delivery code, in load-major order
         grid = [(L, s, DELIVERY[d]) for L in self.loads for s in self.sessions for d in self.deliveries]
         if self.include_rest:
@@ -212,7 +219,8 @@ class OraclePolicy(Policy):
         """The planner's parameters (what a config file sets; ``env`` excluded)."""
         return {"loads": list(self.loads), "sessions": list(self.sessions), "deliveries": list(self.deliveries),
                 "include_rest": self.include_rest, "ramp": self.ramp, "replicates": self.replicates,
-                "horizon": self.horizon, "seed": self.seed, "max_batch": self.max_batch}
+                "horizon": self.horizon, "seed": self.seed, "max_batch": self.max_batch,
+                "clairvoyant": self.clairvoyant}
 
     # ------------------------------------------------------------------ policy
     def predict(
@@ -252,7 +260,10 @@ class OraclePolicy(Policy):
         # patients with similar horizons in the same chunks (no chunk steps far past its rows' ends)
         patients = np.flatnonzero(active)
         patients = patients[np.argsort(-steps[patients], kind="stable")]
-        keys = planning_keys(self.seed, base.keys[patients], week[patients], n_rep)  # (n_active, n_rep)
+        if self.clairvoyant:  # diagnostic: plan on the very noise the patient will meet
+            keys = np.repeat(base.keys[patients, None], n_rep, axis=1)
+        else:
+            keys = planning_keys(self.seed, base.keys[patients], week[patients], n_rep)  # (n_active, n_rep)
         per_patient = k * n_rep
         total = len(patients) * per_patient
         values = np.empty(total)

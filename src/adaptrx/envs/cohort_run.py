@@ -31,7 +31,7 @@ from adaptrx.envs.actions import decode_continuous
 from adaptrx.envs.batch import EpisodeBatch, env_config
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
-from adaptrx.patient.kernel import Out, St
+from adaptrx.patient.kernel import Out
 
 #: Weeks at which the tidy table reports pain (when the episode is that long).
 REPORT_WEEKS: tuple[int, ...] = (12, 26)
@@ -215,7 +215,3 @@ class CohortEpisodes:
             dropout_week=dropout_week, returns=returns, cost=cost, shield_interventions=interventions,
         )
 
-
-def dropped_in_simulator(batch: EpisodeBatch) -> np.ndarray:
-    """Whether each patient of ``batch`` has dropped out (bool ``(n,)``), from the latent state."""
-    return batch.sim.kernel_arrays()[1][St.dropped_out] != 0.0
