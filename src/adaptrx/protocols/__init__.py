@@ -43,9 +43,7 @@ def get(name: str, **params: Any) -> Policy:
         if unknown:
             raise ValueError(f"population_best: unknown parameter(s) {unknown}; known: ['condition']")
         best, best_params = best_protocol(params.get("condition", "knee_oa"))
-        policy = get(best, **best_params)
-        policy.label = f"population_best = {best}({', '.join(f'{k}={v}' for k, v in best_params.items())})"
-        return policy
+        return get(best, **best_params)
     if name == "oracle":
         from adaptrx.agents.oracle import OraclePolicy
 
