@@ -70,6 +70,18 @@ def batch_obs(obs: Any) -> tuple[np.ndarray, bool]:
     return x, single
 
 
+def episode_starts(u: Units, episode_start: Any = None) -> np.ndarray:
+    """Which envs start a new episode, bool ``(n,)``: where SB3's ``episode_start`` says so (one flag or one per
+    env) or where the observation ``u`` (clinical units) is the first of an episode (``progress`` 0)."""
+    start = u["progress"] == 0.0
+    if episode_start is not None:
+        flags = np.asarray(episode_start, dtype=bool).reshape(-1)
+        if flags.size not in (1, len(start)):
+            raise ValueError(f"episode_start: expected {len(start)} flag(s), got shape {np.shape(episode_start)}")
+        start |= flags
+    return start
+
+
 def encode_prescription(load: np.ndarray, sessions: np.ndarray, delivery: np.ndarray,
                         last_load: np.ndarray) -> np.ndarray:
     """Box actions ``(n, 3)`` float32 that prescribe ``load`` (baseline-capacity units, clipped to the
@@ -127,12 +139,7 @@ class Protocol(Policy):
         x, single = batch_obs(obs)
         n = len(x)
         u = to_units(x)
-        start = u["progress"] == 0.0
-        if episode_start is not None:
-            es = np.asarray(episode_start, dtype=bool).reshape(-1)
-            if es.size not in (1, n):
-                raise ValueError(f"episode_start: expected {n} flag(s), got shape {np.shape(episode_start)}")
-            start |= es
+        start = episode_starts(u, episode_start)
         if self._memory is None or len(self._memory["week"]) != n:
             self._memory = self._fresh(n)
         elif start.any():

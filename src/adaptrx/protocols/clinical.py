@@ -260,11 +260,12 @@ class StartLow(_CapacityFraction):
 
 
 @dataclass
-class Aggressive(Protocol):
+class Aggressive(Constant):
     """Abrupt loading: high load and many sessions from week 1, regardless of symptoms.
 
     The training-error comparator: a load spike far above the chronic load (acute:chronic workload ratio well
     above 1.5; Gabbett 2016, Br J Sports Med). The load rises by the action's maximum, +50 %/week, to ``load``.
+    A :class:`Constant` programme with abrupt defaults (it inherits Constant's validation and prescription).
 
     Parameters:
         load: target load (baseline-capacity units).
@@ -276,14 +277,6 @@ class Aggressive(Protocol):
     load: float = 1.2
     sessions: int = 5
     delivery: str = "home"
-
-    def validate(self) -> None:
-        _check_load("load", self.load)
-        _check_dose(self)
-
-    def prescribe(self, u: Units, m: Memory) -> Prescription:
-        n = len(u["load"])
-        return (np.full(n, float(self.load)), *_dose(self, n))
 
 
 # ============================================================================ symptom-guided

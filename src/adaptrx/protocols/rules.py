@@ -36,7 +36,7 @@ import numpy as np
 
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, MOVE_LOAD_FACTOR, MOVE_NAMES, MOVE_REST, MOVE_SESSIONS_DELTA
 from adaptrx.envs.features import to_units
-from adaptrx.protocols.base import Policy, batch_obs, check_int, check_number
+from adaptrx.protocols.base import Policy, batch_obs, check_int, check_number, episode_starts
 
 #: Rule names, in the order they are applied.
 RULES: tuple[str, ...] = ("max_load_increase", "no_progression_after_pain", "regress_after_flare",
@@ -225,10 +225,7 @@ class ShieldedPolicy(Policy):
         allowed, rules = self.rules.constrain(x, batch[:, 0] if discrete else batch, discrete)
         if len(self.interventions) != len(x):
             self.interventions = np.zeros(len(x), dtype=np.int64)
-        start = to_units(x)["progress"] == 0.0
-        if episode_start is not None:
-            start |= np.asarray(episode_start, dtype=bool).reshape(-1)
-        self.interventions[start] = 0
+        self.interventions[episode_starts(to_units(x), episode_start)] = 0
         self.interventions += np.array([len(r) > 0 for r in rules])
         self.last_rules = rules
         return np.asarray(allowed).reshape(np.shape(actions)), state
