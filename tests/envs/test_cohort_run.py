@@ -84,3 +84,31 @@ def test_bad_cohort_is_rejected(cohort) -> None:
         CohortEpisodes(cohort.iloc[[0, 0]])
     with pytest.raises(ValueError, match="weeks"):
         CohortEpisodes(cohort, weeks=0)
+
+
+class Moves:
+    """A cycle of discrete moves (progress, add a session, supervise, hold...) that differs by week."""
+
+    CYCLE = np.array([5, 7, 9, 3, 6, 0, 8, 4, 1, 10, 2, 11])
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        week = np.rint(obs[:, 6] * WEEKS).astype(np.int64)  # the "progress" feature x episode length
+        return self.CYCLE[(week + np.arange(len(obs))) % len(self.CYCLE)], state
+
+
+def test_discrete_moves_match_the_discrete_env_engine(cohort) -> None:
+    """With ``discrete=True`` the runner keeps the session plan as ``ProgressionDiscrete-v0`` does: returns equal
+    the discrete engine's, and sessions follow the plan (rest weeks have none)."""
+    out = CohortEpisodes(cohort, seed=4, weeks=WEEKS, split="val").run(Moves(), discrete=True)
+    batch = EpisodeBatch(len(cohort), env_config(weeks=WEEKS, split="val"))
+    obs = batch.reset(np.arange(len(cohort)), cohort.to_dict("records"), np.full(len(cohort), 4, dtype=np.uint64))
+    returns, active = np.zeros(len(cohort)), np.ones(len(cohort), dtype=bool)
+    for _ in range(WEEKS):
+        moves, _ = Moves().predict(obs)
+        step = batch.step_actions(moves, True)
+        returns += np.where(active, step.reward, 0.0)
+        active &= ~step.terminated
+        obs = step.obs
+        batch.E[engine.E_DONE] = 0.0
+    np.testing.assert_allclose(out.returns, returns, rtol=0, atol=1e-12)
+    assert out.sessions_attended.sum() > 0 and len(set(out.sessions_prescribed[:, 0].tolist())) > 2

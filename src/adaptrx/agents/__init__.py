@@ -1,3 +1,24 @@
-"""RL agents for the AdaptRx environments: the oracle planner (:mod:`adaptrx.agents.oracle`, the upper-bound
-reference, also ``adaptrx.protocols.get("oracle", env=env)``) and the tuned RL Zoo3 hyperparameters
-(:mod:`adaptrx.agents.zoo`). Training and shipped policies: planned."""
+"""RL agents for the AdaptRx environments.
+
+* :mod:`adaptrx.agents.factory`: the SB3 algorithm factory (``ppo``, ``a2c``, ``sac``, ``td3``,
+  ``recurrent_ppo``) used by ``adaptrx-train``;
+* :mod:`adaptrx.agents.export`: the safe policy format (``policy.safetensors`` + ``manifest.json``) and
+  :func:`load_policy`, which returns a shipped policy behind the policy interface (no pickle anywhere);
+* :mod:`adaptrx.agents.oracle`: the upper-bound planner (also ``adaptrx.protocols.get("oracle", env=env)``);
+* :mod:`adaptrx.agents.zoo`: the tuned RL Zoo3 hyperparameters.
+
+Shipped policies live in the repository's ``agents/<name>/`` folders (e.g. ``agents/ppo-knee_oa-v0``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["load_policy"]
+
+
+def load_policy(path: Any) -> Any:
+    """Load a shipped policy directory (see :func:`adaptrx.agents.export.load_policy`)."""
+    from adaptrx.agents.export import load_policy as _load
+
+    return _load(path)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from adaptrx.envs import engine
-from adaptrx.envs.actions import decode_continuous
+from adaptrx.envs.actions import decode_continuous, decode_discrete
 from adaptrx.envs.batch import EpisodeBatch, env_config
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
@@ -150,7 +150,7 @@ class CohortEpisodes:
         return self.batch.reset(np.arange(self.n), self._rows, seeds)
 
     def run(self, policy: Any, name: str | None = None, shield: Shield | None = None,
-            progress: Callable[[int], None] | None = None) -> EpisodeOutcomes:
+            progress: Callable[[int], None] | None = None, discrete: bool = False) -> EpisodeOutcomes:
         """Play one episode per patient under ``policy`` and return the weekly outcomes.
 
         Args:
@@ -159,6 +159,8 @@ class CohortEpisodes:
             name: label of the results (default: the policy's ``name`` attribute or class name).
             shield: optional safety shield applied to every action (interventions are counted).
             progress: called with 1 after each simulated week (e.g. a tqdm ``update``).
+            discrete: the policy acts with the move indices of ``ProgressionDiscrete-v0`` (the session plan
+                is kept per patient as in that env) instead of the Box action.
         """
         b, weeks, n = self.batch, self.config.weeks, self.n
         label = name or getattr(policy, "name", None) or type(policy).__name__
@@ -179,11 +181,16 @@ class CohortEpisodes:
         for w in range(weeks):
             actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
             episode_start[:] = False
-            actions = np.asarray(actions, dtype=np.float32).reshape(n, 3)
             if shield is not None:
-                actions, rules = shield.constrain(obs, actions, False)
+                actions, rules = shield.constrain(obs, actions, discrete)
                 interventions += active & np.array([len(r) > 0 for r in rules])
-            load, sessions, delivery = decode_continuous(actions, b.last_load)
+            if discrete:
+                load, sessions, delivery, plan = decode_discrete(actions, b.last_load, b.E[engine.E_PLAN],
+                                                                 b.E[engine.E_DELIVERY])
+                b.E[engine.E_PLAN] = np.where(active, plan, b.E[engine.E_PLAN])
+            else:
+                load, sessions, delivery = decode_continuous(np.asarray(actions, dtype=np.float32).reshape(n, 3),
+                                                             b.last_load)
             gone = ~active  # dropouts: simulated on without exercise (ITT)
             load[gone], sessions[gone], delivery[gone] = 0.0, 0.0, 0.0
             b.E[engine.E_DONE] = 0.0  # dropped-out patients keep being simulated

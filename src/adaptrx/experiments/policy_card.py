@@ -1,0 +1,222 @@
+"""The evidence of a trained policy: a paired comparison on test patients and the policy's ``card.md``.
+
+:func:`compare_on_test` plays the exported policy and every fixed clinical protocol, plus the
+``population_best`` reference, on the same ``test`` patients with the same noise (never used in training
+or model selection), intention-to-treat. Per comparator it reports the mean paired difference (agent minus
+protocol) with a bootstrap 95 % CI of
+
+* pain at week 12 (NRS, lower is better), and
+* the composite of :func:`~adaptrx.experiments.clinical_metrics.composite` (mean weekly pain over the
+  episode + flare weeks + 2 for a dropout; lower is better),
+
+and whether the policy beats every fixed protocol on both (CI upper bound below zero) with no more flares
+per patient than ``pain_monitoring`` (the issue's bar).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from adaptrx.envs import CohortEpisodes
+from adaptrx.experiments.clinical_metrics import clinical_metrics, composite
+from adaptrx.experiments.stats import Estimate, paired_difference
+from adaptrx.patient import make_cohort
+from adaptrx.protocols import get as get_protocol
+from adaptrx.protocols.clinical import PROTOCOLS
+from adaptrx.protocols.population_best import stored_results
+from adaptrx.protocols.rules import SafetyRules
+
+if TYPE_CHECKING:
+    from adaptrx.experiments.train_config import TrainConfig
+    from adaptrx.experiments.training import TrainResult
+
+AGENT = "agent"
+REFERENCE = "population_best"
+SAFETY_REFERENCE = "pain_monitoring"
+#: Columns of the per-policy summary of the comparison.
+SUMMARY_COLUMNS: tuple[str, ...] = ("pain_w12", "pain_change_w12", "responder_rate_w12", "pain_mean",
+                                    "flares_per_patient", "dropout_rate", "composite", "supervised_sessions",
+                                    "return")
+
+
+def comparators(condition: str) -> list[str]:
+    """Fixed protocols the agent is compared with: every clinical protocol and, if stored, population_best."""
+    names = list(PROTOCOLS)
+    if condition in stored_results():
+        names.append(REFERENCE)
+    return names
+
+
+def _fmt(e: Estimate) -> str:
+    return f"{e.value:+.2f} [{e.low:+.2f}, {e.high:+.2f}]"
+
+
+def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, n: int | None = None,
+                    progress: bool = False) -> dict[str, Any]:
+    """Paired ITT comparison of ``policy`` with the fixed protocols on ``n`` test patients.
+
+    Returns ``{"summary": DataFrame (one row per policy), "differences": DataFrame (one row per comparator),
+    "numbers": JSON-able headline numbers, "headline": one line}``; writes ``test_comparison.csv``,
+    ``test_differences.csv`` and ``test_results.parquet`` (tidy, one row per policy x patient) to ``out_dir``.
+    """
+    e = cfg.env
+    n = cfg.budget.test_patients if n is None else n
+    cohort = make_cohort(e.condition, n, cfg.eval_seed, "test")
+    episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, condition=e.condition, split="test", weeks=e.weeks,
+                              modality=e.modality, reward=dict(e.reward))
+    names = comparators(e.condition)
+    outcomes = {}
+    with tqdm(total=(len(names) + 1) * e.weeks, desc="test comparison (policies x weeks)", disable=not progress) as bar:
+        outcomes[AGENT] = episodes.run(policy, name=AGENT, shield=SafetyRules() if e.shield else None,
+                                       discrete=e.discrete, progress=bar.update)
+        for name in names:
+            protocol = get_protocol(name, condition=e.condition) if name == REFERENCE else get_protocol(name)
+            outcomes[name] = episodes.run(protocol, name=name, progress=bar.update)
+    summary = pd.DataFrame([{"policy": k, **{m: clinical_metrics(o)[m] for m in SUMMARY_COLUMNS}}
+                            for k, o in outcomes.items()])
+    agent = outcomes[AGENT]
+    rows = []
+    for name in names:
+        ref = outcomes[name]
+        pain = paired_difference(agent.pain_at(12), ref.pain_at(12), seed=cfg.eval_seed)
+        comp = paired_difference(composite(agent), composite(ref), seed=cfg.eval_seed)
+        flares = paired_difference(agent.flares.sum(axis=0), ref.flares.sum(axis=0), seed=cfg.eval_seed)
+        rows.append({"comparator": name, "pain_w12_diff": pain.value, "pain_w12_low": pain.low,
+                     "pain_w12_high": pain.high, "composite_diff": comp.value, "composite_low": comp.low,
+                     "composite_high": comp.high, "flares_diff": flares.value, "flares_low": flares.low,
+                     "flares_high": flares.high})
+    diffs = pd.DataFrame(rows)
+    flares = dict(zip(summary["policy"], summary["flares_per_patient"], strict=True))
+    beats_pain = bool((diffs["pain_w12_high"] < 0).all())
+    beats_composite = bool((diffs["composite_high"] < 0).all())
+    safe = flares[AGENT] <= flares[SAFETY_REFERENCE]
+    fixed = summary[summary["policy"] != AGENT]
+    best_fixed = str(fixed.loc[fixed["composite"].idxmin(), "policy"])
+    ref_name = REFERENCE if REFERENCE in names else SAFETY_REFERENCE
+    ref_row = diffs.set_index("comparator").loc[ref_name]
+    numbers = {
+        "test_patients": int(n), "seed": int(cfg.eval_seed), "reference": ref_name,
+        "pain_w12_vs_reference": [float(ref_row[c]) for c in ("pain_w12_diff", "pain_w12_low", "pain_w12_high")],
+        "composite_vs_reference": [float(ref_row[c]) for c in ("composite_diff", "composite_low", "composite_high")],
+        "beats_every_fixed_protocol_pain_w12": beats_pain, "beats_every_fixed_protocol_composite": beats_composite,
+        "flares_per_patient": float(flares[AGENT]), "flares_pain_monitoring": float(flares[SAFETY_REFERENCE]),
+        "no_more_flares_than_pain_monitoring": bool(safe), "best_fixed_protocol_by_composite": best_fixed,
+        "agent": {k: float(v) for k, v in clinical_metrics(agent).items()},
+    }
+    headline = (f"vs {ref_name}: pain w12 {ref_row['pain_w12_diff']:+.2f} [{ref_row['pain_w12_low']:+.2f}, "
+                f"{ref_row['pain_w12_high']:+.2f}], composite {ref_row['composite_diff']:+.2f} "
+                f"[{ref_row['composite_low']:+.2f}, {ref_row['composite_high']:+.2f}]; beats every fixed protocol: "
+                f"pain {'yes' if beats_pain else 'no'}, composite {'yes' if beats_composite else 'no'}; flares "
+                f"{flares[AGENT]:.2f} vs pain_monitoring {flares[SAFETY_REFERENCE]:.2f}")
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        summary.to_csv(out_dir / "test_comparison.csv", index=False)
+        diffs.to_csv(out_dir / "test_differences.csv", index=False)
+        pd.concat([o.to_frame() for o in outcomes.values()], ignore_index=True).to_parquet(
+            out_dir / "test_results.parquet", index=False)
+    return {"summary": summary, "differences": diffs, "numbers": numbers, "headline": headline}
+
+
+def _markdown(frame: pd.DataFrame, digits: int = 2) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = [f"{v:.{digits}f}" if isinstance(v, float | np.floating) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
+    """Write ``policy_dir/card.md``: what the policy is, how it was trained, and its measured results."""
+    import json
+    import shutil
+
+    manifest = json.loads((policy_dir / "manifest.json").read_text())
+    figures = result.run_dir / "figures"
+    for png in ("trajectories.png", "load_response.png"):
+        if (figures / png).exists():
+            shutil.copy2(figures / png, policy_dir / png)
+    v = result.val_metrics
+    lines = [
+        f"# {manifest['name']} (`{manifest['weights']['sha256'][:12]}`)",
+        "",
+        f"A {cfg.algo.name.upper()} policy for `AdaptRx/{'ProgressionDiscrete' if cfg.env.discrete else 'Progression'}"
+        f"-v0` on the **{cfg.env.condition}** prior ({cfg.env.weeks}-week episodes, {cfg.env.modality} exercise"
+        f"{', safety shield on' if cfg.env.shield else ''}). Load it with `adaptrx.agents.load_policy(dir)` "
+        "(safetensors + manifest.json; no pickle; the weights' sha256 is checked).",
+        "",
+        "It is a research artefact of a simulator: its advice is only as good as the virtual patient model "
+        "(envs/MODEL_CARD.md); it is not a medical device.",
+        "",
+        "## Training",
+        "",
+        f"- {result.timesteps:,} env steps (patient-weeks) on `{cfg.env.split}` patients, {cfg.budget.n_envs} "
+        f"parallel envs, seed {cfg.seed}, {result.seconds / 60:.1f} min wall time.",
+        f"- Model selection: mean return of {cfg.budget.eval_patients} paired `val` patients (eval seed "
+        f"{cfg.eval_seed}) every {cfg.budget.eval_freq:,} steps; selected step {result.best_step:,}.",
+        f"- Config hash `{manifest.get('config_hash', '')[:16]}`; versions: "
+        + ", ".join(f"{k} {val}" for k, val in manifest.get("versions", {}).items()),
+        "",
+        "```yaml",
+        OmegaConf.to_yaml(OmegaConf.structured(cfg)).rstrip(),
+        "```",
+        "",
+        "## Validation (selection set)",
+        "",
+        f"Return {v['return']:.2f}, pain at week 12 {v['pain_w12']:.2f} NRS (change {v['pain_change_w12']:+.2f}), "
+        f"responders {100 * v['responder_rate_w12']:.0f} %, flares {v['flares_per_patient']:.2f}/patient, dropout "
+        f"{100 * v['dropout_rate']:.0f} %, capacity {v['capacity_change']:+.2f} x baseline.",
+        "",
+    ]
+    if result.test:
+        n = result.test["numbers"]
+        summary = result.test["summary"].copy()
+        diffs = result.test["differences"]
+        table = pd.DataFrame({
+            "comparator": diffs["comparator"],
+            "pain w12 (agent - protocol)": [_fmt(Estimate(*r)) for r in
+                                            diffs[["pain_w12_diff", "pain_w12_low", "pain_w12_high"]].to_numpy()],
+            "composite (agent - protocol)": [_fmt(Estimate(*r)) for r in
+                                             diffs[["composite_diff", "composite_low", "composite_high"]].to_numpy()],
+            "flares (agent - protocol)": [_fmt(Estimate(*r)) for r in
+                                          diffs[["flares_diff", "flares_low", "flares_high"]].to_numpy()],
+        })
+        lines += [
+            f"## Test: paired comparison on {n['test_patients']} test patients",
+            "",
+            "Never used in training or selection; every policy meets the same patients with the same noise "
+            "(common random numbers); intention-to-treat (dropouts keep their simulated no-exercise outcomes). "
+            "Composite = mean weekly pain (NRS) + flare weeks + 2 if dropped out; lower is better. Differences "
+            "are means over patients with percentile-bootstrap 95 % CIs.",
+            "",
+            f"**Headline:** {result.test['headline']}.",
+            "",
+            f"- Beats every fixed protocol on week-12 pain (CI below 0): "
+            f"**{'yes' if n['beats_every_fixed_protocol_pain_w12'] else 'no'}**; on the composite: "
+            f"**{'yes' if n['beats_every_fixed_protocol_composite'] else 'no'}**.",
+            f"- Flares per patient {n['flares_per_patient']:.2f} vs pain_monitoring {n['flares_pain_monitoring']:.2f}: "
+            f"**{'no more' if n['no_more_flares_than_pain_monitoring'] else 'more'}**.",
+            f"- Best fixed protocol on the composite: `{n['best_fixed_protocol_by_composite']}`.",
+            "",
+            _markdown(table),
+            "",
+            "Per policy (means over test patients):",
+            "",
+            _markdown(summary),
+            "",
+        ]
+    lines += ["## Figures", ""]
+    for png, caption in (("trajectories.png", "Pain and load of four val patients"),
+                         ("load_response.png", "Next week's load multiplier vs last week's in-session pain, "
+                                               "a typical patient in week 5 (agent and pain_monitoring)")):
+        if (policy_dir / png).exists():
+            lines += [f"![{caption}]({png})", ""]
+    path = policy_dir / "card.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,142 @@
+"""Typed config schema of ``adaptrx-train`` (Hydra structured configs, ``configs/train.yaml``).
+
+The groups of ``configs/`` fill these dataclasses: ``algo/<name>.yaml`` -> :class:`AlgoConfig`,
+``env/<condition>.yaml`` -> :class:`EnvConfig`, ``policy/net/<size>.yaml`` -> :class:`NetConfig`,
+``experiment/<preset>.yaml`` overrides anything (``quick``: minutes on 2 cores; ``paper``: the committed
+runs). Hydra checks types when it merges; :func:`validate` checks ranges and combinations and raises
+:class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+#: Algorithms of ``algo.name``, and the ones that act in the Box action space only.
+ALGORITHMS: tuple[str, ...] = ("ppo", "a2c", "sac", "td3", "recurrent_ppo")
+BOX_ONLY: frozenset[str] = frozenset({"sac", "td3"})
+#: Activation names of ``policy.net.activation`` (torch.nn modules).
+ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
+
+
+class ConfigError(ValueError):
+    """A config value out of range or an impossible combination; the message starts with the field."""
+
+
+@dataclass
+class AlgoConfig:
+    """The RL algorithm: ``name`` (one of :data:`ALGORITHMS`) and constructor arguments of the SB3 class."""
+
+    name: str = "ppo"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    action_noise_std: float | None = None  # td3/sac: Gaussian exploration noise, action units (0-1)
+
+
+@dataclass
+class EnvConfig:
+    """The training env (``PatientVecEnv`` over ``AdaptRx/Progression-v0``)."""
+
+    condition: str = "knee_oa"
+    split: str = "train"
+    weeks: int = 26  # episode length, 1-104 weeks
+    modality: str = "resistance"
+    reward: dict[str, float] = field(default_factory=dict)  # weights overriding the env defaults
+    discrete: bool = False  # named clinical moves (ProgressionDiscrete-v0)
+    shield: bool = False  # default safety rules bind every action (training and evaluation)
+    normalize_obs: bool = True
+    normalize_reward: bool = False
+
+
+@dataclass
+class NetConfig:
+    """Hidden layer sizes of the actor (``pi``) and critic (``vf``: value or Q nets), the activation, and the
+    LSTM size of ``recurrent_ppo``."""
+
+    pi: list[int] = field(default_factory=lambda: [64, 64])
+    vf: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    lstm_hidden_size: int = 64
+
+
+@dataclass
+class PolicyConfig:
+    net: NetConfig = field(default_factory=NetConfig)
+
+
+@dataclass
+class BudgetConfig:
+    """How long to train and how much to evaluate (env steps are patient-weeks)."""
+
+    total_timesteps: int = 300_000
+    n_envs: int = 16
+    eval_freq: int = 25_000
+    eval_patients: int = 500
+    checkpoint_freq: int = 50_000
+    test_patients: int = 1000
+    torch_threads: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on (its hash is stored in the exported manifest)."""
+
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    seed: int = 0
+    name: str = "run"
+    eval_seed: int = 0  # noise seed of the val evaluations and of the test comparison
+    resume: bool = False  # continue from the last checkpoint of the latest earlier run with this name
+    resume_from: str | None = None  # ... or of this run directory
+    progress: bool = True
+
+
+def register_schema() -> None:
+    """Register :class:`TrainConfig` as ``train_schema`` in Hydra's config store (idempotent)."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def _check(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{name}: {message}")
+
+
+def validate(cfg: TrainConfig | DictConfig) -> None:
+    """Check ranges and combinations of a composed config; raises :class:`ConfigError` naming the field."""
+    c = cfg if isinstance(cfg, TrainConfig) else OmegaConf.to_object(cfg)
+    assert isinstance(c, TrainConfig)
+    _check(c.algo.name in ALGORITHMS, "algo.name", f"unknown {c.algo.name!r}; known: {', '.join(ALGORITHMS)}")
+    _check(not (c.env.discrete and c.algo.name in BOX_ONLY), "env.discrete",
+           f"{c.algo.name} needs the Box action; use ppo, a2c or recurrent_ppo for the discrete moves")
+    std = c.algo.action_noise_std
+    _check(std is None or 0.0 <= std <= 1.0, "algo.action_noise_std", f"must be in [0, 1], got {std}")
+    _check(12 <= c.env.weeks <= 104, "env.weeks", f"the clinical metrics read week 12; need 12-104, got {c.env.weeks}")
+    for part in ("pi", "vf"):
+        sizes = getattr(c.policy.net, part)
+        _check(len(sizes) >= 1 and all(1 <= s <= 4096 for s in sizes), f"policy.net.{part}",
+               f"need 1 or more layer sizes in 1-4096, got {sizes}")
+    _check(c.policy.net.activation in ACTIVATIONS, "policy.net.activation",
+           f"unknown {c.policy.net.activation!r}; known: {', '.join(ACTIVATIONS)}")
+    _check(1 <= c.policy.net.lstm_hidden_size <= 4096, "policy.net.lstm_hidden_size", "must be 1-4096")
+    b = c.budget
+    _check(b.n_envs >= 1, "budget.n_envs", f"must be >= 1, got {b.n_envs}")
+    _check(b.total_timesteps >= b.n_envs, "budget.total_timesteps",
+           f"must be >= budget.n_envs, got {b.total_timesteps}")
+    _check(b.eval_freq >= 1, "budget.eval_freq", f"must be >= 1, got {b.eval_freq}")
+    _check(b.eval_patients >= 1, "budget.eval_patients", f"must be >= 1, got {b.eval_patients}")
+    _check(b.checkpoint_freq >= 1, "budget.checkpoint_freq", f"must be >= 1, got {b.checkpoint_freq}")
+    _check(b.test_patients >= 0, "budget.test_patients", f"must be >= 0, got {b.test_patients}")
+    _check(b.torch_threads >= 1, "budget.torch_threads", f"must be >= 1, got {b.torch_threads}")
+    _check(c.seed >= 0, "seed", f"must be >= 0, got {c.seed}")
+    _check(c.eval_seed >= 0, "eval_seed", f"must be >= 0, got {c.eval_seed}")
+    try:
+        from adaptrx.envs.batch import env_config
+
+        env_config(condition=c.env.condition, split=c.env.split, weeks=c.env.weeks, modality=c.env.modality,
+                   reward=dict(c.env.reward))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"env.{exc}") from exc

@@ -1,0 +1,422 @@
+"""The training loop behind ``adaptrx-train``: env, model, clinical evaluation, checkpoints, resume, export.
+
+:func:`train` runs one composed :class:`~adaptrx.experiments.train_config.TrainConfig` into a run
+directory::
+
+    <run_dir>/
+      .hydra/                 the composed config (Hydra)
+      tb/<ALGO>_1/            TensorBoard: SB3 losses, clinical/* metrics, figures, hparams, custom scalars
+      checkpoints/            last.zip + last_obs_rms.npz (+ replay buffer) every budget.checkpoint_freq steps,
+                              best.zip + best_obs_rms.npz at every new best val return, state.json
+      evaluations.csv         the clinical metrics of every evaluation on val
+      figures/                trajectories and load-vs-pain response of the selected policy (PNG)
+      policy/                 the selected (best val return) policy: policy.safetensors + manifest.json + card.md
+      test_comparison.*       the paired comparison on test patients (see adaptrx.experiments.policy_card)
+
+Evaluation is a paired, intention-to-treat episode per val patient (:class:`~adaptrx.envs.CohortEpisodes`):
+the same ``budget.eval_patients`` patients with the same noise (``eval_seed``) at every evaluation, so the
+curve in TensorBoard moves only with the policy. Model selection uses the mean val return.
+
+SB3 ``.zip`` checkpoints are training artefacts of this app (resume reads only what this app wrote); the
+shipped format is the safetensors export (:mod:`adaptrx.agents.export`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Figure, HParam, TensorBoardOutputFormat
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from adaptrx.agents.export import export_policy, load_policy
+from adaptrx.agents.factory import OFF_POLICY, algorithm_class, make_model
+from adaptrx.envs import CohortEpisodes, PatientVecEnv
+from adaptrx.envs.cohort_run import EpisodeOutcomes
+from adaptrx.envs.features import FEATURE_NAMES
+from adaptrx.experiments.clinical_metrics import (
+    METRICS,
+    clinical_metrics,
+    reference_observation,
+    response_curve,
+    response_figure,
+    trajectory_figure,
+)
+from adaptrx.experiments.train_config import TrainConfig, validate
+from adaptrx.patient import make_cohort
+from adaptrx.protocols import get as get_protocol
+from adaptrx.protocols.base import Policy
+from adaptrx.protocols.rules import SafetyRules
+
+#: Val patients whose trajectories are drawn at every evaluation (cohort row indices).
+FIGURE_PATIENTS: tuple[int, ...] = (0, 1, 2, 3)
+#: Week (0-based observation index) of the reference observation of the load-response curves.
+REFERENCE_WEEK = 4
+#: Metrics shown in TensorBoard's custom-scalars layout, by chart.
+LAYOUT: dict[str, list[str]] = {
+    "pain": ["pain_w12", "pain_change_w12", "pain_mean"],
+    "response": ["responder_rate_w12", "function_change", "capacity_change"],
+    "safety": ["flares_per_patient", "dropout_rate", "safety_cost", "shield_interventions"],
+    "objective": ["return", "composite", "supervised_sessions"],
+}
+#: Metrics written with the hparams (tags that exist as scalars).
+HPARAM_METRICS: tuple[str, ...] = ("return", "pain_w12", "responder_rate_w12", "flares_per_patient", "dropout_rate",
+                                   "composite")
+#: TensorBoard outputs that must not receive figures and hparams.
+_NOT_TEXT = ("stdout", "log", "json", "csv")
+
+
+class SB3Policy(Policy):
+    """A live SB3 model (with its VecNormalize observation statistics) behind the policy interface."""
+
+    def __init__(self, model: BaseAlgorithm, vec_normalize: VecNormalize | None = None, name: str = "agent") -> None:
+        self.model = model
+        self.vec_normalize = vec_normalize
+        self.name = name
+
+    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        x = np.asarray(obs, dtype=np.float32)
+        if self.vec_normalize is not None:
+            x = self.vec_normalize.normalize_obs(x)
+        return self.model.predict(x, state=state, episode_start=episode_start, deterministic=deterministic)
+
+
+def _unwrap_config(cfg: TrainConfig | DictConfig) -> TrainConfig:
+    if isinstance(cfg, TrainConfig):
+        return cfg
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, TrainConfig):
+        raise TypeError("cfg: expected a TrainConfig (compose with the train_schema)")
+    return obj
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as plain JSON-able data (what the manifest stores and hashes)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def env_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The env keyword arguments of the run (also stored in the exported manifest)."""
+    e = cfg.env
+    return {"condition": e.condition, "weeks": e.weeks, "modality": e.modality, "reward": dict(e.reward),
+            "discrete": e.discrete, "shield": e.shield}
+
+
+def make_train_env(cfg: TrainConfig) -> tuple[VecEnv, VecNormalize | None]:
+    """The batched training env (seeded with ``cfg.seed``), normalised as configured."""
+    e = cfg.env
+    shield = SafetyRules() if e.shield else None
+    env: VecEnv = PatientVecEnv(cfg.budget.n_envs, condition=e.condition, split=e.split, weeks=e.weeks,
+                                modality=e.modality, reward=dict(e.reward), discrete=e.discrete, shield=shield)
+    env.seed(cfg.seed)
+    norm = None
+    if e.normalize_obs or e.normalize_reward:
+        gamma = float(cfg.algo.kwargs.get("gamma", 0.99))
+        norm = VecNormalize(env, norm_obs=e.normalize_obs, norm_reward=e.normalize_reward, gamma=gamma)
+        env = norm
+    return env, norm
+
+
+@dataclass
+class Evaluation:
+    """The val evaluation of one policy: outcomes and metrics."""
+
+    step: int
+    outcomes: EpisodeOutcomes
+    metrics: dict[str, float]
+
+
+class ClinicalEvaluator:
+    """Paired val episodes of fixed patients (``n`` from the ``val`` split, noise ``seed``) for any policy."""
+
+    def __init__(self, cfg: TrainConfig, split: str = "val", n: int | None = None) -> None:
+        e = cfg.env
+        n = cfg.budget.eval_patients if n is None else n
+        cohort = make_cohort(e.condition, n, cfg.eval_seed, split)
+        self.episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, condition=e.condition, split=split,
+                                       weeks=e.weeks, modality=e.modality, reward=dict(e.reward))
+        self.discrete = e.discrete
+        self.shield = SafetyRules() if e.shield else None
+
+    def run(self, policy: Any, name: str = "agent", step: int = 0) -> Evaluation:
+        out = self.episodes.run(policy, name=name, shield=self.shield, discrete=self.discrete)
+        return Evaluation(step, out, clinical_metrics(out))
+
+
+def _save_stats(norm: VecNormalize | None, path: Path) -> None:
+    if norm is not None:
+        rms = norm.obs_rms
+        np.savez(path, mean=rms.mean, var=rms.var, count=np.array(rms.count))
+
+
+def _load_stats(path: Path) -> RunningMeanStd | None:
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        rms = RunningMeanStd(shape=data["mean"].shape)
+        rms.mean, rms.var, rms.count = data["mean"].copy(), data["var"].copy(), float(data["count"])
+    return rms
+
+
+class ClinicalEvalCallback(BaseCallback):
+    """Evaluates on val every ``eval_freq`` env steps (clinical metrics, figures to TensorBoard), keeps the best
+    model by mean val return, and checkpoints every ``checkpoint_freq`` steps."""
+
+    def __init__(self, cfg: TrainConfig, evaluator: ClinicalEvaluator, norm: VecNormalize | None, run_dir: Path,
+                 state: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.cfg, self.evaluator, self.norm = cfg, evaluator, norm
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path = run_dir / "evaluations.csv"
+        state = state or {}
+        self.history: list[dict[str, float]] = list(state.get("history", []))
+        self.best_return: float = float(state.get("best_return", -np.inf))
+        self.best_step: int = int(state.get("best_step", -1))
+        self.last_eval_step = int(state.get("last_eval_step", -1))
+        self._next_eval = self._next_ckpt = 0
+        self._pain_monitoring_curve: tuple[np.ndarray, np.ndarray] | None = None
+        self._reference_obs: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ hooks
+    def _on_training_start(self) -> None:
+        b = self.cfg.budget
+        self._next_eval = (self.num_timesteps // b.eval_freq + 1) * b.eval_freq
+        self._next_ckpt = (self.num_timesteps // b.checkpoint_freq + 1) * b.checkpoint_freq
+        layout = {"clinical": {chart: ["Multiline", [f"clinical/{m}" for m in tags]] for chart, tags in LAYOUT.items()}}
+        for writer in self._writers():
+            writer.add_custom_scalars(layout)
+        if not self.evaluator.discrete:
+            weekly = self._weekly_reference()
+            self._reference_obs = weekly[REFERENCE_WEEK]
+            self._pain_monitoring_curve = response_curve(get_protocol("pain_monitoring"), self._reference_obs,
+                                                         history=weekly[:REFERENCE_WEEK])
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next_eval:
+            self.evaluate()
+            self._next_eval += self.cfg.budget.eval_freq
+        if self.num_timesteps >= self._next_ckpt:
+            self.checkpoint("last")
+            self._next_ckpt += self.cfg.budget.checkpoint_freq
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.last_eval_step < self.num_timesteps:
+            self.evaluate()
+        self.checkpoint("last")
+        best = [row for row in self.history if row["step"] == self.best_step]
+        if best:
+            self._log_hparams(best[-1])
+
+    # --------------------------------------------------------------- helpers
+    def _writers(self) -> list[Any]:
+        return [f.writer for f in self.logger.output_formats if isinstance(f, TensorBoardOutputFormat)]
+
+    def _weekly_reference(self) -> np.ndarray:
+        """Median val observation of each week under pain_monitoring, ``(weeks, n_features)``: week
+        :data:`REFERENCE_WEEK` is a typical patient a month into a programme."""
+        seen: list[np.ndarray] = []
+
+        class Recorder(Policy):
+            def __init__(self) -> None:
+                self.inner = get_protocol("pain_monitoring")
+
+            def predict(self, obs: np.ndarray, state: Any = None, episode_start: Any = None,
+                        deterministic: bool = True) -> tuple[np.ndarray, Any]:
+                seen.append(np.array(obs))
+                return self.inner.predict(obs, state, episode_start, deterministic)
+
+        self.evaluator.episodes.run(Recorder(), name="reference")
+        return reference_observation(np.stack(seen))
+
+    def policy(self) -> SB3Policy:
+        return SB3Policy(self.model, self.norm)
+
+    def evaluate(self) -> Evaluation:
+        """Run the val evaluation now; log metrics and figures; keep the best model."""
+        step = self.num_timesteps
+        ev = self.evaluator.run(self.policy(), step=step)
+        for key, value in ev.metrics.items():
+            self.logger.record(f"clinical/{key}", value)
+        fig = trajectory_figure(ev.outcomes, FIGURE_PATIENTS, title=f"val patients, step {step}")
+        self.logger.record("figures/trajectories", Figure(fig, close=True), exclude=_NOT_TEXT)
+        if self._reference_obs is not None and self._pain_monitoring_curve is not None:
+            curves = {"agent": response_curve(self.policy(), self._reference_obs),
+                      "pain_monitoring": self._pain_monitoring_curve}
+            self.logger.record("figures/load_response", Figure(response_figure(curves), close=True), exclude=_NOT_TEXT)
+        self.logger.dump(step)
+        self.history.append({"step": step, **ev.metrics})
+        self._write_history()
+        self.last_eval_step = step
+        if ev.metrics["return"] > self.best_return:
+            self.best_return, self.best_step = ev.metrics["return"], step
+            self.checkpoint("best")
+        return ev
+
+    def _write_history(self) -> None:
+        cols = ["step", *METRICS]
+        lines = [",".join(cols)] + [",".join(f"{row[c]:.6g}" for c in cols) for row in self.history]
+        self.csv_path.write_text("\n".join(lines) + "\n")
+
+    def checkpoint(self, tag: str) -> None:
+        """Save the model as ``<tag>.zip`` with its observation statistics (and the replay buffer for
+        ``last`` of off-policy algorithms), and the callback's state."""
+        self.model.save(self.ckpt_dir / f"{tag}.zip")
+        _save_stats(self.norm, self.ckpt_dir / f"{tag}_obs_rms.npz")
+        if tag == "last" and self.cfg.algo.name in OFF_POLICY:
+            self.model.save_replay_buffer(self.ckpt_dir / "last_replay_buffer.pkl")
+        state = {"num_timesteps": self.num_timesteps, "best_return": self.best_return, "best_step": self.best_step,
+                 "last_eval_step": self.last_eval_step, "history": self.history}
+        (self.ckpt_dir / "state.json").write_text(json.dumps(state, indent=1))
+
+    def _log_hparams(self, metrics: dict[str, float]) -> None:
+        c = self.cfg
+        hparams: dict[str, Any] = {
+            "algo": c.algo.name, "condition": c.env.condition, "seed": c.seed, "discrete": c.env.discrete,
+            "shield": c.env.shield, "normalize_obs": c.env.normalize_obs, "n_envs": c.budget.n_envs,
+            "total_timesteps": c.budget.total_timesteps, "net_pi": str(list(c.policy.net.pi)),
+            "net_vf": str(list(c.policy.net.vf)), "activation": c.policy.net.activation,
+        }
+        for key, value in c.algo.kwargs.items():
+            if isinstance(value, int | float | str | bool):
+                hparams[f"algo.{key}"] = value
+        metric_dict = {f"clinical/{m}": float(metrics[m]) for m in HPARAM_METRICS}
+        self.logger.record("hparams", HParam(hparams, metric_dict), exclude=_NOT_TEXT)
+        self.logger.dump(self.num_timesteps)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced (paths) and its headline numbers."""
+
+    run_dir: Path
+    tensorboard_dir: Path
+    policy_dir: Path
+    timesteps: int
+    seconds: float
+    best_step: int
+    val_metrics: dict[str, float]
+    test: dict[str, Any] = field(default_factory=dict)
+
+    def summary_line(self) -> str:
+        """One line: what ran, the selected policy's val numbers, the test verdict, and where things went."""
+        m = self.val_metrics
+        line = (f"adaptrx-train: {self.timesteps:,} steps in {self.seconds / 60:.1f} min; best at step "
+                f"{self.best_step:,}: val return {m['return']:.2f}, pain w12 {m['pain_w12']:.2f}, flares "
+                f"{m['flares_per_patient']:.2f}/patient, dropout {100 * m['dropout_rate']:.0f} %")
+        if self.test:
+            line += f"; test: {self.test['headline']}"
+        return line + f" | logs: {self.tensorboard_dir} | policy: {self.policy_dir}"
+
+
+def _resume_dir(cfg: TrainConfig, run_dir: Path) -> Path | None:
+    if cfg.resume_from:
+        path = Path(cfg.resume_from)
+        if not (path / "checkpoints" / "last.zip").exists():
+            raise ValueError(f"resume_from: no checkpoints/last.zip under {path}")
+        return path
+    if not cfg.resume:
+        return None
+    runs = sorted(p for p in run_dir.parent.iterdir() if p != run_dir and (p / "checkpoints" / "last.zip").exists())
+    if not runs:
+        raise ValueError(f"resume: no earlier run with checkpoints under {run_dir.parent}")
+    return runs[-1]
+
+
+def _restore(cfg: TrainConfig, src: Path, env: VecEnv, norm: VecNormalize | None, run_dir: Path,
+             tb_dir: Path) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    """Load the last checkpoint of run ``src`` (written by this app) and carry its best model over."""
+    ckpt = src / "checkpoints"
+    model = algorithm_class(cfg.algo.name).load(ckpt / "last.zip", env=env, device="cpu",
+                                                tensorboard_log=str(tb_dir))
+    stats = _load_stats(ckpt / "last_obs_rms.npz")
+    if norm is not None and stats is not None:
+        norm.obs_rms = stats
+    if cfg.algo.name in OFF_POLICY and (ckpt / "last_replay_buffer.pkl").exists():
+        model.load_replay_buffer(ckpt / "last_replay_buffer.pkl")
+    state = json.loads((ckpt / "state.json").read_text())
+    out = run_dir / "checkpoints"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("best.zip", "best_obs_rms.npz"):
+        if (ckpt / name).exists():
+            shutil.copy2(ckpt / name, out / name)
+    return model, state
+
+
+def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
+    """Train, evaluate, select, export and compare one run of ``cfg`` into ``run_dir`` (see the module doc)."""
+    cfg = _unwrap_config(cfg)
+    validate(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.budget.torch_threads)
+    start = time.perf_counter()
+    env, norm = make_train_env(cfg)
+    tb_dir = run_dir / "tb"
+    src = _resume_dir(cfg, run_dir)
+    state: dict[str, Any] = {}
+    if src is not None:
+        model, state = _restore(cfg, src, env, norm, run_dir, tb_dir)
+    else:
+        net = OmegaConf.to_container(OmegaConf.structured(cfg.policy.net))
+        model = make_model(cfg.algo.name, env, dict(cfg.algo.kwargs), net, seed=cfg.seed,  # type: ignore[arg-type]
+                           tensorboard_log=tb_dir, action_noise_std=cfg.algo.action_noise_std)
+    evaluator = ClinicalEvaluator(cfg)
+    callback = ClinicalEvalCallback(cfg, evaluator, norm, run_dir, state)
+    remaining = cfg.budget.total_timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=callback, tb_log_name=cfg.algo.name.upper(), reset_num_timesteps=src is None,
+                    progress_bar=cfg.progress)
+    best, best_stats = _best_model(cfg, run_dir, model, norm)
+    policy_dir = run_dir / "policy"
+
+    def export(evaluation: dict[str, Any] | None = None) -> None:
+        export_policy(best, policy_dir, obs_rms=best_stats, clip_obs=norm.clip_obs if norm else 10.0,
+                      epsilon=norm.epsilon if norm else 1e-8, feature_names=FEATURE_NAMES, algorithm=cfg.algo.name,
+                      env=env_settings(cfg), config=config_dict(cfg), name=f"{cfg.algo.name}-{cfg.env.condition}",
+                      evaluation=evaluation)
+
+    export()
+    exported = load_policy(policy_dir)
+    val = evaluator.run(exported, name=exported.policy_id, step=callback.best_step)
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    trajectory_figure(val.outcomes, FIGURE_PATIENTS, title="selected policy, val patients").savefig(
+        figures / "trajectories.png", dpi=110)
+    if callback._reference_obs is not None and callback._pain_monitoring_curve is not None:
+        curves = {"agent": response_curve(exported, callback._reference_obs),
+                  "pain_monitoring": callback._pain_monitoring_curve}
+        response_figure(curves).savefig(figures / "load_response.png", dpi=110)
+    result = TrainResult(run_dir=run_dir, tensorboard_dir=tb_dir, policy_dir=policy_dir,
+                         timesteps=int(model.num_timesteps), seconds=time.perf_counter() - start,
+                         best_step=callback.best_step, val_metrics=val.metrics)
+    from adaptrx.experiments.policy_card import compare_on_test, write_card
+
+    if cfg.budget.test_patients > 0:
+        result.test = compare_on_test(exported, cfg, run_dir, progress=cfg.progress)
+    export({"val": val.metrics, "best_step": callback.best_step, "test": result.test.get("numbers", {})})
+    write_card(result, cfg, policy_dir)
+    env.close()
+    return result
+
+
+def _best_model(cfg: TrainConfig, run_dir: Path, model: BaseAlgorithm,
+                norm: VecNormalize | None) -> tuple[BaseAlgorithm, RunningMeanStd | None]:
+    """The model with the best val return (the last one if none was saved) and its observation statistics."""
+    ckpt = run_dir / "checkpoints"
+    if (ckpt / "best.zip").exists():
+        best = algorithm_class(cfg.algo.name).load(ckpt / "best.zip", device="cpu")
+        return best, _load_stats(ckpt / "best_obs_rms.npz")
+    return model, norm.obs_rms if norm is not None else None

@@ -1,0 +1,143 @@
+"""adaptrx-train: every algorithm trains and exports, TensorBoard carries the clinical tags, resume continues,
+bad config values exit with code 2 naming the field."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+
+from adaptrx.agents import load_policy
+from adaptrx.experiments.clinical_metrics import METRICS
+from adaptrx.experiments.train import check_overrides
+from adaptrx.experiments.train_config import ConfigError
+from adaptrx.experiments.training import SB3Policy, train
+
+#: A run small enough for a test: 16 val patients, no test comparison, two evaluations.
+TINY = ["budget.n_envs=4", "budget.eval_patients=16", "budget.test_patients=0", "budget.checkpoint_freq=256",
+        "policy/net=small", "progress=false"]
+OFF_POLICY_TINY = ["algo.kwargs.learning_starts=64", "algo.kwargs.buffer_size=2000", "algo.kwargs.batch_size=32"]
+
+
+def _cfg(*overrides: str):
+    with initialize_config_module("adaptrx.configs", version_base="1.3"):
+        return compose("train", overrides=[*TINY, *overrides])
+
+
+@pytest.mark.parametrize(("algo", "extra"), [
+    ("ppo", ["algo.kwargs.n_steps=32", "algo.kwargs.batch_size=64"]),
+    ("a2c", []),
+    ("sac", OFF_POLICY_TINY),
+    ("td3", OFF_POLICY_TINY),
+    ("recurrent_ppo", ["algo.kwargs.n_steps=32", "algo.kwargs.batch_size=64"]),
+])
+def test_every_algorithm_trains_evaluates_and_exports(tmp_path: Path, algo: str, extra: list[str]) -> None:
+    cfg = _cfg(f"algo={algo}", "budget.total_timesteps=512", "budget.eval_freq=256", *extra)
+    result = train(cfg, tmp_path)
+    assert result.timesteps >= 512
+    rows = (tmp_path / "evaluations.csv").read_text().strip().splitlines()
+    assert rows[0].split(",") == ["step", *METRICS] and len(rows) == 3  # header + evaluations at 256 and 512
+    for name in ("policy.safetensors", "manifest.json", "card.md"):
+        assert (result.policy_dir / name).stat().st_size > 0, name
+    manifest = json.loads((result.policy_dir / "manifest.json").read_text())
+    assert manifest["algorithm"] == algo and manifest["env"]["condition"] == "knee_oa"
+    assert manifest["evaluation"]["val"]["return"] == pytest.approx(result.val_metrics["return"])
+    # the exported policy acts as the best checkpoint does (no pickle on this path)
+    policy = load_policy(result.policy_dir)
+    cls = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3", "recurrent_ppo": "RecurrentPPO"}[algo]
+    module = "sb3_contrib" if algo == "recurrent_ppo" else "stable_baselines3"
+    model = getattr(__import__(module), cls).load(tmp_path / "checkpoints" / "best.zip", device="cpu")
+    with np.load(tmp_path / "checkpoints" / "best_obs_rms.npz") as stats:
+        mean, var = stats["mean"], stats["var"]
+    obs = np.random.default_rng(0).uniform(0, 1, (32, len(policy.feature_names))).astype(np.float32)
+    norm = np.clip((obs - mean) / np.sqrt(var + 1e-8), -10, 10).astype(np.float32)
+    expected, _ = model.predict(norm, deterministic=True)
+    actual, _ = policy.predict(obs)
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+    assert "## Training" in (result.policy_dir / "card.md").read_text()
+
+
+def test_discrete_moves_and_shield(tmp_path: Path) -> None:
+    cfg = _cfg("env.discrete=true", "env.shield=true", "budget.total_timesteps=256", "budget.eval_freq=256",
+               "algo.kwargs.n_steps=32", "algo.kwargs.batch_size=64")
+    result = train(cfg, tmp_path)
+    actions, _ = load_policy(result.policy_dir).predict(np.full((5, 37), 0.2, dtype=np.float32))
+    assert actions.shape == (5,) and actions.dtype.kind in "iu"
+    assert np.isfinite(result.val_metrics["shield_interventions"])
+
+
+def test_tensorboard_has_clinical_metrics_figures_hparams_and_layout(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = _cfg("budget.total_timesteps=512", "budget.eval_freq=256", "algo.kwargs.n_steps=32",
+               "algo.kwargs.batch_size=64")
+    train(cfg, tmp_path)
+    event_dirs = sorted({p.parent for p in (tmp_path / "tb").rglob("events.out.tfevents.*")})
+    assert event_dirs
+    acc = EventAccumulator(str(event_dirs[0]), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for metric in METRICS:
+        events = acc.Scalars(f"clinical/{metric}")
+        assert len(events) == 2, metric  # one per evaluation
+        assert all(math.isfinite(e.value) for e in events), metric
+    assert "train/value_loss" in tags["scalars"]  # SB3's own losses are there too
+    assert {"figures/trajectories", "figures/load_response"} <= set(tags["images"])
+    assert "custom_scalars" in acc.PluginTagToContent("custom_scalars") or acc.PluginTagToContent("custom_scalars")
+    assert acc.PluginTagToContent("hparams")
+    # pain at week 12 of untrained-ish policies is a plausible NRS value
+    assert 0.0 < acc.Scalars("clinical/pain_w12")[-1].value < 10.0
+
+
+def test_resume_continues_the_latest_run(tmp_path: Path) -> None:
+    base = tmp_path / "runs"
+    first, second = base / "2026-01-01_00-00-00", base / "2026-01-01_00-10-00"
+    common = ["budget.eval_freq=256", "algo.kwargs.n_steps=32", "algo.kwargs.batch_size=64"]
+    train(_cfg("budget.total_timesteps=512", *common), first)
+    result = train(_cfg("budget.total_timesteps=1024", "resume=true", *common), second)
+    assert result.timesteps == 1024
+    steps = [int(line.split(",")[0]) for line in (second / "evaluations.csv").read_text().splitlines()[1:]]
+    assert steps == [256, 512, 768, 1024]  # the first run's evaluations are carried over
+    with pytest.raises(ValueError, match="resume"):
+        train(_cfg("budget.total_timesteps=512", "resume=true", *common), tmp_path / "empty" / "run")
+
+
+def test_live_policy_wrapper_normalises_like_vecnormalize(tmp_path: Path) -> None:
+    from adaptrx.experiments.training import _unwrap_config as unwrap
+    from adaptrx.experiments.training import make_model, make_train_env
+
+    cfg = unwrap(_cfg())
+    env, norm = make_train_env(cfg)
+    model = make_model("ppo", env, {"n_steps": 32, "batch_size": 64}, {"pi": [8], "vf": [8]})
+    model.learn(128)
+    obs = np.random.default_rng(1).uniform(0, 1, (8, 37)).astype(np.float32)
+    a, _ = SB3Policy(model, norm).predict(obs)
+    b, _ = model.predict(norm.normalize_obs(obs), deterministic=True)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ("env.weeks=5", "env.weeks"),
+    ("algo=foo", "algo/foo"),
+    ("budget.n_envs=abc", "budget.n_envs"),
+    ("budget.n_envs=0", "budget.n_envs"),
+    ("env.condition=mars", "condition"),
+    ("policy.net.activation=exec", "policy.net.activation"),
+    ("algo=sac env.discrete=true", "env.discrete"),
+])
+def test_bad_config_names_the_field(override: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        check_overrides(override.split())
+
+
+def test_cli_bad_value_exits_2_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "adaptrx.experiments.train", "budget.eval_patients=-1"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "budget.eval_patients" in proc.stderr and "Traceback" not in proc.stderr
