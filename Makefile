@@ -1,8 +1,9 @@
 # adaptrx developer entry points. Every target that runs code first creates .venv and installs the package.
 #
-#   make demo       set up .venv and run the quick paired virtual trial (python -m adaptrx.demo)
+#   make demo       set up .venv, train PPO with the quick preset and compare it with the fixed protocols
 #   make test       ruff + the whole test suite, slow tests included (what .ci/run calls)
 #   make bench      performance benchmarks (benchmarks/run.py)
+#   make policy     retrain the shipped policy agents/ppo-knee_oa-v0 with the paper preset (~15 min)
 #   make calibrate  regenerate the calibration table and figures under envs/calibration/
 #   make clean      remove .venv and caches
 
@@ -19,7 +20,7 @@ TORCH_PIP_ARGS ?=
 LINT_PATHS := $(wildcard src tests benchmarks)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench calibrate clean
+.PHONY: help install demo test bench policy calibrate clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m adaptrx.demo
+	$(BIN)/adaptrx-train experiment=quick
 
 # -m "slow or not slow" selects every test, slow ones included, whatever a default -m elsewhere says.
 test: $(STAMP)
@@ -46,6 +47,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# The shipped policy: train with the paper preset into a fixed run directory and copy its policy/ folder.
+POLICY := ppo-knee_oa-v0
+policy: $(STAMP)
+	rm -rf outputs/paper/$(POLICY)
+	$(BIN)/adaptrx-train experiment=paper hydra.run.dir=outputs/paper/$(POLICY)
+	rm -rf agents/$(POLICY) && mkdir -p agents && cp -r outputs/paper/$(POLICY)/policy agents/$(POLICY)
 
 calibrate: $(STAMP)
 	$(BIN)/python -m adaptrx.patient.calibration

@@ -141,3 +141,12 @@ def test_cli_bad_value_exits_2_without_traceback(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert "budget.eval_patients" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reward_config_defaults_are_the_env_defaults() -> None:
+    from adaptrx.envs.reward import RewardWeights
+    from adaptrx.experiments.train_config import RewardConfig
+
+    assert RewardConfig().weights() == RewardWeights().as_dict()
+    with pytest.raises(ConfigError, match=r"reward\.flare"):
+        check_overrides(["env.reward.flare=-1"])

@@ -68,8 +68,9 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     e = cfg.env
     n = cfg.budget.test_patients if n is None else n
     cohort = make_cohort(e.condition, n, cfg.eval_seed, "test")
+    # the env's default reward: test returns are comparable across runs whatever reward a run trained on
     episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, condition=e.condition, split="test", weeks=e.weeks,
-                              modality=e.modality, reward=dict(e.reward))
+                              modality=e.modality)
     names = comparators(e.condition)
     outcomes = {}
     with tqdm(total=(len(names) + 1) * e.weeks, desc="test comparison (policies x weeks)", disable=not progress) as bar:
@@ -132,6 +133,16 @@ def _markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines)
 
 
+def differences_table(diffs: pd.DataFrame) -> str:
+    """The paired differences (agent minus each comparator, 95 % CIs) as a markdown table."""
+    columns = {"pain w12 (agent - protocol)": "pain_w12", "composite (agent - protocol)": "composite",
+               "flares (agent - protocol)": "flares"}
+    table = pd.DataFrame({"comparator": diffs["comparator"], **{
+        label: [_fmt(Estimate(*r)) for r in diffs[[f"{k}_diff", f"{k}_low", f"{k}_high"]].to_numpy()]
+        for label, k in columns.items()}})
+    return _markdown(table)
+
+
 def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
     """Write ``policy_dir/card.md``: what the policy is, how it was trained, and its measured results."""
     import json
@@ -177,23 +188,14 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
     if result.test:
         n = result.test["numbers"]
         summary = result.test["summary"].copy()
-        diffs = result.test["differences"]
-        table = pd.DataFrame({
-            "comparator": diffs["comparator"],
-            "pain w12 (agent - protocol)": [_fmt(Estimate(*r)) for r in
-                                            diffs[["pain_w12_diff", "pain_w12_low", "pain_w12_high"]].to_numpy()],
-            "composite (agent - protocol)": [_fmt(Estimate(*r)) for r in
-                                             diffs[["composite_diff", "composite_low", "composite_high"]].to_numpy()],
-            "flares (agent - protocol)": [_fmt(Estimate(*r)) for r in
-                                          diffs[["flares_diff", "flares_low", "flares_high"]].to_numpy()],
-        })
         lines += [
             f"## Test: paired comparison on {n['test_patients']} test patients",
             "",
             "Never used in training or selection; every policy meets the same patients with the same noise "
             "(common random numbers); intention-to-treat (dropouts keep their simulated no-exercise outcomes). "
             "Composite = mean weekly pain (NRS) + flare weeks + 2 if dropped out; lower is better. Differences "
-            "are means over patients with percentile-bootstrap 95 % CIs.",
+            "are means over patients with percentile-bootstrap 95 % CIs. Returns use the env's default reward "
+            "weights (whatever the run trained on).",
             "",
             f"**Headline:** {result.test['headline']}.",
             "",
@@ -204,7 +206,7 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
             f"**{'no more' if n['no_more_flares_than_pain_monitoring'] else 'more'}**.",
             f"- Best fixed protocol on the composite: `{n['best_fixed_protocol_by_composite']}`.",
             "",
-            _markdown(table),
+            differences_table(result.test["differences"]),
             "",
             "Per policy (means over test patients):",
             "",

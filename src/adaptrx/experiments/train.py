@@ -42,6 +42,12 @@ def _app(cfg: DictConfig) -> float:
     except ValueError as exc:  # e.g. resume with nothing to resume from
         print(f"adaptrx-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if result.test:
+        from adaptrx.experiments.policy_card import differences_table
+
+        print(f"\nPaired comparison on {result.test['numbers']['test_patients']} test patients "
+              "(agent minus protocol, 95 % CI; lower is better):")
+        print(differences_table(result.test["differences"]), end="\n\n")
     print(result.summary_line())
     return float(result.val_metrics["return"])
 

@@ -9,7 +9,7 @@ runs). Hydra checks types when it merges; :func:`validate` checks ranges and com
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -36,6 +36,21 @@ class AlgoConfig:
 
 
 @dataclass
+class RewardConfig:
+    """Reward weights (:class:`adaptrx.envs.reward.RewardWeights`; same defaults, checked by a test)."""
+
+    pain: float = 1.0  # per NRS point of weekly mean pain / 10
+    function: float = 2.0  # per function point / 100
+    flare: float = 0.1  # per flare week
+    supervision: float = 0.01  # per attended supervised session
+    remote: float = 0.005  # per remote-monitoring week with sessions
+
+    def weights(self) -> dict[str, float]:
+        """The weights as the env's ``reward=`` mapping."""
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass
 class EnvConfig:
     """The training env (``PatientVecEnv`` over ``AdaptRx/Progression-v0``)."""
 
@@ -43,7 +58,7 @@ class EnvConfig:
     split: str = "train"
     weeks: int = 26  # episode length, 1-104 weeks
     modality: str = "resistance"
-    reward: dict[str, float] = field(default_factory=dict)  # weights overriding the env defaults
+    reward: RewardConfig = field(default_factory=RewardConfig)
     discrete: bool = False  # named clinical moves (ProgressionDiscrete-v0)
     shield: bool = False  # default safety rules bind every action (training and evaluation)
     normalize_obs: bool = True
@@ -137,6 +152,6 @@ def validate(cfg: TrainConfig | DictConfig) -> None:
         from adaptrx.envs.batch import env_config
 
         env_config(condition=c.env.condition, split=c.env.split, weeks=c.env.weeks, modality=c.env.modality,
-                   reward=dict(c.env.reward))
+                   reward=c.env.reward.weights())
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"env.{exc}") from exc

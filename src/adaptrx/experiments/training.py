@@ -109,7 +109,7 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
 def env_settings(cfg: TrainConfig) -> dict[str, Any]:
     """The env keyword arguments of the run (also stored in the exported manifest)."""
     e = cfg.env
-    return {"condition": e.condition, "weeks": e.weeks, "modality": e.modality, "reward": dict(e.reward),
+    return {"condition": e.condition, "weeks": e.weeks, "modality": e.modality, "reward": e.reward.weights(),
             "discrete": e.discrete, "shield": e.shield}
 
 
@@ -118,7 +118,7 @@ def make_train_env(cfg: TrainConfig) -> tuple[VecEnv, VecNormalize | None]:
     e = cfg.env
     shield = SafetyRules() if e.shield else None
     env: VecEnv = PatientVecEnv(cfg.budget.n_envs, condition=e.condition, split=e.split, weeks=e.weeks,
-                                modality=e.modality, reward=dict(e.reward), discrete=e.discrete, shield=shield)
+                                modality=e.modality, reward=e.reward.weights(), discrete=e.discrete, shield=shield)
     env.seed(cfg.seed)
     norm = None
     if e.normalize_obs or e.normalize_reward:
@@ -145,7 +145,7 @@ class ClinicalEvaluator:
         n = cfg.budget.eval_patients if n is None else n
         cohort = make_cohort(e.condition, n, cfg.eval_seed, split)
         self.episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, condition=e.condition, split=split,
-                                       weeks=e.weeks, modality=e.modality, reward=dict(e.reward))
+                                       weeks=e.weeks, modality=e.modality, reward=e.reward.weights())
         self.discrete = e.discrete
         self.shield = SafetyRules() if e.shield else None
 
@@ -385,7 +385,7 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
     def export(evaluation: dict[str, Any] | None = None) -> None:
         export_policy(best, policy_dir, obs_rms=best_stats, clip_obs=norm.clip_obs if norm else 10.0,
                       epsilon=norm.epsilon if norm else 1e-8, feature_names=FEATURE_NAMES, algorithm=cfg.algo.name,
-                      env=env_settings(cfg), config=config_dict(cfg), name=f"{cfg.algo.name}-{cfg.env.condition}",
+                      env=env_settings(cfg), config=config_dict(cfg), name=cfg.name,
                       evaluation=evaluation)
 
     export()
