@@ -3,7 +3,7 @@
 #   make demo       set up .venv, train PPO with the quick preset and compare it with the fixed protocols
 #   make test       ruff + the whole test suite, slow tests included (what .ci/run calls)
 #   make bench      performance benchmarks (benchmarks/run.py)
-#   make policy     retrain the shipped policy agents/ppo-knee_oa-v0 with the paper preset (~15 min)
+#   make policy     retrain the shipped policy agents/ppo-knee_oa-v0 with the paper preset (~5 min)
 #   make calibrate  regenerate the calibration table and figures under envs/calibration/
 #   make clean      remove .venv and caches
 
@@ -48,12 +48,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
-# The shipped policy: train with the paper preset into a fixed run directory and copy its policy/ folder.
+# The shipped policy: train with the paper preset into a fixed run directory, copy its policy/ folder and
+# append the hand-written development notes (variants tried) to the generated card.
 POLICY := ppo-knee_oa-v0
 policy: $(STAMP)
 	rm -rf outputs/paper/$(POLICY)
 	$(BIN)/adaptrx-train experiment=paper hydra.run.dir=outputs/paper/$(POLICY)
 	rm -rf agents/$(POLICY) && mkdir -p agents && cp -r outputs/paper/$(POLICY)/policy agents/$(POLICY)
+	cat agents/notes/$(POLICY).md >> agents/$(POLICY)/card.md
 
 calibrate: $(STAMP)
 	$(BIN)/python -m adaptrx.patient.calibration

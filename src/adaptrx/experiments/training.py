@@ -267,7 +267,8 @@ class ClinicalEvalCallback(BaseCallback):
 
     def _write_history(self) -> None:
         cols = ["step", *METRICS]
-        lines = [",".join(cols)] + [",".join(f"{row[c]:.6g}" for c in cols) for row in self.history]
+        lines = [",".join(cols)] + [",".join([str(int(row["step"]))] + [f"{row[c]:.6g}" for c in METRICS])
+                                    for row in self.history]
         self.csv_path.write_text("\n".join(lines) + "\n")
 
     def checkpoint(self, tag: str) -> None:
