@@ -15,6 +15,8 @@ per patient than ``pain_monitoring`` (the issue's bar).
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,10 +55,6 @@ def comparators(condition: str) -> list[str]:
     return names
 
 
-def _fmt(e: Estimate) -> str:
-    return f"{e.value:+.2f} [{e.low:+.2f}, {e.high:+.2f}]"
-
-
 def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, n: int | None = None,
                     progress: bool = False) -> dict[str, Any]:
     """Paired ITT comparison of ``policy`` with the fixed protocols on ``n`` test patients.
@@ -79,8 +77,8 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
         for name in names:
             protocol = get_protocol(name, condition=e.condition) if name == REFERENCE else get_protocol(name)
             outcomes[name] = episodes.run(protocol, name=name, progress=bar.update)
-    summary = pd.DataFrame([{"policy": k, **{m: clinical_metrics(o)[m] for m in SUMMARY_COLUMNS}}
-                            for k, o in outcomes.items()])
+    metrics = {k: clinical_metrics(o) for k, o in outcomes.items()}
+    summary = pd.DataFrame([{"policy": k, **{c: m[c] for c in SUMMARY_COLUMNS}} for k, m in metrics.items()])
     agent = outcomes[AGENT]
     rows = []
     for name in names:
@@ -108,7 +106,7 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
         "beats_every_fixed_protocol_pain_w12": beats_pain, "beats_every_fixed_protocol_composite": beats_composite,
         "flares_per_patient": float(flares[AGENT]), "flares_pain_monitoring": float(flares[SAFETY_REFERENCE]),
         "no_more_flares_than_pain_monitoring": bool(safe), "best_fixed_protocol_by_composite": best_fixed,
-        "agent": {k: float(v) for k, v in clinical_metrics(agent).items()},
+        "agent": metrics[AGENT],
     }
     headline = (f"vs {ref_name}: pain w12 {ref_row['pain_w12_diff']:+.2f} [{ref_row['pain_w12_low']:+.2f}, "
                 f"{ref_row['pain_w12_high']:+.2f}], composite {ref_row['composite_diff']:+.2f} "
@@ -138,16 +136,13 @@ def differences_table(diffs: pd.DataFrame) -> str:
     columns = {"pain w12 (agent - protocol)": "pain_w12", "composite (agent - protocol)": "composite",
                "flares (agent - protocol)": "flares"}
     table = pd.DataFrame({"comparator": diffs["comparator"], **{
-        label: [_fmt(Estimate(*r)) for r in diffs[[f"{k}_diff", f"{k}_low", f"{k}_high"]].to_numpy()]
+        label: [str(Estimate(*r)) for r in diffs[[f"{k}_diff", f"{k}_low", f"{k}_high"]].to_numpy()]
         for label, k in columns.items()}})
     return _markdown(table)
 
 
 def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
     """Write ``policy_dir/card.md``: what the policy is, how it was trained, and its measured results."""
-    import json
-    import shutil
-
     manifest = json.loads((policy_dir / "manifest.json").read_text())
     figures = result.run_dir / "figures"
     for png in ("trajectories.png", "load_response.png"):

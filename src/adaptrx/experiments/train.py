@@ -29,17 +29,11 @@ register_schema()
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def _app(cfg: DictConfig) -> float:
-    from adaptrx.experiments.train_config import validate
     from adaptrx.experiments.training import train
 
     try:
-        validate(cfg)
-    except ConfigError as exc:
-        print(f"adaptrx-train: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    try:
         result = train(cfg, HydraConfig.get().runtime.output_dir)
-    except ValueError as exc:  # e.g. resume with nothing to resume from
+    except ValueError as exc:  # a ConfigError of validate() (sweeps skip check_overrides), or nothing to resume
         print(f"adaptrx-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
     if result.test:

@@ -15,12 +15,6 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-#: Algorithms of ``algo.name``, and the ones that act in the Box action space only.
-ALGORITHMS: tuple[str, ...] = ("ppo", "a2c", "sac", "td3", "recurrent_ppo")
-BOX_ONLY: frozenset[str] = frozenset({"sac", "td3"})
-#: Activation names of ``policy.net.activation`` (torch.nn modules).
-ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
-
 
 class ConfigError(ValueError):
     """A config value out of range or an impossible combination; the message starts with the field."""
@@ -28,7 +22,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class AlgoConfig:
-    """The RL algorithm: ``name`` (one of :data:`ALGORITHMS`) and constructor arguments of the SB3 class."""
+    """The RL algorithm: ``name`` (one of :data:`adaptrx.agents.factory.ALGORITHMS`) and constructor arguments
+    of the SB3 class."""
 
     name: str = "ppo"
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -122,10 +117,12 @@ def _check(condition: bool, name: str, message: str) -> None:
 
 def validate(cfg: TrainConfig | DictConfig) -> None:
     """Check ranges and combinations of a composed config; raises :class:`ConfigError` naming the field."""
+    from adaptrx.agents.factory import ACTIVATIONS, ALGORITHMS, OFF_POLICY
+
     c = cfg if isinstance(cfg, TrainConfig) else OmegaConf.to_object(cfg)
     assert isinstance(c, TrainConfig)
     _check(c.algo.name in ALGORITHMS, "algo.name", f"unknown {c.algo.name!r}; known: {', '.join(ALGORITHMS)}")
-    _check(not (c.env.discrete and c.algo.name in BOX_ONLY), "env.discrete",
+    _check(not (c.env.discrete and c.algo.name in OFF_POLICY), "env.discrete",
            f"{c.algo.name} needs the Box action; use ppo, a2c or recurrent_ppo for the discrete moves")
     std = c.algo.action_noise_std
     _check(std is None or 0.0 <= std <= 1.0, "algo.action_noise_std", f"must be in [0, 1], got {std}")
