@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import wilcoxon
 
-from adaptrx.experiments.stats import bootstrap_mean, iqm, paired_difference
+from adaptrx.experiments.stats import (
+    bootstrap_iqm,
+    bootstrap_mean,
+    bootstrap_statistic,
+    holm,
+    iqm,
+    paired_difference,
+    paired_win_rate,
+    probability_of_improvement,
+    stratified_resample_index,
+    wilcoxon_p,
+)
 
 
 def test_bootstrap_ci_covers_the_true_mean_at_about_95_percent() -> None:
@@ -33,3 +45,160 @@ def test_iqm_ignores_the_tails() -> None:
     assert iqm(x) < 10
     with pytest.raises(ValueError):
         bootstrap_mean(np.array([1.0, np.nan]))
+
+
+# --- bootstrap: normal theory, stratification, backward compatibility -------------------------------------------
+
+
+def test_bootstrap_ci_of_a_normal_mean_matches_normal_theory() -> None:
+    x = np.random.default_rng(2).normal(3.0, 2.0, 400)
+    est = bootstrap_mean(x, n_boot=4000, seed=0)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert est.value == pytest.approx(x.mean())
+    assert abs(est.low - (x.mean() - half)) < 0.15 * half
+    assert abs(est.high - (x.mean() + half)) < 0.15 * half
+    rng = np.random.default_rng(3)
+    hits = 0
+    for k in range(200):
+        est = bootstrap_mean(rng.normal(3.0, 2.0, 100), n_boot=400, seed=k)
+        hits += est.low <= 3.0 <= est.high
+    assert 0.90 <= hits / 200 <= 0.99
+
+
+def test_unstratified_results_are_unchanged() -> None:
+    # numbers computed with the implementation before strata were added
+    x = np.random.default_rng(7).normal(3, 2, 50)
+    y = np.random.default_rng(8).normal(2, 2, 50)
+    est = bootstrap_mean(x, 500, 3, 0.9)
+    assert (est.value, est.low, est.high) == (2.4146914207076744, 2.0029177936209432, 2.796251753187978)
+    est = paired_difference(x, y, 500, 3, 0.9)
+    assert (est.value, est.low, est.high) == (0.7490068698924075, 0.18614218491036383, 1.3648894565252572)
+    old_index = np.random.default_rng(5).integers(0, 30, size=(40, 30))
+    np.testing.assert_array_equal(stratified_resample_index(None, 30, 40, 5), old_index)
+    np.testing.assert_array_equal(stratified_resample_index(np.zeros(30), 30, 40, 5), old_index)
+
+
+@pytest.mark.parametrize("strata", [np.array([0, 1, 1, 2, 0, 1, 1, 2, 1, 1]), np.array(list("abbcabbcbb"))])
+def test_stratified_resampling_stays_within_strata(strata: np.ndarray) -> None:
+    index = stratified_resample_index(strata, len(strata), 300, seed=1)
+    assert index.shape == (300, 10)
+    np.testing.assert_array_equal(strata[index], np.broadcast_to(strata, index.shape))  # same stratum, same counts
+    for label in np.unique(strata):
+        members = np.flatnonzero(strata == label)
+        assert set(np.unique(index[:, members])) == set(members)  # every member gets drawn somewhere
+    with pytest.raises(ValueError, match="strata"):
+        stratified_resample_index(strata[:5], 10, 300, seed=1)
+
+
+def test_stratified_bootstrap_removes_between_stratum_variance() -> None:
+    rng = np.random.default_rng(4)
+    strata = np.repeat([0, 1], 100)
+    x = np.where(strata == 0, 0.0, 10.0) + rng.normal(0, 0.5, 200)  # two very different populations
+    plain, stratified = bootstrap_mean(x), bootstrap_mean(x, strata=strata)
+    assert stratified.value == plain.value
+    assert stratified.high - stratified.low < 0.2 * (plain.high - plain.low)
+    assert stratified.low < x.mean() < stratified.high
+
+
+def test_bootstrap_statistic_and_iqm() -> None:
+    assert iqm(np.arange(1.0, 9.0)) == 4.5  # mean of 3, 4, 5, 6
+    assert iqm(np.r_[np.arange(1.0, 8.0), 1e6]) == 4.5  # an outlier in place of 8 does not move it
+    x = np.random.default_rng(6).standard_t(2, 300)
+    est = bootstrap_iqm(x, n_boot=500, seed=2)
+    assert est.value == iqm(x)
+    assert est.low < est.value < est.high
+    med = bootstrap_statistic(x, lambda m: np.median(m, axis=1), n_boot=500, seed=2)
+    assert med.value == np.median(x) and med.low < med.value < med.high
+    wide = bootstrap_mean(x, n_boot=500, seed=2, level=0.99)
+    narrow = bootstrap_mean(x, n_boot=500, seed=2, level=0.5)
+    assert wide.low < narrow.low < narrow.high < wide.high
+
+
+@pytest.mark.parametrize("bad", [np.array([]), np.array([1.0, np.nan]), np.array([1.0, np.inf]), np.ones((2, 2))])
+def test_bad_values_are_rejected(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="values"):
+        bootstrap_statistic(bad, lambda m: m.mean(axis=1))
+    with pytest.raises(ValueError, match="values"):
+        bootstrap_iqm(bad)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_mean(np.ones(3), level=1.5)
+
+
+# --- tests and multiplicity -----------------------------------------------------------------------------------
+
+
+def test_wilcoxon_p() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(0, 1, 40), rng.normal(0.2, 1, 40)
+    assert wilcoxon_p(a, b) == pytest.approx(wilcoxon(a, b).pvalue)
+    assert wilcoxon_p(a, a.copy()) == 1.0
+    a = rng.normal(0, 1, 200)
+    assert wilcoxon_p(a + 1.0 + rng.normal(0, 1, 200), a) < 1e-6
+    with pytest.raises(ValueError, match="same shape"):
+        wilcoxon_p(a, a[:10])
+    with pytest.raises(ValueError, match="a:"):
+        wilcoxon_p(np.r_[a[:-1], np.nan], a)
+
+
+def test_holm() -> None:
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03, 0.005])), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm(np.array([0.5, 0.2, 0.9])), [1.0, 0.6, 1.0])  # capped at 1
+    p = np.random.default_rng(8).uniform(0, 0.1, 20)
+    adjusted = holm(p)
+    assert (adjusted >= p).all()
+    assert (np.diff(adjusted[np.argsort(p)]) >= 0).all()
+    with pytest.raises(ValueError, match="pvalues"):
+        holm(np.array([0.1, np.nan]))
+
+
+# --- probability of improvement and win rate --------------------------------------------------------------------
+
+
+def _brute_force_poi(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a[:, None] < b[None, :]) + 0.5 * (a[:, None] == b[None, :])))
+
+
+def test_probability_of_improvement_point_values() -> None:
+    low, high = np.arange(10.0), np.arange(10.0) + 20
+    assert probability_of_improvement(low, high).value == 1.0
+    assert probability_of_improvement(high, low).value == 0.0
+    assert probability_of_improvement(low, high, lower_is_better=False).value == 0.0
+    assert probability_of_improvement(low, low.copy()).value == 0.5
+    a, b = np.array([1.0, 2, 2, 3, 5, 5, 0]), np.array([2.0, 2, 4, 1, 5, 0, 3])
+    assert probability_of_improvement(a, b).value == pytest.approx(_brute_force_poi(a, b))
+    assert probability_of_improvement(a, b, lower_is_better=False).value == pytest.approx(_brute_force_poi(-a, -b))
+    rng = np.random.default_rng(9)
+    same = probability_of_improvement(rng.normal(0, 1, 2000), rng.normal(0, 1, 2000), n_boot=200)
+    assert abs(same.value - 0.5) < 0.05
+
+
+def test_probability_of_improvement_averages_strata_with_equal_weight() -> None:
+    rng = np.random.default_rng(10)
+    strata = np.array(["x"] * 30 + ["y"] * 10)
+    a, b = rng.integers(0, 5, 40).astype(float), rng.integers(1, 6, 40).astype(float)  # many ties
+    x, y = strata == "x", strata == "y"
+    expected = 0.5 * (_brute_force_poi(a[x], b[x]) + _brute_force_poi(a[y], b[y]))
+    assert probability_of_improvement(a, b, strata=strata).value == pytest.approx(expected)
+
+
+def test_probability_of_improvement_ci() -> None:
+    rng = np.random.default_rng(11)
+    widths = []
+    for n in (100, 2000):
+        patient = rng.normal(0, 1, n)
+        est = probability_of_improvement(patient - 0.3 + rng.normal(0, 1, n), patient, n_boot=300, seed=1)
+        assert est.low <= est.value <= est.high
+        widths.append(est.high - est.low)
+    assert widths[1] < 0.5 * widths[0]
+    with pytest.raises(ValueError, match="same shape"):
+        probability_of_improvement(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="a:"):
+        probability_of_improvement(np.array([]), np.array([]))
+
+
+def test_paired_win_rate() -> None:
+    a, b = np.array([1.0, 2, 3, 4]), np.array([2.0, 2, 1, 5])  # a wins, tie, loses, wins
+    assert paired_win_rate(a, b) == pytest.approx(2.5 / 4)
+    assert paired_win_rate(a, b, lower_is_better=False) == pytest.approx(1.5 / 4)
+    with pytest.raises(ValueError, match="b:"):
+        paired_win_rate(a, np.array([1.0, np.nan, 1, 1]))

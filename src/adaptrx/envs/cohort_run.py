@@ -38,6 +38,22 @@ REPORT_WEEKS: tuple[int, ...] = (12, 26)
 
 
 @dataclass
+class Transitions:
+    """The policy's own steps of a run, arrays ``(weeks, n, ...)``: what an offline-RL dataset holds.
+
+    Only the weeks inside the episode (``EpisodeOutcomes.in_programme``) are transitions; the ITT
+    continuation after a dropout is not.
+    """
+
+    obs: np.ndarray  # (weeks, n, n_features) float32, the observation the policy acted on
+    actions: np.ndarray  # (weeks, n, 3) Box action after the shield, or (weeks, n, 1) move index
+    rewards: np.ndarray  # (weeks, n) env reward
+    next_obs: np.ndarray  # (weeks, n, n_features) float32
+    terminated: np.ndarray  # (weeks, n) bool: dropout that week
+    truncated: np.ndarray  # (weeks, n) bool: the last week of the episode without dropout
+
+
+@dataclass
 class EpisodeOutcomes:
     """Weekly true outcomes of one policy on a cohort, arrays ``(weeks, n)`` unless noted (ITT: after a
     dropout, the no-exercise continuation)."""
@@ -61,6 +77,7 @@ class EpisodeOutcomes:
     returns: np.ndarray  # (n,) undiscounted episode return of the env reward
     cost: np.ndarray  # (n,) safety-cost weeks within the episode
     shield_interventions: np.ndarray  # (n,) weeks a shield rule bound (0 without a shield)
+    transitions: Transitions | None = None  # recorded with ``run(..., record=True)``
 
     @property
     def n(self) -> int:
@@ -107,6 +124,27 @@ class EpisodeOutcomes:
         })
         return pd.DataFrame(frame)
 
+    def to_weekly_frame(self) -> pd.DataFrame:
+        """Per-week trajectories, one row per (patient, week), ``week`` 1-based (ITT continuation included,
+        flagged by ``in_programme``)."""
+        weeks, n = self.weeks, self.n
+        return pd.DataFrame({
+            "policy": self.policy,
+            "split": self.split,
+            "patient_id": np.tile(self.patient_id, weeks),
+            "seed": self.seed,
+            "week": np.repeat(np.arange(1, weeks + 1), n),
+            "pain": self.pain.ravel(),
+            "function": self.function.ravel(),
+            "capacity": self.capacity.ravel(),
+            "flares": self.flares.ravel().astype(np.int64),
+            "load": self.load.ravel(),
+            "sessions_prescribed": self.sessions_prescribed.ravel().astype(np.int64),
+            "sessions_attended": self.sessions_attended.ravel().astype(np.int64),
+            "supervised": self.supervised.ravel().astype(bool),
+            "in_programme": self.in_programme.ravel(),
+        })
+
 
 class CohortEpisodes:
     """A paired-trial episode batch over given patients.
@@ -150,7 +188,8 @@ class CohortEpisodes:
         return self.batch.reset(np.arange(self.n), self._rows, seeds)
 
     def run(self, policy: Any, name: str | None = None, shield: Shield | None = None,
-            progress: Callable[[int], None] | None = None, discrete: bool = False) -> EpisodeOutcomes:
+            progress: Callable[[int], None] | None = None, discrete: bool = False,
+            record: bool = False) -> EpisodeOutcomes:
         """Play one episode per patient under ``policy`` and return the weekly outcomes.
 
         Args:
@@ -161,6 +200,8 @@ class CohortEpisodes:
             progress: called with 1 after each simulated week (e.g. a tqdm ``update``).
             discrete: the policy acts with the move indices of ``ProgressionDiscrete-v0`` (the session plan
                 is kept per patient as in that env) instead of the Box action.
+            record: also keep every step's observation, action, reward and next observation
+                (:class:`Transitions`, e.g. for an offline-RL dataset).
         """
         b, weeks, n = self.batch, self.config.weeks, self.n
         label = name or getattr(policy, "name", None) or type(policy).__name__
@@ -178,12 +219,16 @@ class CohortEpisodes:
         returns, cost, interventions = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
         state: Any = None
         episode_start = np.ones(n, dtype=bool)
+        steps: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated")}
         for w in range(weeks):
             actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
             episode_start[:] = False
             if shield is not None:
                 actions, rules = shield.constrain(obs, actions, discrete)
                 interventions += active & np.array([len(r) > 0 for r in rules])
+            if record:
+                steps["obs"].append(np.asarray(obs, dtype=np.float32).copy())
+                steps["actions"].append(np.asarray(actions, dtype=np.float32).reshape(n, -1).copy())
             if discrete:
                 load, sessions, delivery, plan = decode_discrete(actions, b.last_load, b.E[engine.E_PLAN],
                                                                  b.E[engine.E_DELIVERY])
@@ -209,10 +254,22 @@ class CohortEpisodes:
             cost += np.where(active, step.cost, 0.0)
             new = active & step.terminated
             dropout_week[new] = w + 1
+            if record:
+                steps["rewards"].append(np.asarray(step.reward, dtype=np.float64).copy())
+                steps["next_obs"].append(np.asarray(step.obs, dtype=np.float32).copy())
+                steps["terminated"].append(new.copy())
             active &= ~step.terminated
             obs = step.obs
             if progress is not None:
                 progress(1)
+        transitions = None
+        if record:
+            terminated = np.stack(steps["terminated"])
+            truncated = np.zeros_like(terminated)
+            truncated[-1] = in_programme[-1] & ~terminated[-1]
+            transitions = Transitions(obs=np.stack(steps["obs"]), actions=np.stack(steps["actions"]),
+                                      rewards=np.stack(steps["rewards"]), next_obs=np.stack(steps["next_obs"]),
+                                      terminated=terminated, truncated=truncated)
         return EpisodeOutcomes(
             policy=label, patient_id=self.cohort["patient_id"].astype(str).to_numpy(), seed=self.seed,
             split=self.config.split, baseline_pain=baseline_pain, baseline_function=baseline_function,
@@ -220,5 +277,6 @@ class CohortEpisodes:
             load=rec["load"], sessions_prescribed=rec["sessions_prescribed"],
             sessions_attended=rec["sessions_attended"], supervised=rec["supervised"], in_programme=in_programme,
             dropout_week=dropout_week, returns=returns, cost=cost, shield_interventions=interventions,
+            transitions=transitions,
         )
 

@@ -1,20 +1,31 @@
 """Statistics of paired virtual trials (numpy/scipy; rliable does not work with pandas 3).
 
 Percentile bootstrap over patients: in a paired trial every policy meets the same patients, so a paired
-difference resamples patients once and takes the difference on the same resample.
+difference resamples patients once and takes the difference on the same resample. With ``strata`` (e.g. a
+patient-population label per patient) patients are resampled within their stratum, so every replicate keeps
+the stratum sizes of the trial. All randomness comes from ``np.random.default_rng(seed)``; the bootstrap is
+vectorised over replicates (an ``(n_boot, n)`` index array).
+
+Tests between policies: ``wilcoxon_p`` (paired signed-rank test) with ``holm`` for a family of comparisons;
+effect sizes: ``paired_difference`` (mean of a - b), ``probability_of_improvement`` (Agarwal et al. 2021) and
+``paired_win_rate``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import trim_mean
+from scipy.stats import rankdata, trim_mean, wilcoxon
+
+Statistic = Callable[[np.ndarray], np.ndarray]
+"""Reduces a ``(r, n)`` array along axis 1 to shape ``(r,)``."""
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with a bootstrap 95 % confidence interval."""
+    """A point estimate with a bootstrap confidence interval ``[low, high]`` (95 % unless asked otherwise)."""
 
     value: float
     low: float
@@ -24,27 +35,85 @@ class Estimate:
         return f"{self.value:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
+def _sample(values: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or len(x) == 0 or not np.isfinite(x).all():
+        raise ValueError(f"{name}: expected a non-empty 1-D array of finite numbers")
+    return x
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a, b: paired samples must have the same shape, got {a.shape} and {b.shape}")
+    return _sample(a, "a"), _sample(b, "b")
+
+
+def _strata_members(strata: np.ndarray | None, n: int) -> list[np.ndarray]:
+    """Positions of each stratum (in order of first appearance); ``None`` is one stratum of all ``n``."""
+    if strata is None:
+        return [np.arange(n)]
+    labels = np.asarray(strata)
+    if labels.shape != (n,):
+        raise ValueError(f"strata: expected one label per patient, shape ({n},), got {labels.shape}")
+    codes: dict[object, int] = {}
+    inverse = np.array([codes.setdefault(label, len(codes)) for label in labels.tolist()])
+    return [np.flatnonzero(inverse == k) for k in range(len(codes))]
+
+
 def _resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
-def bootstrap_mean(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Estimate:
-    """Mean of ``values`` (1-D, finite) with a percentile bootstrap CI at ``level``."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 1 or len(x) == 0 or not np.isfinite(x).all():
-        raise ValueError("values: expected a non-empty 1-D array of finite numbers")
-    means = x[_resample_index(len(x), n_boot, seed)].mean(axis=1)
+def stratified_resample_index(strata: np.ndarray | None, n: int, n_boot: int, seed: int) -> np.ndarray:
+    """Bootstrap patient indices of shape ``(n_boot, n)``, drawn with replacement within each stratum.
+
+    Column ``j`` of every replicate holds a patient of the same stratum as patient ``j``, so each stratum keeps
+    its size in every replicate. ``strata`` is a 1-D array of ``n`` hashable labels (ints, strings, ...);
+    ``None`` means a single stratum, i.e. the plain bootstrap ``default_rng(seed).integers(0, n, (n_boot, n))``.
+    """
+    if n < 1 or n_boot < 1:
+        raise ValueError(f"n, n_boot: expected positive sizes, got n={n}, n_boot={n_boot}")
+    if strata is None:
+        return _resample_index(n, n_boot, seed)
+    rng = np.random.default_rng(seed)
+    index = np.empty((n_boot, n), dtype=np.int64)
+    for members in _strata_members(strata, n):
+        index[:, members] = members[rng.integers(0, len(members), size=(n_boot, len(members)))]
+    return index
+
+
+def _percentile_ci(value: float, replicates: np.ndarray, level: float) -> Estimate:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: expected a confidence level in (0, 1), got {level}")
     alpha = (1.0 - level) / 2.0
-    return Estimate(float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha)))
+    return Estimate(float(value), float(np.quantile(replicates, alpha)), float(np.quantile(replicates, 1.0 - alpha)))
+
+
+def bootstrap_statistic(values: np.ndarray, statistic: Statistic, strata: np.ndarray | None = None,
+                        n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Estimate:
+    """``statistic`` of ``values`` (1-D, finite) with a percentile bootstrap CI at ``level`` (in (0, 1)).
+
+    ``statistic`` reduces a 2-D array along axis 1 (e.g. ``lambda m: m.mean(axis=1)``); it is applied to the
+    ``(1, n)`` data for the point estimate and to the ``(n_boot, n)`` resamples (stratified by ``strata``).
+    """
+    x = _sample(values, "values")
+    value = np.asarray(statistic(x[None, :])).reshape(-1)[0]
+    replicates = np.asarray(statistic(x[stratified_resample_index(strata, len(x), n_boot, seed)]))
+    return _percentile_ci(value, replicates, level)
+
+
+def bootstrap_mean(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                   strata: np.ndarray | None = None) -> Estimate:
+    """Mean of ``values`` (1-D, finite) with a percentile bootstrap CI at ``level`` (stratified by ``strata``)."""
+    return bootstrap_statistic(values, lambda m: m.mean(axis=1), strata, n_boot, seed, level)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                      level: float = 0.95) -> Estimate:
+                      level: float = 0.95, strata: np.ndarray | None = None) -> Estimate:
     """Mean of ``a - b`` over the same patients with a percentile bootstrap CI (patients resampled)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"a, b: paired samples must have the same shape, got {a.shape} and {b.shape}")
-    return bootstrap_mean(a - b, n_boot, seed, level)
+    a, b = _pair(a, b)
+    return bootstrap_mean(a - b, n_boot, seed, level, strata)
 
 
 def iqm(values: np.ndarray) -> float:
@@ -53,3 +122,80 @@ def iqm(values: np.ndarray) -> float:
     if x.size == 0:
         raise ValueError("values: empty")
     return float(trim_mean(x, 0.25))
+
+
+def bootstrap_iqm(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                  strata: np.ndarray | None = None) -> Estimate:
+    """Interquartile mean (``iqm``, 25 % trimmed on each side) with a (stratified) percentile bootstrap CI."""
+    return bootstrap_statistic(values, lambda m: trim_mean(m, 0.25, axis=1), strata, n_boot, seed, level)
+
+
+def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value (in [0, 1]) of the paired differences ``a - b``.
+
+    Zero differences are discarded (``zero_method="wilcox"``, Wilcoxon's original test and scipy's default):
+    patients on whom both policies do exactly the same carry no evidence on the direction. ``method="auto"``
+    (exact distribution for small samples, normal approximation otherwise). Returns 1.0 when every difference
+    is zero (no evidence of any difference; scipy would give NaN).
+    """
+    a, b = _pair(a, b)
+    if np.all(a == b):
+        return 1.0
+    return float(wilcoxon(a, b, zero_method="wilcox", alternative="two-sided", method="auto").pvalue)
+
+
+def holm(pvalues: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni step-down adjusted p-values, in the order of ``pvalues`` (1-D, in [0, 1], no NaN).
+
+    With ``p_(1) <= ... <= p_(m)`` sorted, ``adj_(i) = min(1, max_{j <= i} (m - j + 1) p_(j))``; reject the
+    hypotheses with ``adj <= alpha`` to control the family-wise error rate at ``alpha``.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("pvalues: expected a 1-D array of p-values in [0, 1] without NaN")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted
+
+
+def _improvement(a: np.ndarray, b: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """Row-wise P(A > B) + 0.5 P(A = B) of ``(r, n)`` arrays, within each group of columns, averaged over groups.
+
+    Mann-Whitney: with midranks of the pooled group, ``U_a = sum(ranks of a) - k (k + 1) / 2`` counts the pairs
+    with ``a > b`` plus half the ties, out of ``k * k`` pairs.
+    """
+    total = np.zeros(len(a))
+    for members in groups:
+        k = len(members)
+        ranks = rankdata(np.concatenate([a[:, members], b[:, members]], axis=1), axis=1)
+        total += (ranks[:, :k].sum(axis=1) - k * (k + 1) / 2) / (k * k)
+    return total / len(groups)
+
+
+def probability_of_improvement(a: np.ndarray, b: np.ndarray, lower_is_better: bool = True,
+                               strata: np.ndarray | None = None, n_boot: int = 2000, seed: int = 0,
+                               level: float = 0.95) -> Estimate:
+    """Probability of improvement of ``a`` over ``b`` (Agarwal et al. 2021, rliable), in [0, 1].
+
+    ``P(X better than Y) + 0.5 P(X == Y)`` with ``X`` and ``Y`` drawn independently from the ``a`` and ``b``
+    outcomes of one stratum ("better" = smaller when ``lower_is_better``), averaged over strata with equal
+    weight (as rliable averages over tasks). 0.5 means no tendency either way. Computed from the Mann-Whitney
+    U statistic (O(n log n)). CI: percentile bootstrap resampling the same patients for ``a`` and ``b``
+    (the trial is paired; ``a`` and ``b`` have the same shape), within strata.
+    """
+    a, b = _pair(a, b)
+    sign = -1.0 if lower_is_better else 1.0
+    a, b = sign * a, sign * b
+    groups = _strata_members(strata, len(a))
+    index = stratified_resample_index(strata, len(a), n_boot, seed)
+    value = _improvement(a[None, :], b[None, :], groups)[0]
+    return _percentile_ci(value, _improvement(a[index], b[index], groups), level)
+
+
+def paired_win_rate(a: np.ndarray, b: np.ndarray, lower_is_better: bool = True) -> float:
+    """Fraction of patients (in [0, 1]) on whom ``a`` is better than ``b``; ties count one half."""
+    a, b = _pair(a, b)
+    wins = a < b if lower_is_better else a > b
+    return float(np.mean(wins + 0.5 * (a == b)))

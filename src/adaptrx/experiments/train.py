@@ -22,7 +22,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from adaptrx.experiments.train_config import ConfigError, register_schema
+from adaptrx.experiments.hydra_cli import check_overrides as _check_overrides
+from adaptrx.experiments.hydra_cli import run_app
+from adaptrx.experiments.train_config import register_schema
 
 register_schema()
 
@@ -47,40 +49,17 @@ def _app(cfg: DictConfig) -> float:
 
 
 def check_overrides(overrides: list[str]) -> None:
-    """Compose the config with the command line's overrides and validate it, without running anything.
-
-    Raises :class:`ConfigError` with Hydra's or the schema's message (an unknown group option, a key not in
-    the schema, a value of the wrong type, a value out of range).
-    """
-    from hydra import compose, initialize_config_module
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
+    """Compose ``configs/train.yaml`` with ``overrides`` and validate it; :class:`ConfigError` names the field."""
     from adaptrx.experiments.train_config import validate
 
-    try:
-        with initialize_config_module("adaptrx.configs", version_base="1.3"):
-            cfg = compose("train", overrides=overrides)
-        validate(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
-        causes = [exc, exc.__cause__] if exc.__cause__ is not None else [exc]
-        raise ConfigError(": ".join(str(e).strip().splitlines()[0] for e in causes)) from exc
+    _check_overrides("train", overrides, validate)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point of ``adaptrx-train``: bad overrides exit with code 2 before Hydra starts a run."""
-    args = sys.argv[1:] if argv is None else argv
-    plain = [a for a in args if not a.startswith(("-", "hydra.", "+hydra.", "~hydra."))]
-    sweep = any(a in ("-m", "--multirun") for a in args) or any("," in a.split("=", 1)[-1] for a in plain)
-    if not sweep and len(plain) == len(args):
-        try:
-            check_overrides(plain)
-        except ConfigError as exc:
-            print(f"adaptrx-train: error: {exc}", file=sys.stderr)
-            sys.exit(2)
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-    _app()
+    from adaptrx.experiments.train_config import validate
+
+    run_app("adaptrx-train", "train", validate, _app, argv)
 
 
 if __name__ == "__main__":

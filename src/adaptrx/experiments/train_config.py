@@ -15,9 +15,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from adaptrx.experiments.hydra_cli import ConfigError, check_field
 
-class ConfigError(ValueError):
-    """A config value out of range or an impossible combination; the message starts with the field."""
+__all__ = ["ConfigError", "TrainConfig", "register_schema", "validate"]
 
 
 @dataclass
@@ -110,41 +110,37 @@ def register_schema() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
-def _check(condition: bool, name: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(f"{name}: {message}")
-
-
 def validate(cfg: TrainConfig | DictConfig) -> None:
     """Check ranges and combinations of a composed config; raises :class:`ConfigError` naming the field."""
     from adaptrx.agents.factory import ACTIVATIONS, ALGORITHMS, OFF_POLICY
 
     c = cfg if isinstance(cfg, TrainConfig) else OmegaConf.to_object(cfg)
     assert isinstance(c, TrainConfig)
-    _check(c.algo.name in ALGORITHMS, "algo.name", f"unknown {c.algo.name!r}; known: {', '.join(ALGORITHMS)}")
-    _check(not (c.env.discrete and c.algo.name in OFF_POLICY), "env.discrete",
+    check_field(c.algo.name in ALGORITHMS, "algo.name", f"unknown {c.algo.name!r}; known: {', '.join(ALGORITHMS)}")
+    check_field(not (c.env.discrete and c.algo.name in OFF_POLICY), "env.discrete",
            f"{c.algo.name} needs the Box action; use ppo, a2c or recurrent_ppo for the discrete moves")
     std = c.algo.action_noise_std
-    _check(std is None or 0.0 <= std <= 1.0, "algo.action_noise_std", f"must be in [0, 1], got {std}")
-    _check(12 <= c.env.weeks <= 104, "env.weeks", f"the clinical metrics read week 12; need 12-104, got {c.env.weeks}")
+    check_field(std is None or 0.0 <= std <= 1.0, "algo.action_noise_std", f"must be in [0, 1], got {std}")
+    check_field(12 <= c.env.weeks <= 104, "env.weeks",
+                f"the clinical metrics read week 12; need 12-104, got {c.env.weeks}")
     for part in ("pi", "vf"):
         sizes = getattr(c.policy.net, part)
-        _check(len(sizes) >= 1 and all(1 <= s <= 4096 for s in sizes), f"policy.net.{part}",
+        check_field(len(sizes) >= 1 and all(1 <= s <= 4096 for s in sizes), f"policy.net.{part}",
                f"need 1 or more layer sizes in 1-4096, got {sizes}")
-    _check(c.policy.net.activation in ACTIVATIONS, "policy.net.activation",
+    check_field(c.policy.net.activation in ACTIVATIONS, "policy.net.activation",
            f"unknown {c.policy.net.activation!r}; known: {', '.join(ACTIVATIONS)}")
-    _check(1 <= c.policy.net.lstm_hidden_size <= 4096, "policy.net.lstm_hidden_size", "must be 1-4096")
+    check_field(1 <= c.policy.net.lstm_hidden_size <= 4096, "policy.net.lstm_hidden_size", "must be 1-4096")
     b = c.budget
-    _check(b.n_envs >= 1, "budget.n_envs", f"must be >= 1, got {b.n_envs}")
-    _check(b.total_timesteps >= b.n_envs, "budget.total_timesteps",
+    check_field(b.n_envs >= 1, "budget.n_envs", f"must be >= 1, got {b.n_envs}")
+    check_field(b.total_timesteps >= b.n_envs, "budget.total_timesteps",
            f"must be >= budget.n_envs, got {b.total_timesteps}")
-    _check(b.eval_freq >= 1, "budget.eval_freq", f"must be >= 1, got {b.eval_freq}")
-    _check(b.eval_patients >= 1, "budget.eval_patients", f"must be >= 1, got {b.eval_patients}")
-    _check(b.checkpoint_freq >= 1, "budget.checkpoint_freq", f"must be >= 1, got {b.checkpoint_freq}")
-    _check(b.test_patients >= 0, "budget.test_patients", f"must be >= 0, got {b.test_patients}")
-    _check(b.torch_threads >= 1, "budget.torch_threads", f"must be >= 1, got {b.torch_threads}")
-    _check(c.seed >= 0, "seed", f"must be >= 0, got {c.seed}")
-    _check(c.eval_seed >= 0, "eval_seed", f"must be >= 0, got {c.eval_seed}")
+    check_field(b.eval_freq >= 1, "budget.eval_freq", f"must be >= 1, got {b.eval_freq}")
+    check_field(b.eval_patients >= 1, "budget.eval_patients", f"must be >= 1, got {b.eval_patients}")
+    check_field(b.checkpoint_freq >= 1, "budget.checkpoint_freq", f"must be >= 1, got {b.checkpoint_freq}")
+    check_field(b.test_patients >= 0, "budget.test_patients", f"must be >= 0, got {b.test_patients}")
+    check_field(b.torch_threads >= 1, "budget.torch_threads", f"must be >= 1, got {b.torch_threads}")
+    check_field(c.seed >= 0, "seed", f"must be >= 0, got {c.seed}")
+    check_field(c.eval_seed >= 0, "eval_seed", f"must be >= 0, got {c.eval_seed}")
     try:
         from adaptrx.envs.batch import env_config
 

@@ -1,0 +1,190 @@
+"""``adaptrx-trial``: the paired in-silico trial app (``DESIGN.md`` section 7).
+
+"Does this policy beat that protocol, for whom, and how sure are we?" A list of policies (protocols by name,
+shipped agents by directory, the oracle) x a cohort split (or a cohort file) x seeds; every policy meets the
+same patients with the same random streams (:mod:`adaptrx.experiments.trial_runner`). A run directory holds::
+
+    results.parquet / .csv   tidy: one row per (policy, patient, seed) (DESIGN.md 7 columns + subgroups)
+    weekly.parquet           per-week trajectories, one row per (policy, patient, seed, week)
+    dataset.parquet          offline-RL transitions (output.dataset=true)
+    summary.csv              per policy x metric: mean and IQM with stratified bootstrap CIs
+    differences.csv          paired differences vs stats.reference: CI, Wilcoxon + Holm p, P(improvement)
+    subgroups.csv            paired differences within age band, sensitization tercile, adherence class, sex
+    figures/*.png            trajectories, forest plot, flares/dropout/responders, subgroup forest plot
+    tb/<policy>/, tb/figures TensorBoard: HParams metrics per policy, figures as images
+    report.md                command, config, findings, tables, figures
+    trial.json               config, command, policies (ids and weights hashes), versions, run time
+
+Examples::
+
+    adaptrx-trial preset=quick
+    adaptrx-trial policies=[pain_monitoring,agents/ppo-knee_oa-v0,oracle] cohort.split=ood n_seeds=3
+    adaptrx-trial -m cohort.condition=knee_oa,fibromyalgia seed=0,1 hydra/launcher=joblib
+    adaptrx-trial-gather outputs/trial/multirun/<date>     # one table and report for the whole sweep
+
+A bad config value is reported as ``adaptrx-trial: error: <field>: <why>`` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from adaptrx.experiments.hydra_cli import ConfigError, run_app
+from adaptrx.experiments.trial_config import TrialConfig, policy_specs, register_schema, to_container, validate
+
+register_schema()
+
+#: Figures of a trial: file stem -> caption.
+FIGURES: dict[str, str] = {
+    "pain_trajectories": "Mean weekly pain per policy with 95 % bands (ITT)",
+    "forest": "Paired differences vs the reference with 95 % CIs",
+    "safety": "Flares, dropout and responders per policy with 95 % CIs",
+    "subgroups": "Subgroup paired differences vs the reference",
+}
+
+
+@dataclass
+class TrialOutput:
+    """What a trial produced (tables in memory, files in ``out_dir``)."""
+
+    out_dir: Path
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    differences: pd.DataFrame
+    subgroups: pd.DataFrame
+    seconds: float
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("adaptrx")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def analyse(results: pd.DataFrame, weekly: pd.DataFrame | None, out_dir: Path, *, reference: str,
+            n_boot: int, level: float, seed: int, subgroup_metric: str, figures: bool, tensorboard: bool,
+            report: bool, policies: Sequence[Mapping[str, Any]], command: str, config: Mapping[str, Any],
+            seconds: float, title: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Statistics, figures, TensorBoard and report of a results table (a trial's or a gathered sweep's).
+
+    Returns ``(summary, differences, subgroups)`` and writes them as CSV into ``out_dir``.
+    """
+    from adaptrx.experiments.trial_analysis import compare, subgroups, summarize
+
+    summary = summarize(results, n_boot=n_boot, seed=seed, level=level)
+    differences = compare(results, reference, n_boot=n_boot, seed=seed, level=level)
+    groups = subgroups(results, reference, subgroup_metric, n_boot=min(n_boot, 1000), seed=seed, level=level)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    differences.to_csv(out_dir / "differences.csv", index=False)
+    groups.to_csv(out_dir / "subgroups.csv", index=False)
+    conditions = sorted(set(results["condition"].astype(str)))
+    seeds = sorted(set(int(s) for s in results["seed"]))
+    context = {"condition": ",".join(conditions), "split": ",".join(sorted(set(results["split"].astype(str)))),
+               "seeds": ",".join(map(str, seeds)), "patients": int(results.groupby("policy").size().max())}
+    figs: dict[str, Any] = {}
+    if figures or tensorboard:
+        from adaptrx.experiments import trial_figures as tf
+
+        order = list(dict.fromkeys(results["policy"]))
+        colors = tf.policy_colors(order)
+        if weekly is not None and len(weekly):
+            figs["pain_trajectories"] = tf.mean_trajectories_figure(weekly, "pain", policies=order, colors=colors)
+        if len(differences):
+            figs["forest"] = tf.forest_figure(differences, reference=reference)
+        figs["safety"] = tf.safety_figure(summary, policies=order, colors=colors)
+        if len(groups):
+            figs["subgroups"] = tf.subgroup_forest_figure(groups, subgroup_metric, reference=reference, colors=colors)
+        if figures:
+            tf.save_figures(figs, out_dir / "figures")
+    if tensorboard:
+        from adaptrx.experiments.trial_tensorboard import write_tensorboard
+
+        write_tensorboard(out_dir / "tb", summary, policies, context, figs)
+    if report:
+        from adaptrx.experiments.trial_report import write_report
+
+        shown = {f"figures/{name}.png": FIGURES[name] for name in figs} if figures else {}
+        facts = {**context, "weeks": config.get("weeks"), "level": level, "seconds": seconds,
+                 "version": _version()}
+        write_report(out_dir / "report.md", title=title, command=command,
+                     config_yaml=OmegaConf.to_yaml(OmegaConf.create(dict(config))), policies=policies,
+                     summary=summary, differences=differences, subgroup_table=groups, figures=shown, facts=facts,
+                     reference=reference)
+    return summary, differences, groups
+
+
+def run(cfg: TrialConfig | DictConfig, out_dir: str | Path, command: str = "adaptrx-trial") -> TrialOutput:
+    """Run one composed trial config into ``out_dir`` (see the module docstring for what it writes)."""
+    from adaptrx.experiments.trial_runner import run_trial
+
+    c = validate(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = policy_specs(c)
+    start = time.perf_counter()
+    data = run_trial(c, specs)
+    seconds = time.perf_counter() - start
+    data.results.to_parquet(out_dir / "results.parquet", index=False)
+    data.results.to_csv(out_dir / "results.csv", index=False)
+    if c.output.weekly:
+        data.weekly.to_parquet(out_dir / "weekly.parquet", index=False)
+    if data.dataset is not None:
+        data.dataset.to_parquet(out_dir / "dataset.parquet", index=False)
+    config = to_container(c)
+    (out_dir / "trial.json").write_text(json.dumps({
+        "command": command, "config": config, "policies": data.policies, "seconds_simulation": seconds,
+        "version": _version(), "python": sys.version.split()[0]}, indent=2, default=str))
+    s = c.stats
+    summary, differences, groups = analyse(
+        data.results, data.weekly, out_dir, reference=s.reference, n_boot=s.n_boot, level=s.level, seed=c.seed,
+        subgroup_metric=s.subgroup_metric, figures=c.output.figures, tensorboard=c.output.tensorboard,
+        report=c.output.report, policies=data.policies, command=command, config=config, seconds=seconds,
+        title=f"Trial {c.name}: {c.cohort.condition}, {c.cohort.split}")
+    return TrialOutput(out_dir, data.results, summary, differences, groups, seconds)
+
+
+def headline(out: TrialOutput, reference: str) -> str:
+    """The primary outcomes' paired differences as a printed table."""
+    from adaptrx.experiments.trial_report import differences_table
+
+    d = out.differences[out.differences["metric"].isin(["pain_change_w12", "flares", "composite"])]
+    return (f"Paired differences vs {reference} ({out.results.groupby('policy').size().max()} patient-episodes "
+            f"per policy, 95 % CI, Holm p):\n{differences_table(d)}\n\nwritten to {out.out_dir} in "
+            f"{out.seconds:.1f} s of simulation")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="trial")
+def _app(cfg: DictConfig) -> float:
+    overrides = HydraConfig.get().overrides.task
+    command = "adaptrx-trial " + " ".join(overrides)
+    try:
+        out = run(cfg, HydraConfig.get().runtime.output_dir, command=command.strip())
+    except (ConfigError, ValueError) as exc:
+        print(f"adaptrx-trial: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(headline(out, str(cfg.stats.reference)))
+    comp = out.summary[(out.summary["metric"] == "composite")]
+    return float(comp["mean"].min()) if len(comp) else float("nan")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point of ``adaptrx-trial``: bad overrides exit with code 2 before Hydra starts a run."""
+    run_app("adaptrx-trial", "trial", validate, _app, argv)
+
+
+if __name__ == "__main__":
+    main()

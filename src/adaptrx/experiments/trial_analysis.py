@@ -1,0 +1,203 @@
+"""Statistics of a paired virtual trial, from its tidy results table (one row per policy x patient x seed).
+
+Every policy met the same patients with the same noise, so a patient is the unit of resampling: the
+bootstrap resamples patients within strata (condition x seed: each seed drew its own patients), the same
+resample for every policy of a paired comparison. The tables:
+
+* :func:`summarize`: per policy and metric, mean and IQM (interquartile mean) with stratified bootstrap CIs;
+  for 0/1 metrics (``responder_w12``, ``dropped_out``) the mean is the rate;
+* :func:`compare`: per policy and metric, the mean paired difference (policy minus reference) with its CI,
+  the two-sided Wilcoxon signed-rank p-value, Holm-adjusted across every comparison of the table, and the
+  probability of improvement over the reference (Agarwal et al. 2021) with its CI;
+* :func:`subgroups`: paired differences of one metric within subgroups (age band, sensitization tercile,
+  adherence class, sex, condition).
+
+:data:`METRICS` says which direction is better for each outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from adaptrx.experiments.clinical_metrics import DROPOUT_PENALTY
+from adaptrx.experiments.stats import (
+    bootstrap_iqm,
+    bootstrap_mean,
+    holm,
+    paired_difference,
+    paired_win_rate,
+    probability_of_improvement,
+    wilcoxon_p,
+)
+
+#: Outcome column -> (label with units, lower is better).
+METRICS: dict[str, tuple[str, bool]] = {
+    "pain_w12": ("pain at week 12 (NRS 0-10)", True),
+    "pain_change_w12": ("pain change to week 12 (NRS points)", True),
+    "pain_w26": ("pain at week 26 (NRS 0-10)", True),
+    "responder_w12": ("responder at week 12 (>= 2 points or >= 30 %)", False),
+    "pain_mean": ("mean weekly pain over the episode (NRS)", True),
+    "flares": ("flares per patient", True),
+    "dropped_out": ("dropout", True),
+    "function_change": ("function change (points, 0-100)", False),
+    "capacity_change": ("capacity change (x baseline)", False),
+    "cost": ("safety-cost weeks", True),
+    "supervised_sessions": ("supervised sessions attended", True),
+    "composite": ("composite harm: mean pain + flares + 2 x dropout", True),
+    "return": ("episode return (env reward)", False),
+}
+#: Outcomes of the paired comparison (the report's forest plot).
+PRIMARY: tuple[str, ...] = ("pain_change_w12", "responder_w12", "flares", "dropped_out", "function_change",
+                            "composite")
+#: Subgroup variables: cohort covariates of the results table.
+SUBGROUPS: tuple[str, ...] = ("age_band", "sensitization_tercile", "adherence_class", "sex", "condition")
+#: Columns that identify a patient-episode across policies.
+KEYS: tuple[str, ...] = ("condition", "split", "patient_id", "seed")
+#: Age bands of the subgroup table (years): label -> [low, high).
+AGE_BANDS: dict[str, tuple[float, float]] = {"<55": (0, 55), "55-64": (55, 65), "65-74": (65, 75),
+                                             "75+": (75, 200)}
+
+
+def add_outcome_columns(results: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """Add the derived outcomes (``pain_change_w12``, ``composite``) and the subgroup covariates of ``cohort``
+    (``age_band``, ``sensitization_tercile`` within condition, ``adherence_class``, ``sex``, ``condition``)."""
+    out = results.copy()
+    out["pain_change_w12"] = out["pain_w12"] - out["pain_baseline"]
+    out["composite"] = out["pain_mean"] + out["flares"] + DROPOUT_PENALTY * out["dropped_out"].astype(float)
+    cov = cohort[["patient_id", "condition", "age", "sensitization", "adherence_class", "sex"]].copy()
+    cov["age_band"] = pd.cut(cov["age"], bins=[b[0] for b in AGE_BANDS.values()] + [200],
+                             labels=list(AGE_BANDS), right=False).astype(str)
+    cov["sensitization_tercile"] = cov.groupby("condition")["sensitization"].transform(
+        lambda s: pd.qcut(s.rank(method="first"), 3, labels=["low", "middle", "high"]).astype(str))
+    cov = cov.drop(columns=["age", "sensitization"]).drop_duplicates("patient_id")
+    out = out.drop(columns=[c for c in cov.columns if c != "patient_id" and c in out.columns])
+    return out.merge(cov, on="patient_id", how="left", validate="many_to_one")
+
+
+def _strata(frame: pd.DataFrame) -> np.ndarray:
+    return (frame["condition"].astype(str) + "/" + frame["seed"].astype(str)).to_numpy()
+
+
+def _check(results: pd.DataFrame, metrics: Sequence[str]) -> None:
+    missing = [c for c in ("policy", *KEYS, *metrics) if c not in results.columns]
+    if missing:
+        raise ValueError(f"results: missing column(s) {missing}")
+    if len(results) == 0:
+        raise ValueError("results: empty table")
+
+
+def summarize(results: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS), n_boot: int = 2000, seed: int = 0,
+              level: float = 0.95) -> pd.DataFrame:
+    """Per (policy, metric): ``n``, ``mean`` [``mean_low``, ``mean_high``], ``iqm`` [``iqm_low``, ``iqm_high``];
+    policies in order of appearance, metrics absent from the table skipped."""
+    metrics = [m for m in metrics if m in results.columns]
+    _check(results, metrics)
+    rows = []
+    for policy, frame in results.groupby("policy", sort=False):
+        strata = _strata(frame)
+        for m in metrics:
+            x = frame[m].to_numpy(dtype=np.float64)
+            ok = np.isfinite(x)
+            if not ok.any():  # e.g. pain_w26 of a shorter episode
+                continue
+            mean = bootstrap_mean(x[ok], n_boot, seed, level, strata=strata[ok])
+            q = bootstrap_iqm(x[ok], n_boot, seed, level, strata=strata[ok])
+            rows.append({"policy": policy, "metric": m, "n": int(ok.sum()), "mean": mean.value, "mean_low": mean.low,
+                         "mean_high": mean.high, "iqm": q.value, "iqm_low": q.low, "iqm_high": q.high})
+    return pd.DataFrame(rows)
+
+
+def paired_matrix(results: pd.DataFrame, metric: str, policies: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """``metric`` as a (patient-episodes x policies) table aligned on :data:`KEYS`, and the strata per row.
+
+    Raises ``ValueError`` if the policies did not meet the same patient-episodes (not a paired trial)."""
+    if results.duplicated(["policy", *KEYS]).any():
+        raise ValueError("results: a policy has more than one row for a patient-episode (condition, split, "
+                         "patient_id, seed)")
+    wide = results.set_index([*KEYS, "policy"])[metric].unstack("policy").reindex(columns=list(policies))
+    if wide.isna().any().any():
+        bad = [p for p in policies if wide[p].isna().any()]
+        raise ValueError(f"results: policies {bad} lack some patient-episodes of the others (not paired); "
+                         f"metric {metric!r}")
+    keys = wide.index.to_frame(index=False)
+    return wide, _strata(keys)
+
+
+def compare(results: pd.DataFrame, reference: str, metrics: Sequence[str] = PRIMARY, n_boot: int = 2000,
+            seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Paired differences of every other policy vs ``reference`` (one row per policy x metric).
+
+    Columns: ``policy, reference, metric, n, diff, low, high, p_wilcoxon, p_holm, poi, poi_low, poi_high,
+    win_rate, lower_is_better``. ``diff`` is the mean of policy minus reference; ``poi`` is the probability
+    that a patient under the policy does better than one under the reference (ties half);
+    ``p_holm`` adjusts the Wilcoxon p-values for all rows together (family: this table).
+    """
+    metrics = [m for m in metrics if m in results.columns and results[m].notna().all()]
+    _check(results, metrics)
+    policies = list(dict.fromkeys(results["policy"]))
+    if reference not in policies:
+        raise ValueError(f"reference: {reference!r} is not a policy of the results ({', '.join(policies)})")
+    others = [p for p in policies if p != reference]
+    rows = []
+    for m in metrics:
+        lower = METRICS.get(m, ("", True))[1]
+        wide, strata = paired_matrix(results, m, policies)
+        ref = wide[reference].to_numpy(dtype=np.float64)
+        for p in others:
+            x = wide[p].to_numpy(dtype=np.float64)
+            d = paired_difference(x, ref, n_boot, seed, level, strata=strata)
+            poi = probability_of_improvement(x, ref, lower_is_better=lower, strata=strata, n_boot=n_boot,
+                                             seed=seed, level=level)
+            rows.append({"policy": p, "reference": reference, "metric": m, "n": len(x), "diff": d.value,
+                         "low": d.low, "high": d.high, "p_wilcoxon": wilcoxon_p(x, ref), "poi": poi.value,
+                         "poi_low": poi.low, "poi_high": poi.high,
+                         "win_rate": paired_win_rate(x, ref, lower_is_better=lower), "lower_is_better": lower})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table.insert(table.columns.get_loc("p_wilcoxon") + 1, "p_holm", holm(table["p_wilcoxon"].to_numpy()))
+    return table
+
+
+def subgroups(results: pd.DataFrame, reference: str, metric: str = "pain_change_w12",
+              variables: Sequence[str] = SUBGROUPS, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+              min_n: int = 20) -> pd.DataFrame:
+    """Paired difference of ``metric`` (policy minus ``reference``) within each level of each subgroup variable.
+
+    Columns: ``variable, level, policy, reference, metric, n, diff, low, high``. Levels with fewer than
+    ``min_n`` patient-episodes are left out; a variable with a single level (e.g. ``condition`` in a
+    one-condition trial) is left out too.
+    """
+    variables = [v for v in variables if v in results.columns]
+    _check(results, [metric, *variables])
+    policies = list(dict.fromkeys(results["policy"]))
+    if reference not in policies:
+        raise ValueError(f"reference: {reference!r} is not a policy of the results ({', '.join(policies)})")
+    wide, strata = paired_matrix(results, metric, policies)
+    covariates = (results[results["policy"] == reference].set_index(list(KEYS), drop=False)[variables]
+                  .reindex(wide.index))
+    ref = wide[reference].to_numpy(dtype=np.float64)
+    rows = []
+    for var in variables:
+        levels = covariates[var].astype(str).to_numpy()
+        if len(set(levels)) < 2:
+            continue
+        for level_name in sorted(set(levels), key=_level_order):
+            mask = levels == level_name
+            if mask.sum() < min_n:
+                continue
+            for p in policies:
+                if p == reference:
+                    continue
+                x = wide[p].to_numpy(dtype=np.float64)[mask]
+                d = paired_difference(x, ref[mask], n_boot, seed, level, strata=strata[mask])
+                rows.append({"variable": var, "level": level_name, "policy": p, "reference": reference,
+                             "metric": metric, "n": int(mask.sum()), "diff": d.value, "low": d.low, "high": d.high})
+    return pd.DataFrame(rows)
+
+
+def _level_order(level: str) -> tuple[int, str]:
+    order = [*AGE_BANDS, "low", "middle", "high"]
+    return (order.index(level), level) if level in order else (len(order), level)

@@ -1,0 +1,211 @@
+"""Typed config schema of ``adaptrx-trial`` (Hydra structured config, ``configs/trial.yaml``).
+
+``preset/<name>.yaml`` overrides anything (``quick``: seconds; ``paper``: the committed reports). Hydra checks
+types when it merges; :func:`validate` checks ranges and names and raises
+:class:`~adaptrx.experiments.hydra_cli.ConfigError` naming the field.
+
+A policy is named by a string ``[label=]target[+shield]``:
+
+* ``target``: a protocol of :data:`adaptrx.protocols.NAMES` (``pain_monitoring``, ``population_best``,
+  ``oracle``, ...) or a shipped-policy directory (``agents/ppo-knee_oa-v0``: safetensors + manifest.json);
+* ``label``: the name in the tables (default: the protocol name, or the manifest's ``name``);
+* ``+shield``: the default safety rules (:class:`adaptrx.protocols.SafetyRules`) bind every action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from adaptrx.experiments.hydra_cli import ConfigError, check_field
+
+__all__ = ["ConfigError", "PolicySpec", "TrialConfig", "parse_policy", "register_schema", "validate"]
+
+SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
+SHIELD_SUFFIX = "+shield"
+
+
+@dataclass
+class CohortConfig:
+    """The patients: ``n`` of a condition's split per seed, or the patients of a cohort file."""
+
+    condition: str = "knee_oa"
+    split: str = "test"  # train, val, test or ood
+    n: int = 1000  # patients per seed (1-100000); ignored with a file
+    file: str | None = None  # a cohort file (parquet or CSV of adaptrx.patient.save_cohort) instead
+
+
+@dataclass
+class OracleConfig:
+    """Planner settings of the ``oracle`` policy (:class:`adaptrx.agents.oracle.OraclePolicy`)."""
+
+    horizon: int | None = 12  # weeks planned ahead (None: the rest of the episode)
+    replicates: int = 2  # noise replicates per candidate plan
+    seed: int = 0
+
+
+@dataclass
+class StatsConfig:
+    """The statistics: the reference of the paired differences, the bootstrap and the subgroup outcome."""
+
+    reference: str = "population_best"  # a policy label of the trial
+    n_boot: int = 2000  # bootstrap replicates (100-100000)
+    level: float = 0.95  # confidence level of every interval
+    subgroup_metric: str = "pain_change_w12"
+
+
+@dataclass
+class OutputConfig:
+    """What a run writes besides ``results.parquet``/``results.csv`` and the statistics tables."""
+
+    weekly: bool = True  # weekly.parquet: per-week trajectories
+    figures: bool = True  # figures/*.png
+    tensorboard: bool = True  # tb/<policy>/: HParams metrics per policy, figures as images
+    report: bool = True  # report.md
+    dataset: bool = False  # dataset.parquet: offline-RL transitions (obs, action, reward, next obs, done)
+
+
+@dataclass
+class TrialConfig:
+    """Everything a paired virtual trial depends on."""
+
+    name: str = "trial"
+    policies: list[str] = field(default_factory=lambda: [
+        "population_best", "pain_monitoring", "acsm", "glad", "aggressive", "attention_control", "none"])
+    cohort: CohortConfig = field(default_factory=CohortConfig)
+    seed: int = 0  # first seed: seeds are seed, seed + 1, ..., seed + n_seeds - 1
+    n_seeds: int = 1  # each seed draws its own patients (cohort seed) and noise
+    weeks: int = 26  # episode length (12-104)
+    modality: str = "resistance"
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    n_jobs: int = 1  # worker processes (the oracle is split over patients; 1: in this process)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A parsed policy string: table ``label``, ``target`` (protocol name or directory) and ``shield``."""
+
+    label: str
+    target: str
+    shield: bool = False
+
+    @property
+    def is_directory(self) -> bool:
+        from adaptrx.protocols import NAMES
+
+        return self.target not in NAMES
+
+    @property
+    def text(self) -> str:
+        return f"{self.label}={self.target}{SHIELD_SUFFIX if self.shield else ''}"
+
+
+def parse_policy(text: str) -> PolicySpec:
+    """Parse ``[label=]target[+shield]``; a ``ConfigError`` names ``policies`` and says what is wrong.
+
+    A directory target must hold ``manifest.json``; its default label is the manifest's ``name``.
+    """
+    from adaptrx.protocols import NAMES
+
+    raw = str(text).strip()
+    shield = raw.endswith(SHIELD_SUFFIX)
+    if shield:
+        raw = raw[: -len(SHIELD_SUFFIX)]
+    label, sep, target = raw.partition("=")
+    if not sep:
+        label, target = "", label
+    label, target = label.strip(), target.strip()
+    check_field(bool(target), "policies", f"empty policy in {text!r}")
+    if target not in NAMES:
+        manifest = Path(absolute_path(target)) / "manifest.json"
+        check_field(manifest.is_file(), "policies",
+                    f"{target!r} is neither a protocol ({', '.join(NAMES)}) nor a policy directory with manifest.json")
+        if not label:
+            import json
+
+            try:
+                label = str(json.loads(manifest.read_text())["name"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"policies: {manifest}: no readable 'name' ({exc})") from exc
+    label = label or target
+    check_field(label.replace("-", "").replace("_", "").replace(".", "").isalnum(), "policies",
+                f"label {label!r}: use letters, digits, '-', '_' or '.'")
+    return PolicySpec(label, target, shield)
+
+
+def absolute_path(path: str) -> str:
+    """``path`` against the directory the command was started in (Hydra may run jobs elsewhere)."""
+    try:
+        from hydra.utils import to_absolute_path
+
+        return to_absolute_path(path)
+    except ValueError:  # outside a Hydra run
+        return str(Path(path).resolve())
+
+
+def register_schema() -> None:
+    """Register :class:`TrialConfig` as ``trial_schema`` in Hydra's config store (idempotent)."""
+    ConfigStore.instance().store(name="trial_schema", node=TrialConfig)
+
+
+def policy_specs(cfg: TrialConfig) -> list[PolicySpec]:
+    """The trial's policies, parsed, with the reference added first if it is not listed."""
+    specs = [parse_policy(p) for p in cfg.policies]
+    labels = [s.label for s in specs]
+    dupes = sorted({label for label in labels if labels.count(label) > 1})
+    check_field(not dupes, "policies", f"duplicate label(s) {dupes}; name them with label=target")
+    if cfg.stats.reference not in labels:
+        specs.insert(0, parse_policy(cfg.stats.reference))
+    return specs
+
+
+def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
+    """Check ranges and names of a composed config; returns it as a :class:`TrialConfig`."""
+    from adaptrx.experiments.trial_analysis import METRICS
+    from adaptrx.patient import conditions
+
+    c = cfg if isinstance(cfg, TrialConfig) else OmegaConf.to_object(cfg)
+    assert isinstance(c, TrialConfig)
+    check_field(len(c.policies) >= 1, "policies", "list at least one policy")
+    k = c.cohort
+    check_field(k.condition in conditions(), "cohort.condition",
+                f"unknown {k.condition!r}; known: {', '.join(conditions())}")
+    check_field(k.split in SPLITS, "cohort.split", f"unknown {k.split!r}; known: {', '.join(SPLITS)}")
+    check_field(1 <= k.n <= 100_000, "cohort.n", f"must be 1-100000, got {k.n}")
+    if k.file is not None:
+        check_field(Path(absolute_path(k.file)).is_file(), "cohort.file", f"no such file {k.file!r}")
+    check_field(c.seed >= 0, "seed", f"must be >= 0, got {c.seed}")
+    check_field(1 <= c.n_seeds <= 1000, "n_seeds", f"must be 1-1000, got {c.n_seeds}")
+    check_field(12 <= c.weeks <= 104, "weeks", f"the outcomes read week 12; need 12-104, got {c.weeks}")
+    o = c.oracle
+    check_field(o.horizon is None or 1 <= o.horizon <= 104, "oracle.horizon", f"must be 1-104, got {o.horizon}")
+    check_field(1 <= o.replicates <= 1000, "oracle.replicates", f"must be 1-1000, got {o.replicates}")
+    check_field(o.seed >= 0, "oracle.seed", f"must be >= 0, got {o.seed}")
+    s = c.stats
+    check_field(100 <= s.n_boot <= 100_000, "stats.n_boot", f"must be 100-100000, got {s.n_boot}")
+    check_field(0.5 <= s.level < 1.0, "stats.level", f"must be in [0.5, 1), got {s.level}")
+    check_field(s.subgroup_metric in METRICS, "stats.subgroup_metric",
+                f"unknown {s.subgroup_metric!r}; known: {', '.join(METRICS)}")
+    check_field(1 <= c.n_jobs <= 256, "n_jobs", f"must be 1-256, got {c.n_jobs}")
+    policy_specs(c)
+    try:
+        from adaptrx.envs.batch import env_config
+
+        env_config(condition=k.condition, split=k.split, weeks=c.weeks, modality=c.modality)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{exc}") from exc
+    return c
+
+
+def to_container(cfg: TrialConfig) -> dict[str, Any]:
+    """The config as plain JSON-able data (for trial.json and the report)."""
+    out = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    assert isinstance(out, dict)
+    return out

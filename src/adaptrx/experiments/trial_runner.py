@@ -1,0 +1,174 @@
+"""Running a paired virtual trial: every policy on the same patients with the same noise, in batch.
+
+For each seed ``s`` of the trial, the patients are ``make_cohort(condition, n, s, split)`` (or the cohort
+file's patients) and every policy plays one episode per patient on a
+:class:`~adaptrx.envs.cohort_run.CohortEpisodes` with noise seed ``s``: a patient's random stream depends only
+on its id and ``s``, never on the policy or on the other patients (common random numbers), so the results
+are paired patient by patient. Dropouts are followed to the horizon without exercise (intention to treat).
+
+The protocols and shipped agents step all patients at once (milliseconds per week for thousands of
+patients). The oracle plans by simulation and is the slow one: with ``n_jobs > 1`` its patients are split
+into chunks run in worker processes (joblib); because the noise is per patient, chunking changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
+from adaptrx.envs.features import FEATURE_NAMES
+from adaptrx.experiments.trial_analysis import add_outcome_columns
+from adaptrx.experiments.trial_config import ConfigError, PolicySpec, TrialConfig, absolute_path
+from adaptrx.patient import load_cohort, make_cohort
+
+
+@dataclass
+class TrialData:
+    """The raw tables of a trial (see ``DESIGN.md`` section 7 for ``results``)."""
+
+    results: pd.DataFrame  # one row per (policy, patient, seed), outcomes and subgroup covariates
+    weekly: pd.DataFrame  # one row per (policy, patient, seed, week)
+    dataset: pd.DataFrame | None  # offline-RL transitions, if recorded
+    policies: list[dict[str, Any]]  # label, target, kind, shield, policy_id / sha256 of agents
+
+
+def cohort_for(cfg: TrialConfig, seed: int) -> pd.DataFrame:
+    """The patients of one seed: the cohort file's, or ``make_cohort(condition, n, seed, split)``."""
+    c = cfg.cohort
+    if c.file is None:
+        return make_cohort(c.condition, c.n, seed, c.split)
+    cohort = load_cohort(absolute_path(c.file))
+    found = sorted(set(cohort["condition"].astype(str)))
+    if found != [c.condition]:
+        raise ConfigError(f"cohort.condition: the cohort file's patients are {', '.join(found)}; set "
+                          f"cohort.condition to match (one condition per trial)")
+    return cohort
+
+
+def episodes_for(cfg: TrialConfig, cohort: pd.DataFrame, seed: int) -> CohortEpisodes:
+    """The paired episode batch of one seed (default reward weights: returns comparable across trials)."""
+    return CohortEpisodes(cohort, seed=seed, condition=cfg.cohort.condition, split=cfg.cohort.split,
+                          weeks=cfg.weeks, modality=cfg.modality)
+
+
+def build_policy(spec: PolicySpec, cfg: TrialConfig, episodes: CohortEpisodes) -> tuple[Any, bool]:
+    """The policy object of ``spec`` and whether it acts with discrete moves."""
+    from adaptrx.protocols import get
+
+    if spec.target == "oracle":
+        o = cfg.oracle
+        return get("oracle", env=episodes, horizon=o.horizon, replicates=o.replicates, seed=o.seed), False
+    if spec.target == "population_best":
+        return get("population_best", condition=cfg.cohort.condition), False
+    if not spec.is_directory:
+        return get(spec.target), False
+    from gymnasium import spaces
+
+    from adaptrx.agents import load_policy
+
+    policy = load_policy(absolute_path(spec.target))
+    return policy, isinstance(policy.action_space, spaces.Discrete)
+
+
+def describe(spec: PolicySpec) -> dict[str, Any]:
+    """What the reports say about a policy: label, target, kind, shield and, for agents, id and weights hash."""
+    info: dict[str, Any] = {"label": spec.label, "target": spec.target, "shield": spec.shield,
+                            "kind": "oracle" if spec.target == "oracle" else "agent" if spec.is_directory
+                            else "protocol"}
+    if spec.is_directory:
+        import json
+        from pathlib import Path
+
+        manifest = json.loads((Path(absolute_path(spec.target)) / "manifest.json").read_text())
+        info.update({"name": manifest.get("name"), "algorithm": manifest.get("algorithm"),
+                     "sha256": manifest.get("weights", {}).get("sha256")})
+    return info
+
+
+def _run_one(spec: PolicySpec, cfg: TrialConfig, seed: int, rows: slice | None, record: bool) -> EpisodeOutcomes:
+    """One policy on one seed's patients (``rows``: a chunk of them); runs in a worker process too."""
+    from adaptrx.protocols.rules import SafetyRules
+
+    cohort = cohort_for(cfg, seed)
+    if rows is not None:
+        cohort = cohort.iloc[rows]
+    episodes = episodes_for(cfg, cohort, seed)
+    policy, discrete = build_policy(spec, cfg, episodes)
+    return episodes.run(policy, name=spec.label, shield=SafetyRules() if spec.shield else None, discrete=discrete,
+                        record=record)
+
+
+def _jobs(specs: Sequence[PolicySpec], cfg: TrialConfig, n: int) -> list[tuple[PolicySpec, int, slice | None]]:
+    """Work items: (policy, seed, patient rows); the oracle's patients are split into ``n_jobs`` chunks."""
+    jobs: list[tuple[PolicySpec, int, slice | None]] = []
+    chunk = -(-n // cfg.n_jobs)
+    for seed in range(cfg.seed, cfg.seed + cfg.n_seeds):
+        for spec in specs:
+            if spec.target == "oracle" and cfg.n_jobs > 1 and n > 1:
+                jobs += [(spec, seed, slice(i, min(i + chunk, n))) for i in range(0, n, chunk)]
+            else:
+                jobs.append((spec, seed, None))
+    return jobs
+
+
+def transitions_frame(out: EpisodeOutcomes, condition: str) -> pd.DataFrame:
+    """The offline-RL transitions of one run (inside-episode weeks only): one row per (patient, week) with
+    ``obs.<feature>``, ``action_<i>``, ``reward``, ``next_obs.<feature>``, ``terminated``, ``truncated``,
+    ``done``."""
+    t = out.transitions
+    if t is None:
+        raise ValueError("out: run with record=True to keep the transitions")
+    mask = out.in_programme  # (weeks, n)
+    week, patient = np.nonzero(mask)
+    frame: dict[str, Any] = {"policy": out.policy, "condition": condition, "split": out.split,
+                             "patient_id": out.patient_id[patient], "seed": out.seed, "week": week + 1}
+    for i, name in enumerate(FEATURE_NAMES):
+        frame[f"obs.{name}"] = t.obs[week, patient, i]
+    for j in range(t.actions.shape[2]):
+        frame[f"action_{j}"] = t.actions[week, patient, j]
+    frame["reward"] = t.rewards[week, patient]
+    for i, name in enumerate(FEATURE_NAMES):
+        frame[f"next_obs.{name}"] = t.next_obs[week, patient, i]
+    frame["terminated"] = t.terminated[week, patient]
+    frame["truncated"] = t.truncated[week, patient]
+    frame["done"] = frame["terminated"] | frame["truncated"]
+    return pd.DataFrame(frame)
+
+
+def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
+    """Run every policy of ``specs`` on every seed's patients (a progress bar counts the work items: a policy
+    on a seed, or an oracle chunk). Returns the tidy tables with the subgroup covariates added."""
+    n = len(cohort_for(cfg, cfg.seed))
+    jobs = _jobs(specs, cfg, n)
+    record = cfg.output.dataset
+    outcomes: list[EpisodeOutcomes] = []
+    desc = f"trial: {len(specs)} policies x {n} patients x {cfg.n_seeds} seed(s)"
+    with tqdm(total=len(jobs), desc=desc, unit="run", disable=not cfg.progress) as bar:
+        if cfg.n_jobs > 1:
+            from joblib import Parallel, delayed
+
+            for out in Parallel(n_jobs=cfg.n_jobs, return_as="generator")(
+                    delayed(_run_one)(spec, cfg, seed, rows, record) for spec, seed, rows in jobs):
+                outcomes.append(out)
+                bar.update(1)
+        else:
+            for spec, seed, rows in jobs:
+                outcomes.append(_run_one(spec, cfg, seed, rows, record))
+                bar.update(1)
+    condition = cfg.cohort.condition
+    cohorts = pd.concat([cohort_for(cfg, s) for s in range(cfg.seed, cfg.seed + cfg.n_seeds)], ignore_index=True)
+    cohorts = cohorts.drop_duplicates("patient_id")
+    results = pd.concat([o.to_frame() for o in outcomes], ignore_index=True)
+    results.insert(1, "condition", condition)
+    results["responder_w12"] = np.concatenate([o.responders(12) for o in outcomes])
+    results = add_outcome_columns(results, cohorts)
+    weekly = pd.concat([o.to_weekly_frame() for o in outcomes], ignore_index=True)
+    weekly.insert(1, "condition", condition)
+    dataset = pd.concat([transitions_frame(o, condition) for o in outcomes], ignore_index=True) if record else None
+    return TrialData(results=results, weekly=weekly, dataset=dataset, policies=[describe(s) for s in specs])
