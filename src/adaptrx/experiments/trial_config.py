@@ -4,7 +4,8 @@
 types when it merges; :func:`validate` checks ranges and names and raises
 :class:`~adaptrx.experiments.hydra_cli.ConfigError` naming the field.
 
-A policy is named by a string ``[label=]target[+shield]``:
+A policy is named by a string ``[label:]target[+shield]`` (characters Hydra's override grammar takes
+unquoted):
 
 * ``target``: a protocol of :data:`adaptrx.protocols.NAMES` (``pain_monitoring``, ``population_best``,
   ``oracle``, ...) or a shipped-policy directory (``agents/ppo-knee_oa-v0``: safetensors + manifest.json);
@@ -104,11 +105,11 @@ class PolicySpec:
 
     @property
     def text(self) -> str:
-        return f"{self.label}={self.target}{SHIELD_SUFFIX if self.shield else ''}"
+        return f"{self.label}:{self.target}{SHIELD_SUFFIX if self.shield else ''}"
 
 
 def parse_policy(text: str) -> PolicySpec:
-    """Parse ``[label=]target[+shield]``; a ``ConfigError`` names ``policies`` and says what is wrong.
+    """Parse ``[label:]target[+shield]``; a ``ConfigError`` names ``policies`` and says what is wrong.
 
     A directory target must hold ``manifest.json``; its default label is the manifest's ``name``.
     """
@@ -118,7 +119,7 @@ def parse_policy(text: str) -> PolicySpec:
     shield = raw.endswith(SHIELD_SUFFIX)
     if shield:
         raw = raw[: -len(SHIELD_SUFFIX)]
-    label, sep, target = raw.partition("=")
+    label, sep, target = raw.partition(":")
     if not sep:
         label, target = "", label
     label, target = label.strip(), target.strip()
@@ -160,7 +161,7 @@ def policy_specs(cfg: TrialConfig) -> list[PolicySpec]:
     specs = [parse_policy(p) for p in cfg.policies]
     labels = [s.label for s in specs]
     dupes = sorted({label for label in labels if labels.count(label) > 1})
-    check_field(not dupes, "policies", f"duplicate label(s) {dupes}; name them with label=target")
+    check_field(not dupes, "policies", f"duplicate label(s) {dupes}; name them with label:target")
     if cfg.stats.reference not in labels:
         specs.insert(0, parse_policy(cfg.stats.reference))
     return specs

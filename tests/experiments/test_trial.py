@@ -1,0 +1,219 @@
+"""adaptrx-trial: paired runs (common random numbers, ITT), the tidy tables, the offline-RL dataset, TensorBoard,
+the report, bad config values (exit code 2 naming the field), and joblib / submitit_local sweeps + gather."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_module
+
+from adaptrx.envs.features import FEATURE_NAMES
+from adaptrx.experiments.hydra_cli import ConfigError
+from adaptrx.experiments.trial import run
+from adaptrx.experiments.trial_config import parse_policy, validate
+from adaptrx.experiments.trial_gather import gather
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = str(ROOT / "agents" / "ppo-knee_oa-v0")
+#: Small and quick: 60 patients, few bootstrap replicates, no progress bars.
+TINY = ["cohort.n=60", "stats.n_boot=200", "progress=false"]
+#: Columns of DESIGN.md section 7's tidy table.
+DESIGN_COLUMNS = ["policy", "split", "patient_id", "seed", "pain_baseline", "pain_w12", "pain_w26", "responder",
+                  "flares", "dropped_out", "sessions_attended", "capacity_change", "return", "cost"]
+
+
+def _cfg(*overrides: str):
+    with initialize_config_module("adaptrx.configs", version_base="1.3"):
+        return compose("trial", overrides=[*TINY, *overrides])
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("trial")
+    cfg = _cfg(f"policies=[population_best,none,pain_monitoring,{AGENT},shielded:{AGENT}+shield,oracle]",
+               "n_seeds=2", "oracle.horizon=2", "oracle.replicates=1", "output.dataset=true")
+    return run(cfg, out), out
+
+
+def test_tables_have_one_row_per_policy_patient_seed(trial) -> None:
+    _, out = trial
+    results = pd.read_parquet(out / "results.parquet")
+    assert set(DESIGN_COLUMNS) <= set(results.columns)
+    assert {"age_band", "sensitization_tercile", "adherence_class", "composite", "pain_change_w12"} <= set(results)
+    policies = ["population_best", "none", "pain_monitoring", "ppo-knee_oa-v0", "shielded", "oracle"]
+    assert list(dict.fromkeys(results["policy"])) == policies
+    assert len(results) == 6 * 60 * 2 and not results.duplicated(["policy", "patient_id", "seed"]).any()
+    # each seed draws its own patients; every policy meets all of them
+    assert results.groupby("seed")["patient_id"].nunique().tolist() == [60, 60]
+    assert results.groupby("policy")["patient_id"].nunique().eq(120).all()
+    csv = pd.read_csv(out / "results.csv")
+    np.testing.assert_allclose(csv["pain_w12"], results["pain_w12"])
+    weekly = pd.read_parquet(out / "weekly.parquet")
+    assert len(weekly) == len(results) * 26 and weekly["week"].between(1, 26).all()
+    # ITT: outcomes are known for dropouts too, and the weekly table gives the same week-12 pain
+    assert results["pain_w26"].notna().all() and results["dropped_out"].any()
+    w12 = weekly[weekly["week"] == 12].set_index(["policy", "patient_id", "seed"])["pain"]
+    np.testing.assert_allclose(results.set_index(["policy", "patient_id", "seed"])["pain_w12"], w12.loc[
+        results.set_index(["policy", "patient_id", "seed"]).index])
+
+
+def test_same_patients_same_noise_whatever_else_is_in_the_trial(trial, tmp_path: Path) -> None:
+    """Common random numbers: a policy's outcomes do not depend on the other policies of the trial, nor on
+    the oracle being split over worker processes."""
+    result, _ = trial
+    alone = run(_cfg("policies=[none,oracle]", "stats.reference=none", "n_seeds=2", "oracle.horizon=2",
+                     "oracle.replicates=1", "n_jobs=2", "output.figures=false", "output.tensorboard=false",
+                     "output.report=false"), tmp_path)
+    cols = ["pain_w12", "pain_w26", "flares", "return", "dropout_week", "capacity_change"]
+    for policy in ("none", "oracle"):
+        a = result.results[result.results["policy"] == policy].set_index(["patient_id", "seed"])[cols]
+        b = alone.results[alone.results["policy"] == policy].set_index(["patient_id", "seed"])[cols]
+        pd.testing.assert_frame_equal(a.sort_index(), b.sort_index())
+
+
+def test_statistics_tables_and_report(trial) -> None:
+    result, out = trial
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"policy", "metric", "mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high"} <= set(summary)
+    pain = summary[(summary["metric"] == "pain_w12")].set_index("policy")["mean"]
+    np.testing.assert_allclose(pain, result.results.groupby("policy", sort=False)["pain_w12"].mean()[pain.index])
+    diffs = pd.read_csv(out / "differences.csv")
+    assert set(diffs["reference"]) == {"population_best"} and "population_best" not in set(diffs["policy"])
+    assert (diffs["p_holm"] >= diffs["p_wilcoxon"] - 1e-12).all() and diffs["poi"].between(0, 1).all()
+    # no exercise is clearly worse on week-12 pain than the best fixed protocol, even with 120 episodes
+    none = diffs[(diffs["policy"] == "none") & (diffs["metric"] == "pain_change_w12")].iloc[0]
+    assert none["low"] > 0.5 and none["p_holm"] < 1e-3 and none["poi"] < 0.4
+    assert set(pd.read_csv(out / "subgroups.csv")["variable"]) >= {"age_band", "sensitization_tercile"}
+    for png in ("pain_trajectories", "forest", "safety", "subgroups"):
+        assert (out / "figures" / f"{png}.png").stat().st_size > 10_000
+    report = (out / "report.md").read_text()
+    assert "adaptrx-trial" in report and "## Findings" in report and "figures/forest.png" in report
+    meta = json.loads((out / "trial.json").read_text())
+    agent = next(p for p in meta["policies"] if p["label"] == "ppo-knee_oa-v0")
+    manifest = json.loads((Path(AGENT) / "manifest.json").read_text())
+    assert agent["sha256"] == manifest["weights"]["sha256"] and agent["kind"] == "agent"
+    assert next(p for p in meta["policies"] if p["label"] == "shielded")["shield"] is True
+
+
+def test_shield_binds_only_the_shielded_agent(trial) -> None:
+    r = trial[0].results
+    assert r[r["policy"] == "ppo-knee_oa-v0"]["shield_interventions"].sum() == 0
+    assert r[r["policy"] == "shielded"]["shield_interventions"].mean() > 1
+
+
+def test_offline_dataset_is_consistent(trial) -> None:
+    result, out = trial
+    data = pd.read_parquet(out / "dataset.parquet")
+    weekly = pd.read_parquet(out / "weekly.parquet")
+    assert len(data) == int(weekly["in_programme"].sum())
+    assert [f"obs.{f}" for f in FEATURE_NAMES] == [c for c in data.columns if c.startswith("obs.")]
+    assert {"action_0", "action_1", "action_2", "reward", "terminated", "truncated", "done"} <= set(data.columns)
+    # one done per episode, on its last step; dropouts end terminated
+    g = data.sort_values("week").groupby(["policy", "patient_id", "seed"])
+    assert (g["done"].sum() == 1).all() and g.tail(1)["done"].all()
+    ends = g.tail(1).set_index(["policy", "patient_id", "seed"])
+    dropped = result.results.set_index(["policy", "patient_id", "seed"])["dropped_out"].loc[ends.index]
+    np.testing.assert_array_equal(ends["terminated"].to_numpy(), dropped.to_numpy())
+    # the episode return is the sum of the transitions' rewards
+    returns = g["reward"].sum()
+    np.testing.assert_allclose(returns, result.results.set_index(["policy", "patient_id", "seed"])["return"]
+                               .loc[returns.index], rtol=1e-9, atol=1e-9)
+    # next_obs of week w is obs of week w + 1
+    one = data[(data["policy"] == "none")].sort_values(["patient_id", "seed", "week"])
+    a = one.groupby(["patient_id", "seed"]).head(-1)[[f"next_obs.{f}" for f in FEATURE_NAMES]].to_numpy()
+    b = one.groupby(["patient_id", "seed"]).tail(-1)[[f"obs.{f}" for f in FEATURE_NAMES]].to_numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_tensorboard_hparams_per_policy(trial) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result, out = trial
+    means = result.summary.pivot_table(index="policy", columns="metric", values="mean")
+    for policy in ("oracle", "ppo-knee_oa-v0"):
+        acc = EventAccumulator(str(out / "tb" / policy))
+        acc.Reload()
+        assert "hparams" in acc.PluginTagToContent("hparams") or acc.PluginTagToContent("hparams")
+        for metric in ("pain_change_w12", "responder_w12", "flares", "dropped_out", "function_change", "cost"):
+            (event,) = acc.Scalars(f"trial/{metric}")
+            assert event.value == pytest.approx(means.loc[policy, metric], rel=1e-5)
+    acc = EventAccumulator(str(out / "tb" / "figures"))
+    acc.Reload()
+    assert {"trial/forest", "trial/pain_trajectories"} <= set(acc.Tags()["images"])
+
+
+def test_policy_strings() -> None:
+    spec = parse_policy(f"mine:{AGENT}+shield")
+    assert (spec.label, spec.shield, spec.is_directory) == ("mine", True, True)
+    assert parse_policy(AGENT).label == "ppo-knee_oa-v0"
+    assert parse_policy("oracle") == parse_policy("oracle:oracle")
+    for bad, field in (("nonsense_protocol", "policies"), ("a b:none", "policies"), ("", "policies")):
+        with pytest.raises(ConfigError, match=field):
+            parse_policy(bad)
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ("cohort.split=holdout", "cohort.split"),
+    ("cohort.condition=gout", "cohort.condition"),
+    ("cohort.n=0", "cohort.n"),
+    ("weeks=8", "weeks"),
+    ("stats.n_boot=5", "stats.n_boot"),
+    ("stats.subgroup_metric=height", "stats.subgroup_metric"),
+    ("policies=[none,none]", "policies"),
+    ("policies=[foo]", "policies"),
+    ("cohort.file=/no/such/cohort.parquet", "cohort.file"),
+    ("oracle.replicates=0", "oracle.replicates"),
+])
+def test_validate_names_the_field(override: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{field.replace('.', '[.]')}"):
+        validate(_cfg(override))
+
+
+def test_cohort_file(tmp_path: Path) -> None:
+    from adaptrx.patient import make_cohort, save_cohort
+
+    path = save_cohort(make_cohort("fibromyalgia", 30, 7, "ood"), tmp_path / "mine.parquet")
+    out = run(_cfg("policies=[none,glad]", "stats.reference=none", f"cohort.file={path}",
+                   "cohort.condition=fibromyalgia", "output.figures=false", "output.tensorboard=false"), tmp_path)
+    assert set(out.results["patient_id"]) == set(pd.read_parquet(path)["patient_id"])
+    with pytest.raises(ConfigError, match=r"cohort\.condition"):
+        run(_cfg("policies=[none]", "stats.reference=none", f"cohort.file={path}"), tmp_path / "x")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    code = "import sys; from adaptrx.experiments.trial import main; main(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_cli_bad_value_exits_2_without_traceback(tmp_path: Path) -> None:
+    proc = _cli("cohort.split=holdout", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("adaptrx-trial: error: cohort.split:")
+    proc = _cli("stats.nboot=3", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nboot" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["local", "submitit_local"])
+def test_sweep_and_gather(tmp_path: Path, launcher: str) -> None:
+    """A multirun over seeds and policies with the joblib (local) or submitit_local launcher, gathered into one
+    paired table and report."""
+    sweep = tmp_path / "sweep"
+    proc = _cli("-m", "policies=[none],[glad]", "seed=0,1", "cohort.n=40", "stats.n_boot=200", "progress=false",
+                "output.tensorboard=false", "output.figures=false", f"hydra/launcher={launcher}",
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(sweep.rglob("results.parquet"))) == 4
+    out = gather(sweep, n_boot=200)
+    results = pd.read_parquet(out / "results.parquet")
+    # population_best (the reference) ran in every job and is kept once per patient-episode
+    assert results.groupby("policy").size().to_dict() == {"population_best": 80, "none": 80, "glad": 80}
+    diffs = pd.read_csv(out / "differences.csv")
+    assert set(diffs["policy"]) == {"none", "glad"}
+    assert "Sweep" in (out / "report.md").read_text() and (out / "figures" / "forest.png").is_file()
