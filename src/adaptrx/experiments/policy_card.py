@@ -20,7 +20,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 from adaptrx.envs import CohortEpisodes
 from adaptrx.experiments.clinical_metrics import clinical_metrics, composite
 from adaptrx.experiments.stats import Estimate, paired_difference
+from adaptrx.experiments.trial_report import markdown_table
 from adaptrx.patient import make_cohort
 from adaptrx.protocols import get as get_protocol
 from adaptrx.protocols.clinical import PROTOCOLS
@@ -122,15 +122,6 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     return {"summary": summary, "differences": diffs, "numbers": numbers, "headline": headline}
 
 
-def _markdown(frame: pd.DataFrame, digits: int = 2) -> str:
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in frame.iterrows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float | np.floating) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def differences_table(diffs: pd.DataFrame) -> str:
     """The paired differences (agent minus each comparator, 95 % CIs) as a markdown table."""
     columns = {"pain w12 (agent - protocol)": "pain_w12", "composite (agent - protocol)": "composite",
@@ -138,7 +129,7 @@ def differences_table(diffs: pd.DataFrame) -> str:
     table = pd.DataFrame({"comparator": diffs["comparator"], **{
         label: [str(Estimate(*r)) for r in diffs[[f"{k}_diff", f"{k}_low", f"{k}_high"]].to_numpy()]
         for label, k in columns.items()}})
-    return _markdown(table)
+    return markdown_table(table)
 
 
 def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
@@ -205,7 +196,7 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
             "",
             "Per policy (means over test patients):",
             "",
-            _markdown(summary),
+            markdown_table(summary),
             "",
         ]
     lines += ["## Figures", ""]

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
 from adaptrx.experiments.stats import Estimate, bootstrap_mean, paired_difference
+from adaptrx.experiments.trial_report import markdown_table as _markdown_table
 from adaptrx.patient import make_cohort
 from adaptrx.protocols import get
 from adaptrx.protocols.clinical import PROTOCOLS
@@ -92,21 +93,9 @@ def summarize(results: dict[str, EpisodeOutcomes], seed: int = 0) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, Estimate):
-        return f"{value.value:.2f} [{value.low:.2f}, {value.high:.2f}]"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
-
-
 def markdown_table(summary: pd.DataFrame) -> str:
     """The summary as a markdown table (estimates with their 95 % CIs)."""
-    cols = list(summary.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in summary.iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
-    return "\n".join(lines)
+    return _markdown_table(summary, digits=2)
 
 
 #: Oracle variants of the sensitivity analysis: label -> planner parameters.

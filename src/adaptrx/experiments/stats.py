@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata, trim_mean, wilcoxon
+from scipy.stats import trim_mean, wilcoxon
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 """Reduces a ``(r, n)`` array along axis 1 to shape ``(r,)``."""
@@ -65,6 +65,21 @@ def _resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
+_LAST_COUNTS: list[tuple[np.ndarray, int, np.ndarray]] = []  # (index, n, counts) of the last call
+
+
+def _counts(index: np.ndarray, n: int) -> np.ndarray:
+    """``(r, n)`` multiplicities (float32, exact) of each patient in each resample row of ``index`` (positions
+    in ``0..n-1``). The last result is kept: several statistics of one policy share one ``index``."""
+    if _LAST_COUNTS and _LAST_COUNTS[0][0] is index and _LAST_COUNTS[0][1] == n:
+        return _LAST_COUNTS[0][2]
+    r = index.shape[0]
+    flat = (index + (np.arange(r) * n)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=r * n).reshape(r, n).astype(np.float32)
+    _LAST_COUNTS[:] = [(index, n, counts)]
+    return counts
+
+
 def stratified_resample_index(strata: np.ndarray | None, n: int, n_boot: int, seed: int) -> np.ndarray:
     """Bootstrap patient indices of shape ``(n_boot, n)``, drawn with replacement within each stratum.
 
@@ -90,30 +105,45 @@ def _percentile_ci(value: float, replicates: np.ndarray, level: float) -> Estima
     return Estimate(float(value), float(np.quantile(replicates, alpha)), float(np.quantile(replicates, 1.0 - alpha)))
 
 
+def _resamples(index: np.ndarray | None, strata: np.ndarray | None, n: int, n_boot: int, seed: int) -> np.ndarray:
+    """The given resample ``index`` (checked) or a new one from ``strata``, ``n_boot`` and ``seed``."""
+    if index is None:
+        return stratified_resample_index(strata, n, n_boot, seed)
+    index = np.asarray(index)
+    if index.ndim != 2 or index.shape[1] != n or index.dtype.kind not in "iu":
+        raise ValueError(f"index: expected integer resamples of shape (n_boot, {n}), got {index.shape}")
+    return index
+
+
 def bootstrap_statistic(values: np.ndarray, statistic: Statistic, strata: np.ndarray | None = None,
-                        n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Estimate:
+                        n_boot: int = 2000, seed: int = 0, level: float = 0.95, *,
+                        index: np.ndarray | None = None) -> Estimate:
     """``statistic`` of ``values`` (1-D, finite) with a percentile bootstrap CI at ``level`` (in (0, 1)).
 
     ``statistic`` reduces a 2-D array along axis 1 (e.g. ``lambda m: m.mean(axis=1)``); it is applied to the
     ``(1, n)`` data for the point estimate and to the ``(n_boot, n)`` resamples (stratified by ``strata``).
+    ``index``: resamples made once with :func:`stratified_resample_index` and shared by several statistics of
+    the same patients (then ``strata``, ``n_boot`` and ``seed`` are not used).
     """
     x = _sample(values, "values")
     value = np.asarray(statistic(x[None, :])).reshape(-1)[0]
-    replicates = np.asarray(statistic(x[stratified_resample_index(strata, len(x), n_boot, seed)]))
+    replicates = np.asarray(statistic(x[_resamples(index, strata, len(x), n_boot, seed)]))
     return _percentile_ci(value, replicates, level)
 
 
 def bootstrap_mean(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                   strata: np.ndarray | None = None) -> Estimate:
-    """Mean of ``values`` (1-D, finite) with a percentile bootstrap CI at ``level`` (stratified by ``strata``)."""
-    return bootstrap_statistic(values, lambda m: m.mean(axis=1), strata, n_boot, seed, level)
+                   strata: np.ndarray | None = None, *, index: np.ndarray | None = None) -> Estimate:
+    """Mean of ``values`` (1-D, finite) with a percentile bootstrap CI at ``level`` (stratified by ``strata``;
+    ``index`` as for :func:`bootstrap_statistic`)."""
+    return bootstrap_statistic(values, lambda m: m.mean(axis=1), strata, n_boot, seed, level, index=index)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                      level: float = 0.95, strata: np.ndarray | None = None) -> Estimate:
+                      level: float = 0.95, strata: np.ndarray | None = None, *,
+                      index: np.ndarray | None = None) -> Estimate:
     """Mean of ``a - b`` over the same patients with a percentile bootstrap CI (patients resampled)."""
     a, b = _pair(a, b)
-    return bootstrap_mean(a - b, n_boot, seed, level, strata)
+    return bootstrap_mean(a - b, n_boot, seed, level, strata, index=index)
 
 
 def iqm(values: np.ndarray) -> float:
@@ -125,9 +155,25 @@ def iqm(values: np.ndarray) -> float:
 
 
 def bootstrap_iqm(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                  strata: np.ndarray | None = None) -> Estimate:
-    """Interquartile mean (``iqm``, 25 % trimmed on each side) with a (stratified) percentile bootstrap CI."""
-    return bootstrap_statistic(values, lambda m: trim_mean(m, 0.25, axis=1), strata, n_boot, seed, level)
+                  strata: np.ndarray | None = None, *, index: np.ndarray | None = None) -> Estimate:
+    """Interquartile mean (``iqm``, 25 % trimmed on each side) with a (stratified) percentile bootstrap CI
+    (``index`` as for :func:`bootstrap_statistic`)."""
+    x = _sample(values, "values")
+    return _percentile_ci(iqm(x), _iqm_replicates(x, _resamples(index, strata, len(x), n_boot, seed)), level)
+
+
+def _iqm_replicates(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``trim_mean(x[index], 0.25, axis=1)`` without sorting every resample: with ``x`` sorted once, a resample
+    is a weighting ``w``; sorted element ``e`` fills positions ``[C_{e-1}, C_e)`` of the resample
+    (``C = cumsum(w)``) and contributes its overlap with the kept positions ``[cut, n - cut)``."""
+    n = len(x)
+    cut = int(0.25 * n)
+    order = np.argsort(x, kind="stable")
+    weights = _counts(index, n)[:, order]  # float32: exact for counts, half the memory traffic
+    cum = np.cumsum(weights, axis=1)
+    start = cum - weights
+    overlap = np.clip(np.minimum(cum, n - cut) - np.maximum(start, cut), 0.0, None)
+    return overlap.astype(np.float64) @ x[order] / (n - 2 * cut)
 
 
 def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
@@ -160,38 +206,53 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def _improvement(a: np.ndarray, b: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
-    """Row-wise P(A > B) + 0.5 P(A = B) of ``(r, n)`` arrays, within each group of columns, averaged over groups.
 
-    Mann-Whitney: with midranks of the pooled group, ``U_a = sum(ranks of a) - k (k + 1) / 2`` counts the pairs
-    with ``a > b`` plus half the ties, out of ``k * k`` pairs.
+
+def _improvement(a: np.ndarray, b: np.ndarray, index: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """P(A > B) + 0.5 P(A = B) of each resample row of ``index`` (``(r, n)``), within each group of patients,
+    averaged over groups with equal weight.
+
+    A resample is a weighting of the original patients (multiplicities ``w``), so with ``b`` sorted once the
+    weighted number of ``b`` below / at most each ``a_i`` is a cumulative sum read at ``searchsorted``
+    positions: ``sum_i w_i (W(b < a_i) + W(b <= a_i)) / 2 / k^2``, O(r k) per group after one sort (the
+    Mann-Whitney U statistic of the resample, ties counting half).
     """
-    total = np.zeros(len(a))
+    total = np.zeros(len(index))
     for members in groups:
         k = len(members)
-        ranks = rankdata(np.concatenate([a[:, members], b[:, members]], axis=1), axis=1)
-        total += (ranks[:, :k].sum(axis=1) - k * (k + 1) / 2) / (k * k)
+        local = np.full(len(a), -1)
+        local[members] = np.arange(k)
+        w = _counts(local[index[:, members]], k).astype(np.float64)
+        ga, gb = a[members], b[members]
+        order = np.argsort(gb, kind="stable")
+        sorted_b = gb[order]
+        below = np.searchsorted(sorted_b, ga, side="left")
+        at_most = np.searchsorted(sorted_b, ga, side="right")
+        cum = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w[:, order], axis=1)], axis=1)
+        score = 0.5 * (cum[:, below] + cum[:, at_most])
+        total += (w * score).sum(axis=1) / (k * k)
     return total / len(groups)
 
 
 def probability_of_improvement(a: np.ndarray, b: np.ndarray, lower_is_better: bool = True,
                                strata: np.ndarray | None = None, n_boot: int = 2000, seed: int = 0,
-                               level: float = 0.95) -> Estimate:
+                               level: float = 0.95, *, index: np.ndarray | None = None) -> Estimate:
     """Probability of improvement of ``a`` over ``b`` (Agarwal et al. 2021, rliable), in [0, 1].
 
     ``P(X better than Y) + 0.5 P(X == Y)`` with ``X`` and ``Y`` drawn independently from the ``a`` and ``b``
     outcomes of one stratum ("better" = smaller when ``lower_is_better``), averaged over strata with equal
     weight (as rliable averages over tasks). 0.5 means no tendency either way. Computed from the Mann-Whitney
     U statistic (O(n log n)). CI: percentile bootstrap resampling the same patients for ``a`` and ``b``
-    (the trial is paired; ``a`` and ``b`` have the same shape), within strata.
+    (the trial is paired; ``a`` and ``b`` have the same shape), within strata; a shared ``index`` must come
+    from :func:`stratified_resample_index` with the same ``strata``.
     """
     a, b = _pair(a, b)
     sign = -1.0 if lower_is_better else 1.0
     a, b = sign * a, sign * b
     groups = _strata_members(strata, len(a))
-    index = stratified_resample_index(strata, len(a), n_boot, seed)
-    value = _improvement(a[None, :], b[None, :], groups)[0]
-    return _percentile_ci(value, _improvement(a[index], b[index], groups), level)
+    index = _resamples(index, strata, len(a), n_boot, seed)
+    value = _improvement(a, b, np.arange(len(a))[None, :], groups)[0]
+    return _percentile_ci(value, _improvement(a, b, index, groups), level)
 
 
 def paired_win_rate(a: np.ndarray, b: np.ndarray, lower_is_better: bool = True) -> float:

@@ -24,12 +24,14 @@ import pandas as pd
 
 from adaptrx.experiments.clinical_metrics import DROPOUT_PENALTY
 from adaptrx.experiments.stats import (
+    Estimate,
     bootstrap_iqm,
     bootstrap_mean,
     holm,
     paired_difference,
     paired_win_rate,
     probability_of_improvement,
+    stratified_resample_index,
     wilcoxon_p,
 )
 
@@ -49,6 +51,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     "composite": ("composite harm: mean pain + flares + 2 x dropout", True),
     "return": ("episode return (env reward)", False),
 }
+#: 0/1 outcomes: their mean is a rate; an interquartile mean says nothing (NaN in the summary).
+BINARY: tuple[str, ...] = ("responder_w12", "dropped_out", "responder")
 #: Outcomes of the paired comparison (the report's forest plot).
 PRIMARY: tuple[str, ...] = ("pain_change_w12", "responder_w12", "flares", "dropped_out", "function_change",
                             "composite")
@@ -98,13 +102,16 @@ def summarize(results: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS), n_
     rows = []
     for policy, frame in results.groupby("policy", sort=False):
         strata = _strata(frame)
+        index = stratified_resample_index(strata, len(frame), n_boot, seed)  # shared by the metrics
         for m in metrics:
             x = frame[m].to_numpy(dtype=np.float64)
             ok = np.isfinite(x)
             if not ok.any():  # e.g. pain_w26 of a shorter episode
                 continue
-            mean = bootstrap_mean(x[ok], n_boot, seed, level, strata=strata[ok])
-            q = bootstrap_iqm(x[ok], n_boot, seed, level, strata=strata[ok])
+            kw = {"index": index} if ok.all() else {"strata": strata[ok]}
+            mean = bootstrap_mean(x[ok], n_boot, seed, level, **kw)
+            nan = Estimate(np.nan, np.nan, np.nan)
+            q = nan if m in BINARY else bootstrap_iqm(x[ok], n_boot, seed, level, **kw)
             rows.append({"policy": policy, "metric": m, "n": int(ok.sum()), "mean": mean.value, "mean_low": mean.low,
                          "mean_high": mean.high, "iqm": q.value, "iqm_low": q.low, "iqm_high": q.high})
     return pd.DataFrame(rows)
@@ -117,11 +124,15 @@ def paired_matrix(results: pd.DataFrame, metric: str, policies: Sequence[str]) -
     if results.duplicated(["policy", *KEYS]).any():
         raise ValueError("results: a policy has more than one row for a patient-episode (condition, split, "
                          "patient_id, seed)")
-    wide = results.set_index([*KEYS, "policy"])[metric].unstack("policy").reindex(columns=list(policies))
+    indexed = results.set_index([*KEYS, "policy"])
+    present = pd.Series(True, index=indexed.index).unstack("policy").reindex(columns=list(policies))
+    if present.isna().any().any():
+        bad = [p for p in policies if present[p].isna().any()]
+        raise ValueError(f"results: policies {bad} lack some patient-episodes of the others (not paired)")
+    wide = indexed[metric].unstack("policy").reindex(columns=list(policies))
     if wide.isna().any().any():
         bad = [p for p in policies if wide[p].isna().any()]
-        raise ValueError(f"results: policies {bad} lack some patient-episodes of the others (not paired); "
-                         f"metric {metric!r}")
+        raise ValueError(f"results: metric {metric!r} has missing values for policies {bad}")
     keys = wide.index.to_frame(index=False)
     return wide, _strata(keys)
 
@@ -142,22 +153,25 @@ def compare(results: pd.DataFrame, reference: str, metrics: Sequence[str] = PRIM
         raise ValueError(f"reference: {reference!r} is not a policy of the results ({', '.join(policies)})")
     others = [p for p in policies if p != reference]
     rows = []
+    index = None
     for m in metrics:
         lower = METRICS.get(m, ("", True))[1]
         wide, strata = paired_matrix(results, m, policies)
+        if index is None:  # the same patient-episodes (rows of wide) for every metric: resample them once
+            index = stratified_resample_index(strata, len(wide), n_boot, seed)
         ref = wide[reference].to_numpy(dtype=np.float64)
         for p in others:
             x = wide[p].to_numpy(dtype=np.float64)
-            d = paired_difference(x, ref, n_boot, seed, level, strata=strata)
-            poi = probability_of_improvement(x, ref, lower_is_better=lower, strata=strata, n_boot=n_boot,
-                                             seed=seed, level=level)
+            d = paired_difference(x, ref, n_boot, seed, level, strata, index=index)
+            poi = probability_of_improvement(x, ref, lower_is_better=lower, strata=strata, level=level, index=index)
             rows.append({"policy": p, "reference": reference, "metric": m, "n": len(x), "diff": d.value,
                          "low": d.low, "high": d.high, "p_wilcoxon": wilcoxon_p(x, ref), "poi": poi.value,
                          "poi_low": poi.low, "poi_high": poi.high,
                          "win_rate": paired_win_rate(x, ref, lower_is_better=lower), "lower_is_better": lower})
-    table = pd.DataFrame(rows)
-    if len(table):
-        table.insert(table.columns.get_loc("p_wilcoxon") + 1, "p_holm", holm(table["p_wilcoxon"].to_numpy()))
+    columns = ["policy", "reference", "metric", "n", "diff", "low", "high", "p_wilcoxon", "poi", "poi_low",
+               "poi_high", "win_rate", "lower_is_better"]
+    table = pd.DataFrame(rows, columns=columns)
+    table.insert(columns.index("p_wilcoxon") + 1, "p_holm", holm(table["p_wilcoxon"].to_numpy(dtype=np.float64)))
     return table
 
 

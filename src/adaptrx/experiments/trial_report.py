@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adaptrx.experiments.stats import Estimate
 from adaptrx.experiments.trial_analysis import METRICS
 
 #: Metrics shown as percentages (0/1 outcomes).
@@ -20,6 +21,8 @@ RATES: tuple[str, ...] = ("responder_w12", "dropped_out")
 
 
 def _cell(value: Any, digits: int) -> str:
+    if isinstance(value, Estimate):
+        return f"{value.value:.{digits}f} [{value.low:.{digits}f}, {value.high:.{digits}f}]"
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, float | np.floating):
@@ -28,7 +31,8 @@ def _cell(value: Any, digits: int) -> str:
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
-    """``frame`` as a GitHub markdown table; floats with ``digits`` decimals, other cells with ``str``."""
+    """``frame`` as a GitHub markdown table; floats and :class:`~adaptrx.experiments.stats.Estimate` cells
+    (``value [low, high]``) with ``digits`` decimals, booleans as yes/no, other cells with ``str``."""
     cols = [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in frame.itertuples(index=False):
