@@ -3,6 +3,7 @@
 #   make demo       set up .venv, train PPO with the quick preset and compare it with the fixed protocols
 #   make test       ruff + the whole test suite, slow tests included (what .ci/run calls)
 #   make bench      performance benchmarks (benchmarks/run.py)
+#   make trial      rerun the committed knee-OA trial (experiments/knee_oa_trial/{test,ood}, ~3 min each)
 #   make policy     retrain the shipped policy agents/ppo-knee_oa-v0 with the paper preset (~5 min)
 #   make calibrate  regenerate the calibration table and figures under envs/calibration/
 #   make clean      remove .venv and caches
@@ -20,7 +21,7 @@ TORCH_PIP_ARGS ?=
 LINT_PATHS := $(wildcard src tests benchmarks)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench policy calibrate clean
+.PHONY: help install demo test bench trial policy calibrate clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -47,6 +48,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# The committed trial report: the paper preset on the test and the ood split (tables, figures, report.md; the
+# folder's README.md with the conclusions is written by hand and never overwritten).
+trial: $(STAMP)
+	for split in test ood; do rm -rf experiments/knee_oa_trial/$$split && \
+		$(BIN)/adaptrx-trial preset=paper cohort.split=$$split hydra.run.dir=experiments/knee_oa_trial/$$split || exit 1; done
 
 # The shipped policy: train with the paper preset into a fixed run directory, copy its policy/ folder and
 # append the hand-written development notes (variants tried) to the generated card.

@@ -217,3 +217,25 @@ def test_sweep_and_gather(tmp_path: Path, launcher: str) -> None:
     diffs = pd.read_csv(out / "differences.csv")
     assert set(diffs["policy"]) == {"none", "glad"}
     assert "Sweep" in (out / "report.md").read_text() and (out / "figures" / "forest.png").is_file()
+
+
+@pytest.mark.parametrize("split", ["test", "ood"])
+def test_committed_trial_is_reproduced(tmp_path: Path, split: str) -> None:
+    """experiments/knee_oa_trial: re-running the batched policies of the committed config gives the committed
+    rows exactly (the oracle is left out here only for time)."""
+    folder = ROOT / "experiments" / "knee_oa_trial" / split
+    committed = pd.read_parquet(folder / "results.parquet")
+    config = json.loads((folder / "trial.json").read_text())["config"]
+    assert config["cohort"]["split"] == split and config["cohort"]["n"] == 2000
+    out = run(_cfg("preset=paper", f"cohort.split={split}", "cohort.n=2000",
+                   f"policies=[population_best,{AGENT},pain_monitoring,none]", "output.figures=false",
+                   "output.tensorboard=false", "output.report=false", "output.weekly=false", "n_jobs=1"), tmp_path)
+    cols = ["patient_id", "seed", "pain_w12", "pain_w26", "flares", "dropped_out", "return", "cost"]
+    for policy in ("population_best", "pain_monitoring", "none"):
+        a = committed[committed["policy"] == policy][cols].reset_index(drop=True)
+        b = out.results[out.results["policy"] == policy][cols].reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    # the agent's float32 network may round differently with another torch thread count: equal to 1e-3
+    a = committed[committed["policy"] == "ppo-knee_oa-v0"][cols].reset_index(drop=True)
+    b = out.results[out.results["policy"] == "ppo-knee_oa-v0"][cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False, atol=1e-3, rtol=0)

@@ -7,8 +7,9 @@ on its id and ``s``, never on the policy or on the other patients (common random
 are paired patient by patient. Dropouts are followed to the horizon without exercise (intention to treat).
 
 The protocols and shipped agents step all patients at once (milliseconds per week for thousands of
-patients). The oracle plans by simulation and is the slow one: with ``n_jobs > 1`` its patients are split
-into chunks run in worker processes (joblib); because the noise is per patient, chunking changes nothing.
+patients) and run in this process. The oracle plans by simulation and is the slow one: with ``n_jobs > 1``
+its patients are split into ``n_jobs`` chunks run in worker processes (joblib); because the noise is per
+patient, chunking changes nothing.
 """
 
 from __future__ import annotations
@@ -147,20 +148,23 @@ def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
     n = len(cohort_for(cfg, cfg.seed))
     jobs = _jobs(specs, cfg, n)
     record = cfg.output.dataset
-    outcomes: list[EpisodeOutcomes] = []
     desc = f"trial: {len(specs)} policies x {n} patients x {cfg.n_seeds} seed(s)"
+    # batched policies take milliseconds per week: run them here; only oracle chunks go to worker processes
+    pooled = [i for i, job in enumerate(jobs) if job[2] is not None]
+    results_of: dict[int, EpisodeOutcomes] = {}
     with tqdm(total=len(jobs), desc=desc, unit="run", disable=not cfg.progress) as bar:
-        if cfg.n_jobs > 1:
+        for i, (spec, seed, rows) in enumerate(jobs):
+            if i not in pooled:
+                results_of[i] = _run_one(spec, cfg, seed, rows, record)
+                bar.update(1)
+        if pooled:
             from joblib import Parallel, delayed
 
-            for out in Parallel(n_jobs=cfg.n_jobs, return_as="generator")(
-                    delayed(_run_one)(spec, cfg, seed, rows, record) for spec, seed, rows in jobs):
-                outcomes.append(out)
+            work = (delayed(_run_one)(jobs[i][0], cfg, jobs[i][1], jobs[i][2], record) for i in pooled)
+            for i, out in zip(pooled, Parallel(n_jobs=cfg.n_jobs, return_as="generator")(work), strict=True):
+                results_of[i] = out
                 bar.update(1)
-        else:
-            for spec, seed, rows in jobs:
-                outcomes.append(_run_one(spec, cfg, seed, rows, record))
-                bar.update(1)
+    outcomes = [results_of[i] for i in range(len(jobs))]
     condition = cfg.cohort.condition
     cohorts = pd.concat([cohort_for(cfg, s) for s in range(cfg.seed, cfg.seed + cfg.n_seeds)], ignore_index=True)
     cohorts = cohorts.drop_duplicates("patient_id")
