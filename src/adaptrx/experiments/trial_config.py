@@ -15,6 +15,7 @@ unquoted):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,6 @@ def parse_policy(text: str) -> PolicySpec:
         check_field(manifest.is_file(), "policies",
                     f"{target!r} is neither a protocol ({', '.join(NAMES)}) nor a policy directory with manifest.json")
         if not label:
-            import json
-
             try:
                 label = str(json.loads(manifest.read_text())["name"])
             except (ValueError, KeyError, TypeError) as exc:

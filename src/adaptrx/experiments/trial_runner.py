@@ -14,8 +14,10 @@ patient, chunking changes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,9 +85,6 @@ def describe(spec: PolicySpec) -> dict[str, Any]:
                             "kind": "oracle" if spec.target == "oracle" else "agent" if spec.is_directory
                             else "protocol"}
     if spec.is_directory:
-        import json
-        from pathlib import Path
-
         manifest = json.loads((Path(absolute_path(spec.target)) / "manifest.json").read_text())
         info.update({"name": manifest.get("name"), "algorithm": manifest.get("algorithm"),
                      "sha256": manifest.get("weights", {}).get("sha256")})
