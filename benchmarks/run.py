@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.name}: {len(module_rows)} results in {time.perf_counter() - t0:.1f} s")
         rows.extend({"module": name, **r} for r in module_rows)
     print()
-    print_table(rows)
+    if rows:
+        print_table(rows)
     return 1 if failed else 0
 
 
