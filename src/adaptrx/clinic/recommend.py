@@ -1,0 +1,456 @@
+"""Next week's prescription for a real patient, with what the model expects to happen and why.
+
+:func:`recommend` takes a validated :class:`~adaptrx.clinic.history.History` and a policy and:
+
+1. fits the patient (:func:`adaptrx.clinic.fitting.fit_patient`: particle filter over the condition prior);
+2. builds the policy's observation from the log exactly as the env would have (``DESIGN.md`` 3; the
+   records a session log lacks, such as diary pain or the weekly function score, are the fit's posterior
+   means, see :attr:`PatientFit.imputed`);
+3. asks the policy for next week's action and passes it through the safety rules
+   (:class:`~adaptrx.protocols.rules.SafetyRules`, always on: no recommendation breaks a rule), recording
+   which rules bound it;
+4. forecasts weekly pain over the next ``horizon`` weeks (4-12) under three plans, each followed in closed
+   loop on copies of the posterior particles with common noise: the recommended policy (behind the
+   shield), *hold* (last week's prescription unchanged) and the *pain-monitoring model* continued from the
+   current load. The forecast is the true mean daily pain (NRS) per week, its median and 10-90 % band (an
+   80 % interval that covers both the parameter uncertainty and day-to-day noise), the chance of a flare
+   and of dropping out within the horizon. A patient who drops out is followed without exercise
+   (intention to treat).
+
+Policies: a shipped policy directory (safetensors + manifest, :func:`adaptrx.agents.load_policy`; the
+manifest's sha256 is reported) or a protocol name (``pain_monitoring``, ``acsm``, ...: continued from the
+patient's current load). Default: ``agents/ppo-knee_oa-v0`` if it can be found (:func:`default_policy_dir`),
+for knee OA patients; otherwise the pain-monitoring model, and the output says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adaptrx.clinic.fitting import PatientFit, fit_patient, summary
+from adaptrx.clinic.history import DELIVERIES, History
+from adaptrx.envs import engine
+from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, decode_continuous
+from adaptrx.envs.batch import EnvConfig, EpisodeBatch
+from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
+from adaptrx.patient.kernel import Out
+from adaptrx.protocols import NAMES as PROTOCOL_NAMES
+from adaptrx.protocols import get as get_protocol
+from adaptrx.protocols.base import Policy, batch_obs, encode_prescription
+from adaptrx.protocols.rules import SafetyRules
+
+#: Name of the shipped default policy (a directory under ``agents/``).
+DEFAULT_POLICY = "ppo-knee_oa-v0"
+#: Episode length the shipped policies were trained on (weeks); the observation's ``progress`` uses it.
+EPISODE_WEEKS = 26
+#: Particles forecast under each plan.
+FORECAST_PARTICLES = 1000
+#: Protocols that cannot be continued from a real patient's log.
+_NOT_CLINICAL = ("oracle", "population_best", "none")
+
+
+def default_policy_dir() -> Path | None:
+    """The shipped policy directory, if found: ``$ADAPTRX_POLICY``, ``./agents/ppo-knee_oa-v0``, or the
+    source checkout's ``agents/ppo-knee_oa-v0``."""
+    candidates = []
+    if os.environ.get("ADAPTRX_POLICY"):
+        candidates.append(Path(os.environ["ADAPTRX_POLICY"]))
+    candidates.append(Path.cwd() / "agents" / DEFAULT_POLICY)
+    candidates.append(Path(__file__).resolve().parents[3] / "agents" / DEFAULT_POLICY)
+    return next((c for c in candidates if (c / "manifest.json").is_file()), None)
+
+
+def _rule_explanations(rules: SafetyRules) -> dict[str, str]:
+    return {
+        "max_load_increase": f"the load may rise by at most {rules.max_load_increase or 0:.0%} a week (ACSM 2009 "
+                             "progression, tendon-loading practice)",
+        "no_progression_after_pain": f"last week's in-session pain exceeded {rules.pain_threshold or 0:g}/10 or "
+                                     f"next-morning pain rose by {rules.morning_threshold or 0:g}+ points: no load "
+                                     "increase this week (pain-monitoring model; Thomeé 1997, Silbernagel 2007)",
+        "regress_after_flare": f"a flare was reported last week: the load drops by at least "
+                               f"{rules.flare_regression or 0:.0%}",
+        "min_sessions": f"at least {rules.min_sessions} session(s) a week (a week off only after a flare)",
+        "max_sessions": f"at most {rules.max_sessions} sessions a week",
+    }
+
+
+# ------------------------------------------------------------------------------------------- policies
+@dataclass
+class _Policy:
+    """A resolved policy: what acts, its id, kind, manifest hash and a note for the output."""
+
+    policy: Any
+    id: str
+    kind: str
+    manifest_sha256: str | None = None
+    note: str | None = None
+
+
+class _MidCourse(Policy):
+    """A rule-based protocol continued from a patient's current load (its start phase is over)."""
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.memory: dict[str, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        self.memory = None
+
+    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        from adaptrx.envs.features import to_units
+
+        x, single = batch_obs(obs)
+        n = len(x)
+        u = to_units(x)
+        if self.memory is None or len(self.memory["week"]) != n:
+            self.memory = {"week": np.ones(n, dtype=np.int64), **self.protocol.initial_memory(n)}
+            if "started" in self.memory:
+                self.memory["started"][:] = True
+        load, sessions, delivery = self.protocol.prescribe(u, self.memory)
+        self.memory["week"] += 1
+        ones = np.ones(n)
+        actions = encode_prescription(load * ones, sessions * ones, delivery * ones, u["load"])
+        return (actions[0] if single else actions), state
+
+
+def _protocol_policy(name: str, last: dict[str, Any]) -> Any:
+    """Protocol ``name`` continued from the last prescription (its start load, dose and delivery)."""
+    params: dict[str, Any] = {}
+    protocol = get_protocol(name)
+    fields_ = set(protocol.params())
+    if "start" in fields_:
+        params["start"] = float(np.clip(last["load"], LOAD_MIN, LOAD_MAX))
+    if "cap" in fields_:
+        params["cap"] = max(float(protocol.params()["cap"]), params.get("start", 0.0))
+    if "sessions" in fields_:
+        params["sessions"] = int(max(last["sessions"], 1))
+    if "delivery" in fields_:
+        params["delivery"] = DELIVERIES[int(last["delivery"])]
+    try:
+        return _MidCourse(get_protocol(name, **params))
+    except ValueError:  # a parameter outside the protocol's range: its defaults
+        return _MidCourse(protocol)
+
+
+def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
+    from adaptrx.agents import load_policy
+
+    condition = history.intake.condition
+    if policy is None:
+        directory = default_policy_dir()
+        if directory is None:
+            return _Policy(_protocol_policy("pain_monitoring", last), "pain_monitoring", "protocol",
+                           note="the shipped policy (agents/ppo-knee_oa-v0) was not found; the pain-monitoring "
+                                "model recommends instead")
+        policy = directory
+    if isinstance(policy, str) and policy in PROTOCOL_NAMES and not Path(policy).exists():
+        if policy in _NOT_CLINICAL:
+            raise ValueError(f"policy: {policy!r} cannot be continued from a patient's log; use a clinical "
+                             f"protocol or a policy directory")
+        return _Policy(_protocol_policy(policy, last), policy, "protocol")
+    directory = Path(policy)
+    loaded = load_policy(directory)  # ValueError / FileNotFoundError naming the file and field
+    manifest = loaded.manifest
+    digest = hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
+    trained_on = manifest.get("env", {}).get("condition")
+    if manifest.get("env", {}).get("discrete"):
+        raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
+    if trained_on != condition:
+        return _Policy(_protocol_policy("pain_monitoring", last), "pain_monitoring", "protocol",
+                       note=f"the policy {manifest.get('name')} was trained on {trained_on} patients, not "
+                            f"{condition}; the pain-monitoring model recommends instead")
+    return _Policy(loaded, str(manifest.get("name", directory.name)), "trained", manifest_sha256=digest)
+
+
+# ----------------------------------------------------------------------------------------- observation
+def observation_values(history: History, fit: PatientFit) -> np.ndarray:
+    """The env's observation records after the logged weeks, in clinical units ``(n_features,)``.
+
+    The same update as the compiled env step (:func:`adaptrx.envs.engine.env_step`), fed with the log's
+    weekly records; diary pain, diary days, function, capacity tests and (without ``pain_before``) the
+    next-morning change are the fit's posterior means.
+    """
+    intake, weeks, imputed = history.intake, history.weeks(), fit.imputed.set_index("week")
+    v = np.zeros(len(FEATURE_NAMES))
+    records = fit.intake_records
+
+    def known(name: str) -> float:
+        value = getattr(intake, name)
+        return float(value) if value is not None else float(records[name])
+
+    f = FEATURE_INDEX
+    v[f["intake_age"]], v[f["intake_pain"]] = intake.age, intake.baseline_pain
+    v[f["intake_sensitization"]], v[f["intake_fear"]] = known("sensitization_score"), known("fear_score")
+    v[f["intake_preferred_sessions"]], v[f["intake_function"]] = known("preferred_sessions"), known("function")
+    v[f["diary_pain"]], v[f["function"]] = intake.baseline_pain, v[f["intake_function"]]
+    v[f["load"]], v[f["capacity_test"]] = EnvConfig().initial_load, 1.0
+    src = [f[name] for name in HISTORY_FEATURES]
+    dst = [[f[f"{name}_lag{lag}"] for name in HISTORY_FEATURES] for lag in HISTORY_LAGS]
+    for row in weeks.itertuples(index=False):
+        imp = imputed.loc[row.week]
+        for k in range(len(dst) - 1, 0, -1):
+            v[dst[k]] = v[dst[k - 1]]
+        v[dst[0]] = v[src]
+        attended = row.attended > 0
+        v[f["progress"]] = (row.week + 1) / EPISODE_WEEKS
+        v[f["load"]] = row.load if not np.isnan(row.load) else v[f["load"]]
+        v[f["sessions"]] = row.sessions
+        v[f["supervised"]], v[f["remote"]] = float(row.delivery == 2), float(row.delivery == 1)
+        v[f["session_pain_mean"]] = row.session_pain_mean if attended and not np.isnan(row.session_pain_mean) else 0.0
+        v[f["session_pain_max"]] = row.session_pain_max if attended and not np.isnan(row.session_pain_max) else 0.0
+        change = row.morning_change_mean if not np.isnan(row.morning_change_mean) else imp["morning_change_mean"]
+        v[f["morning_change"]] = change if attended and not np.isnan(change) else 0.0
+        if imp["diary_days"] > 0 and not np.isnan(imp["diary_pain"]):
+            v[f["diary_pain"]] = imp["diary_pain"]
+        v[f["diary_days"]] = imp["diary_days"]
+        v[f["rpe"]] = row.rpe_mean if attended and not np.isnan(row.rpe_mean) else 0.0
+        v[f["attendance"]] = row.attended / row.sessions if row.sessions > 0 else 0.0
+        v[f["sessions_attended"]] = row.attended
+        v[f["flare_reported"]] = float(row.flare)
+        v[f["function"]] = imp["function"]
+        if not np.isnan(imp["capacity_test"]):
+            v[f["capacity_test"]] = imp["capacity_test"]
+    return v
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    """Clinical-unit records -> the policy's float32 observation (clipped to the documented bounds)."""
+    return np.minimum(np.maximum(values / SCALES, LOW), HIGH).astype(np.float32)
+
+
+# -------------------------------------------------------------------------------------------- forecast
+def _last_prescription(history: History) -> dict[str, Any]:
+    """The last week's prescription; sessions and delivery from the last week that had sessions."""
+    weeks = history.weeks()
+    with_sessions = weeks[weeks["sessions"] > 0]
+    last = with_sessions.iloc[-1]
+    return {"load": float(weeks["load"].iloc[-1]), "sessions": int(weeks["sessions"].iloc[-1]),
+            "held_sessions": int(last["sessions"]), "delivery": int(last["delivery"])}
+
+
+class _Hold(Policy):
+    """Last week's prescription unchanged (sessions and delivery of the last week that had sessions)."""
+
+    def __init__(self, last: dict[str, Any]) -> None:
+        self.last = last
+
+    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        x, single = batch_obs(obs)
+        n = len(x)
+        load = np.full(n, self.last["load"])
+        actions = encode_prescription(load, np.full(n, self.last["held_sessions"]), np.full(n, self.last["delivery"]),
+                                      x[:, FEATURE_INDEX["load"]] * SCALES[FEATURE_INDEX["load"]])
+        return (actions[0] if single else actions), state
+
+
+def _start_batch(fit: PatientFit, values: np.ndarray, last: dict[str, Any], m: int,
+                 rng: np.random.Generator) -> EpisodeBatch:
+    """``m`` posterior particles as an episode batch at the patient's current week, observing ``values``."""
+    index = fit.resample(m, rng)
+    keys = rng.integers(0, np.iinfo(np.uint64).max, size=m, dtype=np.uint64, endpoint=True)
+    sim = fit.particles.take(index, keys=keys)
+    episode = np.zeros((engine.N_EPISODE, m))
+    episode[engine.E_LAST_LOAD] = last["load"]
+    episode[engine.E_PLAN] = max(last["held_sessions"], 1)
+    episode[engine.E_DELIVERY] = last["delivery"]
+    episode[engine.E_WEEK] = fit.history.n_weeks
+    intake = fit.history.intake
+    config = EnvConfig(condition=intake.condition, weeks=EPISODE_WEEKS, modality=intake.modality)
+    state = {"patients": sim.cohort.to_dict("records"), "keys": keys, "sim": sim.get_state(),
+             "features": {"values": np.repeat(values[:, None], m, axis=1)}, "episode": episode}
+    return EpisodeBatch.from_state(state, config)
+
+
+def _rollout(base: EpisodeBatch, policy: Any, rules: SafetyRules, horizon: int) -> dict[str, np.ndarray]:
+    """Follow ``policy`` (behind ``rules``) for ``horizon`` weeks on a copy of ``base``; ITT after dropout."""
+    b = base.take(np.arange(base.n))  # same keys: every plan meets the same noise
+    if callable(getattr(policy, "reset", None)):
+        policy.reset()
+    obs = b.features.observation()
+    n = b.n
+    active = np.ones(n, dtype=bool)
+    pain, load, flares = np.zeros((horizon, n)), np.full((horizon, n), np.nan), np.zeros((horizon, n))
+    dropped = np.zeros(n, dtype=bool)
+    first: tuple[np.ndarray, ...] = ()
+    for t in range(horizon):
+        actions, _ = policy.predict(obs, deterministic=True)
+        actions, _ = rules.constrain(obs, np.asarray(actions, dtype=np.float32).reshape(n, 3))
+        lo, se, de = decode_continuous(actions, b.last_load)
+        if t == 0:
+            first = (lo.copy(), se.copy(), de.copy())
+        lo[~active], se[~active], de[~active] = 0.0, 0.0, 0.0
+        b.E[engine.E_DONE] = 0.0  # dropouts and weeks past the episode keep being simulated
+        step = b.step(lo, se, de)
+        pain[t], flares[t] = step.out[Out.pain], step.out[Out.flares]
+        load[t] = np.where(active, lo, np.nan)
+        dropped |= active & step.terminated
+        active &= ~step.terminated
+        obs = step.obs
+    return {"pain": pain, "load": load, "flares": flares, "dropped": dropped, "first_load": first[0],
+            "first_sessions": first[1], "first_delivery": first[2]}
+
+
+def _plan_summary(label: str, r: dict[str, np.ndarray]) -> dict[str, Any]:
+    pain = r["pain"]
+    q10, q50, q90 = np.quantile(pain, [0.1, 0.5, 0.9], axis=1)
+    with np.errstate(all="ignore"):
+        load = np.array([np.nanmedian(row) if np.isfinite(row).any() else np.nan for row in r["load"]])
+    return {
+        "label": label,
+        "pain_median": _round_list(q50), "pain_q10": _round_list(q10), "pain_q90": _round_list(q90),
+        "pain_mean": _round_list(pain.mean(axis=1)),
+        "load_median": _round_list(load, 3),
+        "flare_probability": round(float((r["flares"].sum(axis=0) > 0).mean()), 3),
+        "dropout_probability": round(float(r["dropped"].mean()), 3),
+        "mean_pain": round(float(pain.mean()), 2),
+    }
+
+
+def _round_list(x: np.ndarray, digits: int = 2) -> list[float | None]:
+    return [None if not np.isfinite(v) else round(float(v), digits) for v in np.asarray(x, dtype=float)]
+
+
+# ------------------------------------------------------------------------------------------ recommend
+@dataclass
+class Recommendation:
+    """What :func:`recommend` returns; :meth:`to_dict` is the JSON the CLI and the web API print."""
+
+    history: History
+    fit: PatientFit
+    policy: _Policy
+    prescription: dict[str, Any]
+    bound_by: tuple[str, ...]
+    explanations: dict[str, str]
+    forecast: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (layout in the README's clinic section)."""
+        from adaptrx import __version__
+
+        h = self.history
+        weeks = h.weeks()
+        n = h.n_weeks
+        bound = list(self.bound_by)
+        summary_text = ("; ".join(f"{r}: {self.explanations[r]}" for r in bound) if bound
+                        else "no safety rule had to change the policy's proposal")
+        return {
+            "adaptrx_version": __version__,
+            "policy": {"id": self.policy.id, "kind": self.policy.kind,
+                       "manifest_sha256": self.policy.manifest_sha256, "note": self.policy.note},
+            "patient": {"patient_id": h.intake.patient_id, "condition": h.intake.condition,
+                        "weeks_of_history": n, "next_week": n + 1,
+                        "next_week_start": (h.start + dt.timedelta(days=7 * n + 1)).isoformat()},
+            "prescription": self.prescription,
+            "safety": {"bound_by": bound, "explanations": {r: self.explanations[r] for r in bound},
+                       "summary": summary_text},
+            "forecast": self.forecast,
+            "history": {"weeks": [int(w) + 1 for w in weeks["week"]], "load": _round_list(weeks["load"], 3),
+                        "sessions": [int(s) for s in weeks["sessions"]],
+                        "attended": [int(a) for a in weeks["attended"]],
+                        "pain_during": _round_list(weeks["session_pain_mean"]),
+                        "pain_next_morning": _round_list(weeks["morning_pain_mean"])},
+            "fit": summary(self.fit),
+            "notes": list(self.notes),
+        }
+
+    def to_text(self) -> str:
+        """A plain-text report for the terminal."""
+        d = self.to_dict()
+        p, rx, fc = d["patient"], d["prescription"], d["forecast"]
+        lines = [
+            f"adaptrx recommendation for {p['patient_id'] or 'the patient'} ({p['condition']}), week {p['next_week']} "
+            f"(from {p['next_week_start']}), after {p['weeks_of_history']} week(s) of history",
+            f"policy: {d['policy']['id']} ({d['policy']['kind']})"
+            + (f", manifest sha256 {d['policy']['manifest_sha256'][:16]}..." if d["policy"]["manifest_sha256"] else ""),
+            "",
+            f"PRESCRIPTION: {rx['sessions']} session(s), load {rx['load']:.2f} x baseline capacity "
+            f"({rx['load_change']:+.0%} vs last week), {rx['delivery']}",
+            f"safety: {d['safety']['summary']}",
+            "",
+            f"predicted weekly pain (NRS, median [10-90 %]) for weeks {fc['weeks'][0]}-{fc['weeks'][-1]}:",
+        ]
+        for name, plan in fc["plans"].items():
+            w = [0, len(fc["weeks"]) // 2, len(fc["weeks"]) - 1]
+            bands = ", ".join(f"wk {fc['weeks'][i]}: {plan['pain_median'][i]:.1f} [{plan['pain_q10'][i]:.1f}-"
+                              f"{plan['pain_q90'][i]:.1f}]" for i in w)
+            lines.append(f"  {name:16s} {bands}; flare {plan['flare_probability']:.0%}, "
+                         f"dropout {plan['dropout_probability']:.0%}")
+        lines += ["", "fitted patient (posterior mean [10-90 %], prior mean):"]
+        for name, row in d["fit"]["parameters"].items():
+            lines.append(f"  {name:20s} {row['mean']:.3g} [{row['q10']:.3g}-{row['q90']:.3g}]  "
+                         f"prior {row['prior_mean']:.3g}")
+        lines.append(f"  ({d['fit']['particles']} particles, {d['fit']['unique_particles']} distinct, "
+                     f"ESS {d['fit']['effective_sample_size']})")
+        for note in d["notes"]:
+            lines.append(f"note: {note}")
+        return "\n".join(lines)
+
+
+def recommend(history: History, policy: str | Path | None = None, horizon: int = 12, n_particles: int = 4000,
+              seed: int = 0, rules: SafetyRules | None = None) -> Recommendation:
+    """Next week's prescription for the patient of ``history`` (see the module docstring).
+
+    Args:
+        history: a validated history (:func:`adaptrx.clinic.history.parse_history`).
+        policy: a policy directory, a clinical protocol name, or ``None`` for the default.
+        horizon: weeks forecast (4-12).
+        n_particles: particles of the fit (100-100000).
+        seed: seed of the fit and the forecast (same inputs and seed, same output).
+        rules: the safety rules (default :class:`SafetyRules` defaults); always applied.
+    """
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 4 <= horizon <= 12:
+        raise ValueError(f"horizon: must be an integer in 4-12 weeks, got {horizon!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    rules = rules if rules is not None else SafetyRules()
+    last = _last_prescription(history)
+    resolved = _resolve(policy, history, last)
+    fit = fit_patient(history, n_particles=n_particles, seed=seed)
+    values = observation_values(history, fit)
+    obs = _scaled(values)[None, :]
+    proposed, _ = resolved.policy.predict(obs, deterministic=True)
+    proposed = np.asarray(proposed, dtype=np.float32).reshape(1, 3)
+    allowed, bound = rules.constrain(obs, proposed)
+    last_load = np.array([max(last["load"], LOAD_MIN)])
+    p_load, p_sessions, p_delivery = decode_continuous(proposed, last_load)
+    load, sessions, delivery = decode_continuous(allowed, last_load)
+    prescription = {
+        "sessions": int(sessions[0]), "load": round(float(load[0]), 3),
+        "load_change": round(float(load[0] / last_load[0] - 1.0), 3),
+        "delivery": DELIVERIES[int(delivery[0])], "supervised": bool(delivery[0] == 2),
+        "proposed": {"sessions": int(p_sessions[0]), "load": round(float(p_load[0]), 3),
+                     "delivery": DELIVERIES[int(p_delivery[0])]},
+    }
+    rng = np.random.default_rng([int(seed), 0xF0CA])
+    m = min(FORECAST_PARTICLES, fit.particles.n)
+    base = _start_batch(fit, values, last, m, rng)
+    plans = {"recommended": (resolved.policy, f"{resolved.id} (recommended, with the safety rules)"),
+             "hold": (_Hold(last), "hold: last week's prescription unchanged"),
+             "pain_monitoring": (_protocol_policy("pain_monitoring", last),
+                                 "pain-monitoring model from the current load")}
+    forecast: dict[str, Any] = {"weeks": list(range(history.n_weeks + 1, history.n_weeks + horizon + 1)), "plans": {}}
+    for name, (plan, label) in plans.items():
+        r = _rollout(base, plan, rules, horizon)
+        if name == "recommended":
+            same = np.allclose(r["first_load"], load[0]) and (r["first_sessions"] == sessions[0]).all()
+            assert same, "the forecast's first week must be the recommendation"
+        forecast["plans"][name] = _plan_summary(label, r)
+    notes = [resolved.note] if resolved.note else []
+    if fit.unique_particles < 20:
+        notes.append(f"the fit descends from only {fit.unique_particles} prior draws; the intervals may be too "
+                     "narrow (try more particles)")
+    if history.n_weeks + horizon > EPISODE_WEEKS:
+        notes.append(f"the forecast runs past week {EPISODE_WEEKS}, the programme length the policy was trained for")
+    return Recommendation(history=history, fit=fit, policy=resolved, prescription=prescription,
+                          bound_by=tuple(bound[0]), explanations=_rule_explanations(rules), forecast=forecast,
+                          notes=notes)
