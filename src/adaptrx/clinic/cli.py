@@ -80,10 +80,9 @@ def _recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     except FileNotFoundError as exc:
         return _fail(parser, "recommend", [f"--policy: {exc}"])
     except ValueError as exc:
-        message = str(exc)
-        field = message.split(":", 1)[0]
-        option = {"n_particles": "--particles", "horizon": "--horizon", "seed": "--seed"}.get(field, "--policy")
-        return _fail(parser, "recommend", [f"{option}: {message}" if not message.startswith(option) else message])
+        field, _, rest = str(exc).partition(": ")
+        option = {"n_particles": "--particles", "horizon": "--horizon", "seed": "--seed"}.get(field)
+        return _fail(parser, "recommend", [f"{option}: {rest}" if option else f"--policy: {exc}"])
     text = json.dumps(rec.to_dict(), indent=2) if args.format == "json" else rec.to_text()
     if args.output:
         Path(args.output).write_text(text + "\n")

@@ -1,0 +1,147 @@
+"""recommend(): the shield always binds, the forecast is coherent, the policy is identified."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from adaptrx import protocols
+from adaptrx.clinic.history import parse_history
+from adaptrx.clinic.recommend import default_policy_dir, observation_values, recommend
+from adaptrx.clinic.synthetic import simulate_history
+from adaptrx.envs.features import FEATURE_INDEX
+from adaptrx.patient import make_cohort
+from adaptrx.protocols.rules import SafetyRules
+
+FAST = {"n_particles": 1000, "horizon": 4}
+
+
+def _check_rules(rec: dict[str, Any], history: Any, rules: SafetyRules) -> None:
+    """The prescription against every safety rule, recomputed from the log's last week."""
+    weeks = history.weeks()
+    last = weeks.iloc[-1]
+    last_load = max(float(last["load"]), 0.05)
+    load, sessions = rec["prescription"]["load"], rec["prescription"]["sessions"]
+    assert load <= last_load * (1 + rules.max_load_increase) + 1e-3
+    painful = (last["attended"] > 0 and last["session_pain_max"] > rules.pain_threshold) or (
+        last["morning_change_mean"] >= rules.morning_threshold)
+    if painful:
+        assert load <= last_load + 1e-3
+    if last["flare"]:
+        assert load <= last_load * (1 - rules.flare_regression) + 1e-3
+    assert sessions <= rules.max_sessions
+    assert sessions >= rules.min_sessions or last["flare"]
+
+
+@pytest.mark.parametrize("policy", [None, "aggressive", "acsm", "pain_monitoring"])
+def test_no_recommendation_breaks_a_safety_rule(policy: str | None) -> None:
+    cohort = make_cohort("knee_oa", 6, seed=21, split="test")
+    rules = SafetyRules()
+    for i, row in cohort.iterrows():
+        doc, _ = simulate_history(row.to_dict(), protocols.get("aggressive" if i % 2 else "linear"), 4 + i, seed=i)
+        history = parse_history(doc)
+        rec = recommend(history, policy=policy, seed=i, **FAST).to_dict()
+        _check_rules(rec, history, rules)
+        assert set(rec["safety"]["bound_by"]) <= set(rec["safety"]["explanations"])
+
+
+def test_shield_binds_an_aggressive_policy_and_says_why(document: dict[str, Any]) -> None:
+    history = parse_history(document)
+    rec = recommend(history, policy="aggressive", **FAST).to_dict()
+    assert rec["prescription"]["proposed"]["load"] > rec["prescription"]["load"]
+    assert rec["safety"]["bound_by"] and "load" in rec["safety"]["summary"]
+
+
+def test_rules_after_pain_and_flare(document: dict[str, Any]) -> None:
+    last_week = [s for s in document["sessions"] if s["date"] >= "2026-02-24"]
+    for s in last_week:
+        if s["attended"]:
+            s["pain_during"] = 8.0
+    last_week[0]["flare"] = True
+    history = parse_history(document)
+    rec = recommend(history, policy="aggressive", **FAST).to_dict()
+    _check_rules(rec, history, SafetyRules())
+    assert rec["prescription"]["load_change"] <= -0.2 + 1e-3
+    assert "regress_after_flare" in rec["safety"]["bound_by"]
+
+
+def test_forecast_is_coherent(document: dict[str, Any]) -> None:
+    rec = recommend(parse_history(document), n_particles=1000, horizon=6).to_dict()
+    forecast = rec["forecast"]
+    assert forecast["weeks"] == list(range(9, 15))
+    assert set(forecast["plans"]) == {"recommended", "hold", "pain_monitoring"}
+    for plan in forecast["plans"].values():
+        q10, q50, q90 = (np.array(plan[k]) for k in ("pain_q10", "pain_median", "pain_q90"))
+        assert len(q50) == 6 and (q10 <= q50).all() and (q50 <= q90).all()
+        assert (q10 >= 0).all() and (q90 <= 10).all() and (q90 - q10 > 0.2).all()  # an 80 % band, not a point
+        assert 0 <= plan["flare_probability"] <= 1 and 0 <= plan["dropout_probability"] <= 1
+    assert forecast["plans"]["recommended"]["load_median"][0] == pytest.approx(rec["prescription"]["load"], abs=1e-3)
+    hold = forecast["plans"]["hold"]["load_median"]
+    assert hold[0] == pytest.approx(rec["history"]["load"][-1], abs=1e-3) and len(set(hold)) == 1
+    json.dumps(rec)
+
+
+def test_default_policy_is_the_shipped_one(document: dict[str, Any]) -> None:
+    directory = default_policy_dir()
+    assert directory is not None and directory.name == "ppo-knee_oa-v0"
+    rec = recommend(parse_history(document), **FAST).to_dict()
+    assert rec["policy"]["id"] == "ppo-knee_oa-v0" and rec["policy"]["kind"] == "trained"
+    assert rec["policy"]["manifest_sha256"] == hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
+
+
+def test_other_condition_falls_back_to_pain_monitoring(document: dict[str, Any]) -> None:
+    document["patient"]["condition"] = "chronic_low_back_pain"
+    rec = recommend(parse_history(document), **FAST).to_dict()
+    assert rec["policy"]["id"] == "pain_monitoring" and "knee_oa" in rec["policy"]["note"]
+    assert rec["policy"]["note"] in rec["notes"]
+
+
+def test_same_seed_same_recommendation(document: dict[str, Any]) -> None:
+    history = parse_history(document)
+    a, b = recommend(history, seed=5, **FAST).to_dict(), recommend(history, seed=5, **FAST).to_dict()
+    assert a == b
+
+
+def test_missed_weeks_are_handled(document: dict[str, Any]) -> None:
+    document["sessions"] = [s for s in document["sessions"] if s["date"] < "2026-02-10"]  # weeks 6-7 missing...
+    document["sessions"].append({"date": "2026-03-02", "load": 0.2, "attended": False})  # ...and a missed session
+    history = parse_history(document)
+    weeks = history.weeks()
+    assert weeks["sessions"].tolist()[-3:] == [0, 0, 1]
+    rec = recommend(history, **FAST).to_dict()
+    assert 1 <= rec["prescription"]["sessions"] <= 5
+    values = observation_values(history, recommend(history, **FAST).fit)
+    assert values[FEATURE_INDEX["attendance"]] == 0.0 and values[FEATURE_INDEX["sessions_attended"]] == 0.0
+    assert values[FEATURE_INDEX["attendance_lag2"]] == 0.0  # the two missed weeks are in the history window
+
+
+def test_observation_matches_the_env_for_logged_records(document: dict[str, Any]) -> None:
+    """Records the log holds enter the policy's observation as the env would have written them."""
+    row = make_cohort("knee_oa", 3, seed=3, split="test").iloc[1].to_dict()
+    doc, batch = simulate_history(row, protocols.get("pain_monitoring", delivery="supervised"), 8, seed=0)
+    history = parse_history(doc)
+    values = observation_values(history, recommend(history, **FAST).fit)
+    env = batch.features.values[:, 0]
+    assert values[FEATURE_INDEX["intake_age"]] == pytest.approx(env[FEATURE_INDEX["intake_age"]], abs=0.5)  # years
+    for name in ("intake_pain", "intake_sensitization", "intake_fear", "intake_function", "load",
+                 "sessions", "supervised", "remote", "attendance", "sessions_attended", "flare_reported",
+                 "load_lag2", "attendance_lag4", "flare_reported_lag3"):
+        assert values[FEATURE_INDEX[name]] == pytest.approx(env[FEATURE_INDEX[name]], abs=1e-3), name
+    for name in ("session_pain_mean", "rpe", "morning_change"):  # the log rounds the weekly means to 0.1
+        assert values[FEATURE_INDEX[name]] == pytest.approx(env[FEATURE_INDEX[name]], abs=0.11), name
+
+
+def test_bad_arguments(document: dict[str, Any], tmp_path: Any) -> None:
+    history = parse_history(document)
+    with pytest.raises(ValueError, match="horizon"):
+        recommend(history, horizon=20)
+    with pytest.raises(ValueError, match="seed"):
+        recommend(history, seed=-1)
+    with pytest.raises(ValueError, match="oracle"):
+        recommend(history, policy="oracle")
+    with pytest.raises(FileNotFoundError):
+        recommend(history, policy=str(tmp_path / "nothing"))
