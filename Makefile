@@ -5,6 +5,7 @@
 #   make bench      performance benchmarks (benchmarks/run.py)
 #   make trial      rerun the committed knee-OA trial (experiments/knee_oa_trial/{test,ood}, ~3 min each)
 #   make policy     retrain the shipped policy agents/ppo-knee_oa-v0 with the paper preset (~5 min)
+#   make clinic-examples  regenerate the sample clinic histories and recommendations (experiments/clinic_examples)
 #   make calibrate  regenerate the calibration table and figures under envs/calibration/
 #   make clean      remove .venv and caches
 
@@ -21,7 +22,7 @@ TORCH_PIP_ARGS ?=
 LINT_PATHS := $(wildcard src tests benchmarks)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench trial policy calibrate clean
+.PHONY: help install demo test bench trial policy clinic-examples calibrate clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -63,6 +64,9 @@ policy: $(STAMP)
 	$(BIN)/adaptrx-train experiment=paper hydra.run.dir=outputs/paper/$(POLICY)
 	rm -rf agents/$(POLICY) && mkdir -p agents && cp -r outputs/paper/$(POLICY)/policy agents/$(POLICY)
 	cat agents/notes/$(POLICY).md >> agents/$(POLICY)/card.md
+
+clinic-examples: $(STAMP)
+	$(BIN)/python experiments/clinic_examples/generate.py
 
 calibrate: $(STAMP)
 	$(BIN)/python -m adaptrx.patient.calibration

@@ -1,0 +1,34 @@
+"""The committed sample histories (experiments/clinic_examples) reproduce their committed recommendations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adaptrx.clinic.history import load_history
+from adaptrx.clinic.recommend import recommend
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "experiments" / "clinic_examples"
+NAMES = {"doing_well": "csv", "after_flare": "json", "missed_two_weeks": "json"}
+
+
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_example_reproduces(name: str) -> None:
+    committed = json.loads((EXAMPLES / f"{name}.recommendation.json").read_text())
+    rec = recommend(load_history(EXAMPLES / f"{name}.{NAMES[name]}"), seed=0).to_dict()
+    assert rec["prescription"] == committed["prescription"]
+    assert rec["safety"] == committed["safety"]
+    assert rec["policy"] == committed["policy"]
+    for plan, values in committed["forecast"]["plans"].items():
+        assert np.allclose(rec["forecast"]["plans"][plan]["pain_median"], values["pain_median"], atol=0.02)
+    assert (EXAMPLES / f"{name}.png").stat().st_size > 10_000
+
+
+def test_examples_tell_their_stories() -> None:
+    flare = json.loads((EXAMPLES / "after_flare.recommendation.json").read_text())
+    assert flare["safety"]["bound_by"] == ["regress_after_flare"] and flare["prescription"]["load_change"] <= -0.2
+    missed = load_history(EXAMPLES / "missed_two_weeks.json").weeks()
+    assert missed["attended"].tolist()[-2:] == [0, 0] and (missed["sessions"].iloc[-2:] > 0).all()
