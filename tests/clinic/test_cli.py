@@ -77,6 +77,8 @@ def test_bad_history_exits_2_without_traceback(tmp_path: Path, document: dict[st
     (["recommend", "--history", "HISTORY", "--format", "xml"], "invalid choice"),
     (["recommend"], "--history"),
     (["serve", "--port", "99999"], "--port"),
+    (["serve", "--policy", "NOPE"], "--policy: "),
+    (["serve", "--particles", "3"], "--particles: must be an integer in 100-100000"),
 ])
 def test_bad_options_exit_2(tmp_path: Path, history_file: Path, args: list[str], needle: str) -> None:
     args = [str(history_file) if a == "HISTORY" else str(tmp_path / a) if a in ("MISSING.json", "NOPE") else a

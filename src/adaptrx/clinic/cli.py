@@ -103,7 +103,9 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         app = create_app(policy=args.policy, n_particles=args.particles)
     except (ValueError, FileNotFoundError) as exc:
-        return _fail(parser, "serve", [f"--policy: {exc}"])
+        field, _, rest = str(exc).partition(": ")
+        option = {"policy": "--policy", "n_particles": "--particles"}.get(field)
+        return _fail(parser, "serve", [f"{option}: {rest}" if option else f"--policy: {exc}"])
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"adaptrx serve: warning: binding {args.host} exposes the clinic API beyond this machine "
               "(no authentication)", file=sys.stderr)

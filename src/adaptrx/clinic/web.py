@@ -1,0 +1,412 @@
+"""The clinic's local web page and JSON API (``adaptrx serve``).
+
+:func:`create_app` builds a FastAPI application:
+
+``GET /``
+    A plain page (``static/index.html`` + ``app.js`` + ``app.css``, no external resources) to upload or paste a
+    history and read the recommendation, its safety rules, the forecast and the fit.
+``POST /api/recommend``
+    The body is the history: ``application/json`` (the document of :data:`~adaptrx.clinic.history.HISTORY_JSON_SCHEMA`)
+    or ``text/csv`` (the sessions CSV; intake from its ``# field: value`` lines and/or the query parameters
+    ``condition``, ``age``, ``baseline_pain``, ... of :data:`~adaptrx.clinic.history.INTAKE_FIELDS`). Query
+    parameters ``horizon`` (forecast weeks, 4-12) and ``plot`` (``true``/``false``: add the forecast figure as a
+    base64 PNG, ``plot_png_base64``). Answers :meth:`Recommendation.to_dict` JSON. Errors are JSON
+    ``{"error": message, "detail": [{"field", "message", "row"}, ...]}``: 422 for a history that cannot be used
+    (each problem naming its field and 1-based session row), 413 over
+    :data:`~adaptrx.clinic.history.MAX_BYTES`, 415 for another content type, 400 for a malformed request.
+``GET /api/health``
+    ``{"status": "ok", "policy": {...}}``.
+``GET /openapi.json``
+    The API description (the interactive ``/docs`` pages are off: they load scripts from a CDN).
+
+Security: nothing the client sends is executed, unpickled or used as a file system path (the history is parsed
+by :func:`~adaptrx.clinic.history.parse_history`: :func:`json.loads` / :mod:`csv`); the body is read with a size
+limit; every response carries ``X-Content-Type-Options: nosniff``, a strict ``Content-Security-Policy`` (own
+scripts, styles and ``data:`` images only) and ``Cache-Control: no-store`` (responses hold patient data). The
+API only accepts ``application/json`` and ``text/csv`` bodies, which browsers never send cross-origin without a
+CORS preflight (and no CORS is allowed), so other web sites cannot submit to it. There is no authentication:
+bind to 127.0.0.1 (the ``adaptrx serve`` default).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from importlib import resources
+from numbers import Integral
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adaptrx import __version__
+from adaptrx.clinic.history import HISTORY_JSON_SCHEMA, INTAKE_FIELDS, MAX_BYTES, HistoryError, parse_history
+from adaptrx.clinic.plot import figure_png
+from adaptrx.clinic.recommend import default_policy_dir, recommend
+
+__all__ = ["ERROR_SCHEMA", "SECURITY_HEADERS", "create_app"]
+
+log = logging.getLogger(__name__)
+
+#: Headers added to every response.
+SECURITY_HEADERS: dict[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                                "form-action 'self'; frame-ancestors 'none'"),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cache-Control": "no-store",
+}
+#: Request media types (lower case, without parameters) and the history format each carries.
+CONTENT_TYPES: dict[str, str] = {"application/json": "json", "text/csv": "csv", "application/csv": "csv"}
+_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
+#: Forecast horizons the API accepts (weeks).
+HORIZONS = (4, 12)
+_STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+           "app.css": "text/css; charset=utf-8"}
+#: Protocols that cannot be continued from a patient's log (``recommend`` refuses them).
+_NOT_CLINICAL = ("oracle", "population_best", "none")
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+#: JSON schema of every error body.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "description": "the first problem (and how many more)"},
+        "detail": {"type": "array", "items": {
+            "type": "object",
+            "required": ["field", "message", "row"],
+            "properties": {
+                "field": {"type": "string", "description": "e.g. patient.age, sessions.pain_during, history"},
+                "message": {"type": "string"},
+                "row": {"type": ["integer", "null"], "description": "1-based session row (CSV data row or JSON "
+                                                                    "sessions position); null outside the log"},
+            },
+        }},
+    },
+}
+_RECOMMENDATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Recommendation.to_dict(): pain NRS 0-10, load in baseline-capacity units, weeks of the "
+                   "programme (week 1 starts the day after intake); pain_q10/pain_q90 bound the 80 % interval.",
+    "properties": {
+        "adaptrx_version": {"type": "string"},
+        "policy": {"type": "object"},
+        "patient": {"type": "object"},
+        "prescription": {"type": "object"},
+        "safety": {"type": "object"},
+        "forecast": {"type": "object"},
+        "history": {"type": "object"},
+        "fit": {"type": "object"},
+        "notes": {"type": "array", "items": {"type": "string"}},
+        "plot_png_base64": {"type": "string", "description": "the forecast figure, PNG, base64 (when plot=true)"},
+    },
+}
+_CSV_EXAMPLE = ("# condition: knee_oa\n# age: 61\n# baseline_pain: 6\n"
+                "date,load,attended,pain_during,pain_next_morning\n"
+                "2026-01-06,0.3,true,4,3\n2026-01-08,0.3,true,5,4\n2026-01-10,0.3,false,,\n")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+class _ApiError(Exception):
+    """An error answered as JSON ``{"error", "detail"}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, field: str = "history", row: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": f"{field}: {message}" if field else message,
+                     "detail": [{"field": field, "message": message, "row": row}]}
+
+
+def _error(status: int, body: Mapping[str, Any]) -> JSONResponse:
+    return JSONResponse(dict(body), status_code=status)
+
+
+class _SecurityHeaders:
+    """Pure ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response (streaming-safe)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _resolve_policy(policy: str | Path | None) -> tuple[str | Path | None, dict[str, Any]]:
+    """Check ``policy`` once (what :func:`recommend` will be given, and its description for ``/api/health``).
+
+    Raises:
+        ValueError: not a loadable policy directory (missing, malformed, discrete-action) nor a clinical protocol.
+    """
+    from adaptrx.agents import load_policy
+    from adaptrx.protocols import NAMES as PROTOCOL_NAMES
+
+    if policy is None:
+        directory = default_policy_dir()
+        if directory is None:
+            return None, {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None, "condition": None,
+                          "note": "the shipped policy was not found; the pain-monitoring model recommends"}
+        policy = directory
+    if isinstance(policy, str) and policy in PROTOCOL_NAMES and not Path(policy).exists():
+        if policy in _NOT_CLINICAL:
+            raise ValueError(f"policy: {policy!r} cannot be continued from a patient's log; use a clinical "
+                             "protocol or a policy directory")
+        return policy, {"id": policy, "kind": "protocol", "manifest_sha256": None, "condition": None, "note": None}
+    if not isinstance(policy, str | Path):
+        raise ValueError(f"policy: expected a policy directory or a protocol name, got {type(policy).__name__}")
+    directory = Path(policy).resolve()
+    try:
+        loaded = load_policy(directory)
+    except FileNotFoundError as exc:
+        raise ValueError(f"policy: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"policy: {exc}") from None
+    env = loaded.manifest.get("env") or {}
+    if env.get("discrete"):
+        raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
+    digest = hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
+    return directory, {"id": str(loaded.manifest.get("name", directory.name)), "kind": "trained",
+                       "manifest_sha256": digest, "condition": env.get("condition"), "note": None}
+
+
+def _static_files() -> dict[str, bytes]:
+    root = resources.files("adaptrx.clinic").joinpath("static")
+    return {name: root.joinpath(name).read_bytes() for name in _STATIC}
+
+
+def _media_type(request: Request) -> str:
+    """The history format of the request's ``Content-Type`` (``json``/``csv``), or :class:`_ApiError` 415."""
+    raw = request.headers.get("content-type", "")
+    media, *params = (part.strip() for part in raw.split(";"))
+    fmt = CONTENT_TYPES.get(media.lower())
+    accepted = "application/json (the history document) or text/csv (the sessions CSV)"
+    if fmt is None:
+        shown = repr(media[:80]) if media else "none"
+        raise _ApiError(415, f"unsupported content type {shown}; send {accepted}", "content-type")
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in _CHARSETS:
+            raise _ApiError(415, f"charset {value.strip()[:40]!r} is not supported; send UTF-8", "content-type")
+    return fmt
+
+
+async def _read_body(request: Request, limit: int = MAX_BYTES) -> bytes:
+    """The raw body, at most ``limit`` bytes (Content-Length checked first, then counted while streaming)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise _ApiError(400, f"invalid Content-Length {declared[:40]!r}", "content-length")
+        if int(declared) > limit:
+            raise _ApiError(413, f"{int(declared):,} bytes, larger than the {limit:,}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _ApiError(413, f"larger than the {limit:,}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _query(request: Request, fmt: str, default_horizon: int) -> tuple[dict[str, str], int, bool]:
+    """Intake fields, horizon and plot flag from the query string (each at most once, names checked)."""
+    intake: dict[str, str] = {}
+    horizon, plot = default_horizon, True
+    seen: set[str] = set()
+    known = ("horizon", "plot", *INTAKE_FIELDS)
+    for name, value in request.query_params.multi_items():
+        field = f"query.{name[:40]}"
+        if name in seen:
+            raise _ApiError(422, "given more than once", field)
+        seen.add(name)
+        if name not in known:
+            raise _ApiError(422, f"unknown query parameter; known: {', '.join(known)}", field)
+        if name == "horizon":
+            if not (value.strip().isdigit() and HORIZONS[0] <= int(value) <= HORIZONS[1]):
+                raise _ApiError(422, f"must be an integer in {HORIZONS[0]}-{HORIZONS[1]} weeks, got {value[:40]!r}",
+                                "horizon")
+            horizon = int(value)
+        elif name == "plot":
+            if value.strip().lower() not in _FLAGS:
+                raise _ApiError(422, f"must be true or false, got {value[:40]!r}", "plot")
+            plot = _FLAGS[value.strip().lower()]
+        elif value.strip() != "":
+            if fmt == "json":
+                raise _ApiError(422, f"intake query parameters are for CSV histories; put {name!r} in the JSON "
+                                     "document's 'patient' object", f"patient.{name}")
+            intake[name] = value.strip()
+    return intake, horizon, plot
+
+
+# ---------------------------------------------------------------------------------------------------- app
+def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizon: int = 12) -> FastAPI:
+    """The clinic web app (see the module docstring).
+
+    Args:
+        policy: a shipped policy directory, a clinical protocol name, or ``None`` for
+            :func:`~adaptrx.clinic.recommend.default_policy_dir` (the pain-monitoring model if none is found).
+            Checked (loaded) here, once.
+        n_particles: particles of each patient fit (100-100000); fewer is faster and rougher.
+        horizon: default forecast horizon in weeks (4-12); a request's ``horizon`` query parameter overrides it.
+
+    Raises:
+        ValueError: a bad policy (missing or malformed directory, non-clinical protocol), ``n_particles`` or
+            ``horizon``.
+    """
+    if isinstance(n_particles, bool) or not isinstance(n_particles, Integral) or not 100 <= n_particles <= 100_000:
+        raise ValueError(f"n_particles: must be an integer in 100-100000, got {n_particles!r}")
+    if isinstance(horizon, bool) or not isinstance(horizon, Integral) or not HORIZONS[0] <= horizon <= HORIZONS[1]:
+        raise ValueError(f"horizon: must be an integer in {HORIZONS[0]}-{HORIZONS[1]} weeks, got {horizon!r}")
+    n_particles, horizon = int(n_particles), int(horizon)
+    policy_arg, policy_info = _resolve_policy(policy)
+    static = _static_files()
+    default_horizon = horizon
+    # recommend() is CPU-bound: at most a few at once (requests beyond wait in the threadpool).
+    busy = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
+
+    app = FastAPI(title="adaptrx clinic", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json",
+                  description="Next week's exercise prescription for a chronic-pain patient from their session log: "
+                              "a trained policy behind the safety rules, with predicted pain (NRS 0-10) and its "
+                              "uncertainty. Decision support only; the clinician decides.")
+    app.add_middleware(_SecurityHeaders)
+    app.state.policy = policy_info
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = _error(exc.status_code, {"error": str(exc.detail), "detail": []})
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", "")),
+                   "row": None} for e in exc.errors()]
+        return _error(422, {"error": "invalid request", "detail": detail})
+
+    def _page(name: str) -> Response:
+        return Response(static[name], media_type=_STATIC[name])
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        return _page("index.html")
+
+    @app.get("/static/app.js", include_in_schema=False)
+    def app_js() -> Response:
+        return _page("app.js")
+
+    @app.get("/static/app.css", include_in_schema=False)
+    def app_css() -> Response:
+        return _page("app.css")
+
+    @app.get("/api/health", summary="Health and the configured policy")
+    def health() -> dict[str, Any]:
+        """``{"status": "ok", "policy": {"id", "kind", "manifest_sha256", "condition", "note"}}``."""
+        return {"status": "ok", "policy": policy_info, "adaptrx_version": __version__,
+                "n_particles": n_particles, "horizon": default_horizon}
+
+    def compute(body: bytes, fmt: str, intake: dict[str, str], weeks: int, plot: bool) -> bytes:
+        """Parse, recommend, draw: the JSON response body (runs in a worker thread)."""
+        history = parse_history(body, fmt, intake or None)
+        with busy:
+            rec = recommend(history, policy=policy_arg, horizon=weeks, n_particles=n_particles, seed=0)
+            out = rec.to_dict()
+            if plot:
+                out["plot_png_base64"] = base64.b64encode(figure_png(out)).decode("ascii")
+        try:
+            return json.dumps(out, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # a bug, not bad input: answered as a 500
+            raise RuntimeError(f"the recommendation is not JSON-ready: {exc}") from exc
+
+    parameters: list[dict[str, Any]] = [
+        {"name": "horizon", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": HORIZONS[0], "maximum": HORIZONS[1], "default": default_horizon},
+         "description": "weeks to forecast"},
+        {"name": "plot", "in": "query", "required": False, "schema": {"type": "boolean", "default": True},
+         "description": "include the forecast figure as plot_png_base64"},
+        *({"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+           "description": f"intake field {name!r} for a CSV history (overrides its '# {name}:' line); "
+                          "JSON histories carry it in 'patient'"} for name in INTAKE_FIELDS),
+    ]
+    error = {"application/json": {"schema": ERROR_SCHEMA}}
+
+    @app.post(
+        "/api/recommend",
+        summary="Next week's prescription for a patient history",
+        response_class=JSONResponse,
+        responses={
+            200: {"description": "the recommendation", "content": {"application/json":
+                                                                  {"schema": _RECOMMENDATION_SCHEMA}}},
+            400: {"description": "malformed request", "content": error},
+            413: {"description": f"body larger than {MAX_BYTES:,} bytes", "content": error},
+            415: {"description": "not application/json or text/csv", "content": error},
+            422: {"description": "the history cannot be used: every problem with its field and session row",
+                  "content": error},
+            500: {"description": "internal error (no details)", "content": error},
+        },
+        openapi_extra={
+            "parameters": parameters,
+            "requestBody": {
+                "required": True,
+                "description": f"the patient's history, at most {MAX_BYTES:,} bytes of UTF-8",
+                "content": {
+                    "application/json": {"schema": copy.deepcopy(HISTORY_JSON_SCHEMA)},
+                    "text/csv": {"schema": {"type": "string", "description": "sessions CSV: a header row of "
+                                            "session columns, one row per prescribed session; intake as leading "
+                                            "'# field: value' lines or query parameters"},
+                                 "example": _CSV_EXAMPLE},
+                },
+            },
+        },
+    )
+    async def recommend_endpoint(request: Request) -> Response:
+        """Fit the patient of the history in the body and recommend next week's prescription."""
+        try:
+            fmt = _media_type(request)
+            intake, weeks, plot = _query(request, fmt, default_horizon)
+            body = await _read_body(request)
+            out = await run_in_threadpool(compute, body, fmt, intake, weeks, plot)
+        except ClientDisconnect:
+            return _error(400, {"error": "the client disconnected", "detail": []})
+        except _ApiError as exc:
+            return _error(exc.status, exc.body)
+        except HistoryError as exc:
+            return _error(422, exc.to_dict())
+        except ValueError as exc:  # recommend()'s own checks (messages name the field)
+            message = str(exc)
+            field = message.split(":", 1)[0] if ":" in message[:40] else "history"
+            return _error(422, {"error": message, "detail": [{"field": field, "message": message, "row": None}]})
+        except Exception:
+            log.exception("recommendation failed")
+            return _error(500, {"error": "internal error: the recommendation could not be computed", "detail": []})
+        return Response(out, media_type="application/json")
+
+    return app
