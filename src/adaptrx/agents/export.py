@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium import spaces
 
+from adaptrx import strict_json
 from adaptrx.protocols.base import Policy
 
 if TYPE_CHECKING:
@@ -182,19 +183,6 @@ def _pretty(value: Any, level: int = 0) -> str:
     if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         return "[\n" + ",\n".join(pad + _pretty(v, level + 1) for v in value) + end + "]"
     return json.dumps(value, allow_nan=False)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- validators
@@ -694,7 +682,7 @@ def load_policy(path: str | Path) -> ExportedPolicy:
     manifest_path = directory / MANIFEST_FILE
     raw = _read_limited(manifest_path, MAX_MANIFEST_BYTES)
     try:
-        manifest = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        manifest = strict_json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{manifest_path}: not valid JSON: {exc}") from exc
     try:

@@ -59,7 +59,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -69,6 +68,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adaptrx import strict_json
 from adaptrx.patient import MODALITIES, conditions
 
 #: Largest accepted history document (bytes).
@@ -253,19 +253,6 @@ class _Collector:
             raise HistoryError(self.errors)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def _decode(data: bytes | str) -> str:
     if isinstance(data, str):
         if len(data.encode("utf-8", errors="replace")) > MAX_BYTES:
@@ -309,7 +296,7 @@ def parse_history(data: bytes | str | Mapping[str, Any], fmt: str | None = None,
         fmt = "json" if text.lstrip().startswith(("{", "[")) else "csv"
     if fmt == "json":
         try:
-            document = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+            document = strict_json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise HistoryError([FieldError("history", f"not valid JSON: {exc}")]) from None
         if not isinstance(document, dict):
