@@ -5,11 +5,22 @@
   patients (pain-monitoring model, supervised). Target: p95 under 1 s. Measured side by side: the fit alone
   (particle filter), so the forecast's share is the rest.
 
-``--quick`` uses 5 patients.
+* ``web_api_load``: ``adaptrx serve`` (defaults, in its own process on 127.0.0.1) under 20 concurrent
+  clients that post 12-week histories back to back for 30 s (a local asyncio/httpx load generator in this
+  process): requests answered, errors (any non-200), throughput and the p50/p95 latency seen by the clients.
+  Target: no errors. With 2 cores the server computes two recommendations at a time, so the latency under
+  20 concurrent clients is mostly queueing: about 20 / throughput.
+
+``--quick`` uses 5 patients, and 5 clients for 8 s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -40,6 +51,74 @@ def histories(n: int, weeks: int = 12) -> list[Any]:
     return out
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _load(url: str, bodies: list[bytes], clients: int, seconds: float) -> tuple[list[float], int, int]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(k: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            try:
+                response = await http.post(url, content=bodies[i % len(bodies)],
+                                           headers={"content-type": "application/json"})
+                ok = response.status_code == 200 and "prescription" in response.json()
+            except (httpx.HTTPError, json.JSONDecodeError):
+                ok = False
+            latencies.append(time.perf_counter() - t0)
+            errors += not ok
+            i += clients
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(timeout=300.0, limits=limits) as http:
+        await asyncio.gather(*(client(k, http) for k in range(clients)))
+    return latencies, len(latencies), errors
+
+
+def web_load(logs: list[Any], clients: int, seconds: float) -> dict[str, float]:
+    """Serve the clinic in a subprocess and load it (see the module docstring)."""
+    import httpx
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "adaptrx.clinic.cli", "serve", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.perf_counter() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() > deadline or server.poll() is not None:
+                raise RuntimeError("adaptrx serve did not start")
+            time.sleep(0.5)
+        bodies = [json.dumps(h.to_dict()).encode() for h in logs]
+        httpx.post(f"{base}/api/recommend", content=bodies[0], headers={"content-type": "application/json"},
+                   timeout=300)  # warm-up: compiled kernels, torch
+        t0 = time.perf_counter()
+        latencies, n, errors = asyncio.run(_load(f"{base}/api/recommend", bodies, clients, seconds))
+        elapsed = time.perf_counter() - t0
+        alive = httpx.get(f"{base}/api/health", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    p50, p95 = np.percentile(latencies, [50, 95])
+    return {"requests": n, "errors": errors + (not alive), "throughput": n / elapsed, "p50": float(p50),
+            "p95": float(p95)}
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
     logs = histories(5 if quick else 20)
     recommend(logs[0])  # warm-up: numba kernels, torch, imports
@@ -52,6 +131,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         recommend(h)
         total.append(time.perf_counter() - t0)
     p50, p95 = np.percentile(total, [50, 95])
+    clients, seconds = (5, 8.0) if quick else (20, 30.0)
+    load = web_load(logs, clients, seconds)
+    label = f"{clients} concurrent clients, {seconds:.0f} s"
     return [
         {"benchmark": "recommend_12_weeks", "metric": f"p50 over {len(logs)} patients", "value": float(p50),
          "unit": "s"},
@@ -59,6 +141,13 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
          "value": float(p95), "unit": "s", "target": TARGET_P95_S, "ratio": float(p95) / TARGET_P95_S},
         {"benchmark": "recommend_12_weeks", "metric": "fit share (particle filter, 4000 particles)",
          "value": float(np.sum(fit) / np.sum(total)), "unit": "fraction"},
+        {"benchmark": "web_api_load", "metric": f"errors, {label}", "value": float(load["errors"]), "unit": "requests",
+         "target": 0.0, "ratio": 0.0 if load["errors"] == 0 else float("inf")},
+        {"benchmark": "web_api_load", "metric": "requests answered", "value": float(load["requests"]),
+         "unit": "requests"},
+        {"benchmark": "web_api_load", "metric": "throughput", "value": load["throughput"], "unit": "requests/s"},
+        {"benchmark": "web_api_load", "metric": "p50 latency", "value": load["p50"], "unit": "s"},
+        {"benchmark": "web_api_load", "metric": "p95 latency", "value": load["p95"], "unit": "s"},
     ]
 
 
