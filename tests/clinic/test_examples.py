@@ -29,6 +29,6 @@ def test_example_reproduces(name: str) -> None:
 
 def test_examples_tell_their_stories() -> None:
     flare = json.loads((EXAMPLES / "after_flare.recommendation.json").read_text())
-    assert flare["safety"]["bound_by"] == ["regress_after_flare"] and flare["prescription"]["load_change"] <= -0.2
+    assert "regress_after_flare" in flare["safety"]["bound_by"] and flare["prescription"]["load_change"] <= -0.2
     missed = load_history(EXAMPLES / "missed_two_weeks.json").weeks()
     assert missed["attended"].tolist()[-2:] == [0, 0] and (missed["sessions"].iloc[-2:] > 0).all()

@@ -33,6 +33,7 @@ Records a real session log does not contain (diary pain, weekly function score, 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,13 +182,32 @@ def _kernel(simulated: np.ndarray, observed: float, bandwidth: float) -> np.ndar
     return np.where(np.isnan(simulated), 0.0, out)
 
 
-def _intake_loglik(sim: PatientSimulator, history: History) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _prior_pool(condition: str, modality: str, size: int, seed: int) -> tuple[dict[str, Any], np.ndarray,
+                                                                                 dict[str, np.ndarray]]:
+    """``size`` prior draws of ``condition`` (train stream), their noise keys and simulated intake records.
+
+    The pool depends only on its arguments, not on the patient, so it is cached (a few per process): the
+    prior draw is most of a fit's fixed cost. Callers must not modify what it returns.
+    """
+    cohort = sample_patients(condition, size, seed, "train")
+    cohort["patient_id"] = np.array([f"particle-{i:07d}" for i in range(size)], dtype=object)
+    keys = patient_keys(np.random.default_rng([seed, 0xC11, 1]), size)
+    sim = PatientSimulator(cohort, keys=keys, modality=modality)
+    intake = {name: values.copy() for name, values in sim.intake.items()}
+    for values in (*cohort.values(), keys, *intake.values()):
+        values.flags.writeable = False
+    return cohort, keys, intake
+
+
+def _intake_loglik(records: dict[str, np.ndarray], history: History) -> np.ndarray:
+    """Log kernel weights of simulated intake ``records`` (the simulator's ``intake`` dict) given the history's."""
     intake = history.intake
-    logw = np.zeros(sim.n)
+    logw = np.zeros(len(records["age"]))
     for field_name, record in _INTAKE_RECORDS.items():
         value = getattr(intake, field_name)
         if value is not None:
-            logw += _kernel(sim.intake[record], float(value), BANDWIDTHS[field_name])
+            logw += _kernel(records[record], float(value), BANDWIDTHS[field_name])
     return logw
 
 
@@ -291,16 +311,12 @@ def fit_patient(history: History, n_particles: int = 4000, seed: int = 0, pool: 
     rng = np.random.default_rng([int(seed), 0xC11])
     n = int(n_particles)
     # intake: weight a pool of prior draws by the intake records, then draw the particles from it
-    pool_size = n * int(pool)
-    cohort = sample_patients(intake.condition, pool_size, int(seed), "train")
-    cohort["patient_id"] = np.array([f"particle-{i:07d}" for i in range(pool_size)], dtype=object)
+    cohort, keys, pool_intake = _prior_pool(intake.condition, intake.modality, n * int(pool), int(seed))
     prior = pd.DataFrame({name: np.asarray(cohort[name], dtype=float)[:n].copy() for name in PARAM_COLUMNS})
-    keys = patient_keys(rng, pool_size)
-    pool_sim = PatientSimulator(cohort, keys=keys, modality=intake.modality)
-    logw = _intake_loglik(pool_sim, history)
+    logw = _intake_loglik(pool_intake, history)
     if intake.sex is not None:
         logw += np.where(np.asarray(cohort["sex"]) == intake.sex, 0.0, -np.inf)
-    intake_records = {field_name: float(np.sum(_normalize(logw) * pool_sim.intake[record]))
+    intake_records = {field_name: float(np.sum(_normalize(logw) * pool_intake[record]))
                       for field_name, record in _INTAKE_RECORDS.items() if getattr(intake, field_name) is None}
     log_evidence = float(np.log(np.mean(np.exp(logw - logw.max()))) + logw.max())
     ess = [effective_sample_size(logw)]

@@ -140,9 +140,27 @@ def _protocol_policy(name: str, last: dict[str, Any]) -> Any:
         return _MidCourse(protocol)
 
 
-def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
-    from adaptrx.agents import load_policy
+_POLICY_CACHE: dict[tuple[str, str], Any] = {}
 
+
+def _load_policy(directory: Path) -> tuple[Any, str]:
+    """The policy of ``directory`` and its manifest's sha256, loaded once per (manifest, weights) content."""
+    from adaptrx.agents import load_policy
+    from adaptrx.agents.export import MANIFEST_FILE, WEIGHTS_FILE
+
+    try:
+        key = (hashlib.sha256((directory / MANIFEST_FILE).read_bytes()).hexdigest(),
+               hashlib.sha256((directory / WEIGHTS_FILE).read_bytes()).hexdigest())
+    except OSError:
+        return load_policy(directory), ""  # raises the loader's own error naming the missing file
+    if key not in _POLICY_CACHE:
+        if len(_POLICY_CACHE) >= 4:
+            _POLICY_CACHE.clear()
+        _POLICY_CACHE[key] = load_policy(directory)  # verifies the weights against the manifest
+    return _POLICY_CACHE[key], key[0]
+
+
+def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
     condition = history.intake.condition
     if policy is None:
         directory = default_policy_dir()
@@ -157,9 +175,8 @@ def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) 
                              f"protocol or a policy directory")
         return _Policy(_protocol_policy(policy, last), policy, "protocol")
     directory = Path(policy)
-    loaded = load_policy(directory)  # ValueError / FileNotFoundError naming the file and field
+    loaded, digest = _load_policy(directory)  # ValueError / FileNotFoundError naming the file and field
     manifest = loaded.manifest
-    digest = hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
     trained_on = manifest.get("env", {}).get("condition")
     if manifest.get("env", {}).get("discrete"):
         raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
@@ -265,7 +282,10 @@ def _start_batch(fit: PatientFit, values: np.ndarray, last: dict[str, Any], m: i
     episode[engine.E_WEEK] = fit.history.n_weeks
     intake = fit.history.intake
     config = EnvConfig(condition=intake.condition, weeks=EPISODE_WEEKS, modality=intake.modality)
-    state = {"patients": sim.cohort.to_dict("records"), "keys": keys, "sim": sim.get_state(),
+    columns = sim.cohort
+    names = list(columns.columns)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*(columns[c].tolist() for c in names), strict=True)]
+    state = {"patients": rows, "keys": keys, "sim": sim.get_state(),
              "features": {"values": np.repeat(values[:, None], m, axis=1)}, "episode": episode}
     return EpisodeBatch.from_state(state, config)
 
