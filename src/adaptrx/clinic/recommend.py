@@ -153,11 +153,13 @@ def _load_policy(directory: Path) -> tuple[Any, str]:
                hashlib.sha256((directory / WEIGHTS_FILE).read_bytes()).hexdigest())
     except OSError:
         return load_policy(directory), ""  # raises the loader's own error naming the missing file
-    if key not in _POLICY_CACHE:
+    loaded = _POLICY_CACHE.get(key)
+    if loaded is None:
+        loaded = load_policy(directory)  # verifies the weights against the manifest
         if len(_POLICY_CACHE) >= 4:
             _POLICY_CACHE.clear()
-        _POLICY_CACHE[key] = load_policy(directory)  # verifies the weights against the manifest
-    return _POLICY_CACHE[key], key[0]
+        _POLICY_CACHE[key] = loaded
+    return loaded, key[0]
 
 
 def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
