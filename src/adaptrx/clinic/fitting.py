@@ -236,8 +236,10 @@ def _imputed_records(result: WeekResult, w: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _transforms(condition: str) -> list[tuple[str, bool, float, float, bool]]:
-    """Per jittered parameter: ``(name, log scale, low, high, integer)`` from the condition's prior."""
+@functools.lru_cache(maxsize=8)
+def _transforms(condition: str) -> tuple[tuple[str, bool, float, float, bool], ...]:
+    """Per jittered parameter: ``(name, log scale, low, high, integer)`` from the condition's prior (cached:
+    read at every resampling)."""
     spec = load_prior(condition)["parameters"]
     out = []
     for name in PARAM_COLUMNS:
@@ -246,7 +248,7 @@ def _transforms(condition: str) -> list[tuple[str, bool, float, float, bool]]:
         entry = spec[name]
         out.append((name, entry["dist"] == "lognormal", float(entry.get("low", -np.inf)),
                     float(entry.get("high", np.inf)), bool(entry.get("round", False))))
-    return out
+    return tuple(out)
 
 
 def _rejuvenated(sim: PatientSimulator, weights: np.ndarray, index: np.ndarray, keys: np.ndarray,

@@ -162,31 +162,54 @@ def _load_policy(directory: Path) -> tuple[Any, str]:
     return loaded, key[0]
 
 
-def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
-    condition = history.intake.condition
+def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dict[str, Any]]:
+    """Resolve and check a policy argument once: ``(target, loaded, info)``.
+
+    ``target`` is what :func:`recommend` is given (a policy directory, a protocol name, or ``None`` when no
+    shipped policy is found), ``loaded`` the loaded directory policy (``None`` for a protocol) and ``info`` its
+    description ``{"id", "kind", "manifest_sha256", "condition", "note"}`` (``condition``: the one a directory
+    policy was trained on).
+
+    Raises:
+        ValueError: a non-clinical protocol (oracle, population_best, none), a discrete-action policy, or a
+            malformed policy directory (the loader's message naming the file and field).
+        FileNotFoundError: a directory or file that does not exist.
+    """
     if policy is None:
         directory = default_policy_dir()
         if directory is None:
-            return _Policy(_protocol_policy("pain_monitoring", last), "pain_monitoring", "protocol",
-                           note="the shipped policy (agents/ppo-knee_oa-v0) was not found; the pain-monitoring "
-                                "model recommends instead")
+            return None, None, {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
+                                "condition": None, "note": "the shipped policy (agents/ppo-knee_oa-v0) was not "
+                                                           "found; the pain-monitoring model recommends instead"}
         policy = directory
     if isinstance(policy, str) and policy in PROTOCOL_NAMES and not Path(policy).exists():
         if policy in _NOT_CLINICAL:
             raise ValueError(f"policy: {policy!r} cannot be continued from a patient's log; use a clinical "
                              f"protocol or a policy directory")
-        return _Policy(_protocol_policy(policy, last), policy, "protocol")
-    directory = Path(policy)
+        return policy, None, {"id": policy, "kind": "protocol", "manifest_sha256": None, "condition": None,
+                              "note": None}
+    if not isinstance(policy, str | Path):
+        raise ValueError(f"policy: expected a policy directory or a protocol name, got {type(policy).__name__}")
+    directory = Path(policy).resolve()
     loaded, digest = _load_policy(directory)  # ValueError / FileNotFoundError naming the file and field
-    manifest = loaded.manifest
-    trained_on = manifest.get("env", {}).get("condition")
-    if manifest.get("env", {}).get("discrete"):
+    env = loaded.manifest.get("env") or {}
+    if env.get("discrete"):
         raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
-    if trained_on != condition:
+    return directory, loaded, {"id": str(loaded.manifest.get("name", directory.name)), "kind": "trained",
+                               "manifest_sha256": digest, "condition": env.get("condition"), "note": None}
+
+
+def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
+    """The policy acting for this patient: a directory policy trained on their condition, else a protocol."""
+    _, loaded, info = check_policy(policy)
+    if loaded is None:
+        return _Policy(_protocol_policy(info["id"], last), info["id"], "protocol", note=info["note"])
+    condition = history.intake.condition
+    if info["condition"] != condition:
         return _Policy(_protocol_policy("pain_monitoring", last), "pain_monitoring", "protocol",
-                       note=f"the policy {manifest.get('name')} was trained on {trained_on} patients, not "
+                       note=f"the policy {info['id']} was trained on {info['condition']} patients, not "
                             f"{condition}; the pain-monitoring model recommends instead")
-    return _Policy(loaded, str(manifest.get("name", directory.name)), "trained", manifest_sha256=digest)
+    return _Policy(loaded, info["id"], "trained", manifest_sha256=info["manifest_sha256"])
 
 
 # ----------------------------------------------------------------------------------------- observation

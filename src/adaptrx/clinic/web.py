@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -55,7 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adaptrx import __version__
 from adaptrx.clinic.history import HISTORY_JSON_SCHEMA, INTAKE_FIELDS, MAX_BYTES, HistoryError, parse_history
 from adaptrx.clinic.plot import figure_png
-from adaptrx.clinic.recommend import default_policy_dir, recommend
+from adaptrx.clinic.recommend import check_policy, recommend
 
 __all__ = ["ERROR_SCHEMA", "SECURITY_HEADERS", "create_app"]
 
@@ -80,8 +79,6 @@ _CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
 HORIZONS = (4, 12)
 _STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
            "app.css": "text/css; charset=utf-8"}
-#: Protocols that cannot be continued from a patient's log (``recommend`` refuses them).
-_NOT_CLINICAL = ("oracle", "population_best", "none")
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 #: JSON schema of every error body.
@@ -161,40 +158,19 @@ class _SecurityHeaders:
 
 
 def _resolve_policy(policy: str | Path | None) -> tuple[str | Path | None, dict[str, Any]]:
-    """Check ``policy`` once (what :func:`recommend` will be given, and its description for ``/api/health``).
+    """Check ``policy`` once (:func:`~adaptrx.clinic.recommend.check_policy`): what :func:`recommend` will be
+    given, and its description for ``/api/health``.
 
     Raises:
         ValueError: not a loadable policy directory (missing, malformed, discrete-action) nor a clinical protocol.
     """
-    from adaptrx.agents import load_policy
-    from adaptrx.protocols import NAMES as PROTOCOL_NAMES
-
-    if policy is None:
-        directory = default_policy_dir()
-        if directory is None:
-            return None, {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None, "condition": None,
-                          "note": "the shipped policy was not found; the pain-monitoring model recommends"}
-        policy = directory
-    if isinstance(policy, str) and policy in PROTOCOL_NAMES and not Path(policy).exists():
-        if policy in _NOT_CLINICAL:
-            raise ValueError(f"policy: {policy!r} cannot be continued from a patient's log; use a clinical "
-                             "protocol or a policy directory")
-        return policy, {"id": policy, "kind": "protocol", "manifest_sha256": None, "condition": None, "note": None}
-    if not isinstance(policy, str | Path):
-        raise ValueError(f"policy: expected a policy directory or a protocol name, got {type(policy).__name__}")
-    directory = Path(policy).resolve()
     try:
-        loaded = load_policy(directory)
+        target, _, info = check_policy(policy)
     except FileNotFoundError as exc:
         raise ValueError(f"policy: {exc}") from None
     except ValueError as exc:
-        raise ValueError(f"policy: {exc}") from None
-    env = loaded.manifest.get("env") or {}
-    if env.get("discrete"):
-        raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
-    digest = hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
-    return directory, {"id": str(loaded.manifest.get("name", directory.name)), "kind": "trained",
-                       "manifest_sha256": digest, "condition": env.get("condition"), "note": None}
+        raise ValueError(str(exc) if str(exc).startswith("policy: ") else f"policy: {exc}") from None
+    return target, info
 
 
 def _static_files() -> dict[str, bytes]:
