@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from adaptrx.patient import SPLITS, PatientSimulator, conditions, load_cohort, load_prior, make_cohort, save_cohort
-from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS
+from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, sample_patient
 
 CONDITIONS = conditions()
 REQUIRED_COLUMNS = (
@@ -103,6 +103,18 @@ def test_same_patient_id_same_patient_whatever_n() -> None:
     small = make_cohort("knee_oa", 100, seed=0)
     big = make_cohort("knee_oa", 200, seed=0).iloc[:100].reset_index(drop=True)
     pd.testing.assert_frame_equal(small, big, check_exact=True)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_env_reset_sampler_is_row_zero_bit_for_bit(split: str) -> None:
+    """sample_patient (the env-reset fast path) gives make_cohort(condition, 1, seed, split)'s row exactly."""
+    for condition in conditions():
+        for seed in (0, 3, 977, 2**40 + 11, 2**63 - 1):
+            row = sample_patient(condition, seed, split)
+            expected = make_cohort(condition, 1, seed, split).iloc[0].to_dict()
+            assert list(row) == list(expected)
+            for name, value in expected.items():
+                assert row[name] == value and type(row[name]) in (str, float), (condition, seed, name)
 
 
 def test_ood_is_older_more_sensitized_more_fearful() -> None:

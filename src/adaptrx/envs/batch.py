@@ -7,14 +7,15 @@ per-patient observations, rewards and infos for the same patient and noise seed,
 the dynamics or the reward.
 
 Patient sampling: an episode's patient and noise are fixed by one integer drawn from the env's
-``np_random`` (its *episode seed*): the patient is row 0 of
-``sample_patients(condition, 1, episode_seed, split)`` and its noise key is
+``np_random`` (its *episode seed*): the patient is ``sample_patient(condition, episode_seed, split)`` (row 0
+of ``sample_patients(condition, 1, episode_seed, split)``) and its noise key is
 ``stream_keys([patient_id], episode_seed)``. ``reset(seed=s)`` therefore fixes the patient and every random
 draw of the episode; a given cohort row can be replayed with ``options={"patient": row}``.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -26,7 +27,7 @@ from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, move_indices
 from adaptrx.envs.features import FEATURE_NAMES, FeatureBuffer
 from adaptrx.envs.reward import COMPONENTS, RewardWeights
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
-from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patients
+from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patient
 from adaptrx.patient.kernel import Out, St
 from adaptrx.patient.simulator import PARAM_COLUMNS, SIMULATOR_ERRORS, WeekResult, stream_keys, week_result
 
@@ -39,6 +40,7 @@ _INFO_ROWS = np.array(
     + [engine.W_OUT + int(r) for r in (Out.pain, Out.function, Out.sessions_attended, Out.flares, Out.dropped_out)]
     + [engine.W_RECORD + r for r in range(engine.R_DROPOUT + 1)] + [engine.W_RECORD + engine.R_COST]
 )
+_INFO_GETTER = operator.itemgetter(*_INFO_ROWS.tolist())
 
 
 @dataclass
@@ -157,8 +159,7 @@ class StepBatch:
 
 def patient_from_seed(config: EnvConfig, episode_seed: int) -> dict[str, Any]:
     """The cohort row (column -> scalar) of the patient an episode seed selects."""
-    cols = sample_patients(config.condition, 1, int(episode_seed), config.split)
-    return {name: values[0] for name, values in cols.items()}
+    return sample_patient(config.condition, int(episode_seed), config.split)
 
 
 def check_patient_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,6 +201,8 @@ def episode_patient(config: EnvConfig, options: Mapping[str, Any] | None, episod
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Cohort rows as the column mapping the simulator takes."""
+    if len(rows) == 1:  # a single env's reset
+        return {name: [value] for name, value in rows[0].items()}
     return {name: [r[name] for r in rows] for name in rows[0]}
 
 
@@ -332,7 +335,10 @@ class EpisodeBatch:
     def infos(self, step: StepBatch, indices: list[int] | range) -> list[dict[str, Any]]:
         """The ``info`` dicts of patients ``indices`` after a step (``DESIGN.md`` section 3)."""
         work = step.work  # one (N_WORK, n) block: prescription, week output, record
-        columns = work[_INFO_ROWS].T.tolist()  # per patient: the rows of _INFO_ROWS in order
+        if self.n == 1:  # a single env: one list of the whole column, then plain indexing (no fancy index)
+            columns = [_INFO_GETTER(work[:, 0].tolist())]
+        else:
+            columns = work[_INFO_ROWS].T.tolist()  # per patient: the rows of _INFO_ROWS in order
         latent = self.sim.kernel_arrays()[1].T.tolist()
         weeks = self.E[engine.E_WEEK].tolist()
         tails = step.pain_after_dropout

@@ -84,8 +84,9 @@ HIGH = np.array([f[3] for f in FEATURES], dtype=np.float32)
 _INTAKE_RECORDS = ("age", "pain", "sensitization_score", "fear_score", "preferred_sessions", "function")
 if tuple(m.name for m in In)[: len(_INTAKE_RECORDS)] != _INTAKE_RECORDS:  # pragma: no cover - layout guard
     raise ImportError("adaptrx.envs.features: the intake rows of adaptrx.patient.kernel.In changed")
-_CARRIED = [FEATURE_INDEX["diary_pain"], FEATURE_INDEX["function"]]
-_CARRIED_FROM = [int(In.pain), int(In.function)]
+# column vectors: ``v[_CARRIED, index]`` broadcasts to the (records x patients) block, like np.ix_ but cheaper
+_CARRIED = np.array([[FEATURE_INDEX["diary_pain"]], [FEATURE_INDEX["function"]]])
+_CARRIED_FROM = np.array([[int(In.pain)], [int(In.function)]])
 _LOAD, _CAPACITY = FEATURE_INDEX["load"], FEATURE_INDEX["capacity_test"]
 
 
@@ -118,7 +119,7 @@ class FeatureBuffer:
         v = self.values
         v[:, index] = 0.0
         v[: len(_INTAKE_RECORDS), index] = intake[: len(_INTAKE_RECORDS), index]
-        v[np.ix_(_CARRIED, index)] = intake[np.ix_(_CARRIED_FROM, index)]  # diary pain, function: until reported
+        v[_CARRIED, index] = intake[_CARRIED_FROM, index]  # diary pain, function: until reported
         v[_LOAD, index] = initial_load
         v[_CAPACITY, index] = 1.0
 

@@ -27,6 +27,7 @@ pain > 5 or a flare), ``state`` (latent variables), ``week``, ``prescription``, 
 
 from __future__ import annotations
 
+import operator
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -47,7 +48,7 @@ from adaptrx.envs.render import AnsiRenderer, render_rgb
 from adaptrx.patient import ModelConstants
 
 _FIRST = range(1)
-_END_ROWS = [W_RECORD + R_REWARD, W_RECORD + R_TERMINATED, W_RECORD + R_TRUNCATED]
+_END_ROWS = operator.itemgetter(W_RECORD + R_REWARD, W_RECORD + R_TERMINATED, W_RECORD + R_TRUNCATED)
 
 
 class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -112,7 +113,7 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         out = self.batch.step_actions(self._check_action(action), self._discrete)
         info = self.batch.infos(out, _FIRST)[0]
-        reward, terminated, truncated = out.work[_END_ROWS, 0].tolist()
+        reward, terminated, truncated = _END_ROWS(out.work[:, 0].tolist())
         if self.render_mode is not None:
             self._record(out, info)
         return out.obs[0], reward, terminated != 0.0, truncated != 0.0, info

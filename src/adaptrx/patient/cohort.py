@@ -160,18 +160,25 @@ class _Marginals:
         """Parameter values for copula uniforms ``u`` of shape ``(n, n_parameters)``."""
         x = np.empty_like(u)
         g = self.loc + self.scale * special.ndtri(self.lo + u[:, self.gauss] * self.width)
-        x[:, self.gauss] = np.where(self.log, np.exp(g), g)
-        x[:, self.beta] = special.betaincinv(self.a, self.b, u[:, self.beta])
-        x[:, self.rounded] = np.round(x[:, self.rounded])
+        np.exp(g, out=g, where=self.log)  # lognormal columns only
+        x[:, self.gauss] = g
+        if len(self.beta):
+            x[:, self.beta] = special.betaincinv(self.a, self.b, u[:, self.beta])
+        if len(self.rounded):
+            x[:, self.rounded] = np.rint(x[:, self.rounded])  # = np.round: half to even
         return x
 
 
 @cache
-def _categorical_tables(condition: str, split: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, labels, cumulative probabilities)`` of each categorical parameter of a split's prior."""
+def _categorical_tables(condition: str, split: str) -> list[tuple[str, np.ndarray, np.ndarray, list[float]]]:
+    """``(name, labels, cumulative probabilities, the same as a list)`` of each categorical parameter of a
+    split's prior."""
     prior = _prepared(condition, split)[0]
-    return [(name, np.asarray(list(probs), dtype=object), np.cumsum(list(probs.values())))
-            for name, probs in prior.get("categorical", {}).items()]
+    tables = []
+    for name, probs in prior.get("categorical", {}).items():
+        cumulative = np.cumsum(list(probs.values()))
+        tables.append((name, np.asarray(list(probs), dtype=object), cumulative, cumulative.tolist()))
+    return tables
 
 
 @cache
@@ -197,12 +204,7 @@ def _prepared(condition: str, split: str) -> tuple[dict[str, Any], list[str], np
     return prior, names, chol, _Marginals.of([prior["parameters"][name] for name in names])
 
 
-def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> dict[str, Any]:
-    """Columns of :func:`make_cohort` as a dict of numpy arrays, without building a DataFrame.
-
-    The fast path of environment resets (a patient per episode). Same arguments, same values as
-    :func:`make_cohort`; identity columns are arrays of ``str`` (``condition`` and ``split`` included).
-    """
+def _check_sample_args(condition: str, n: int, seed: int, split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"split: must be one of {SPLITS}, got {split!r}")
     if int(n) < 1:
@@ -211,27 +213,58 @@ def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, sp
         raise ValueError(f"seed: must be >= 0, got {seed}")
     if condition not in _conditions():
         raise ValueError(f"condition: unknown condition {condition!r}; known: {', '.join(conditions())}")
-    _, names, chol, marginals = _prepared(condition, split)
-    rng = _rng(condition, seed, split)
-    z = rng.standard_normal((n, len(names))) @ chol.T
+
+
+def _uniforms(condition: str, n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Copula uniforms of the continuous parameters ``(n, n_parameters)`` and the categorical uniforms
+    ``(n, n_categorical)`` of ``(condition, seed, split)``; rows are prefix-stable in ``n``."""
+    _, names, chol, _ = _prepared(condition, split)
+    z = _rng(condition, seed, split).standard_normal((n, len(names))) @ chol.T
     u = np.clip(special.ndtr(z), 1e-12, 1 - 1e-12)
+    # A separate stream, drawn row-major, so a patient's categories do not depend on n (prefix-stable ids).
+    u_cat = _rng(condition, seed, split, stream=1).random((n, len(_categorical_tables(condition, split))))
+    return u, u_cat
+
+
+def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> dict[str, Any]:
+    """Columns of :func:`make_cohort` as a dict of numpy arrays, without building a DataFrame.
+
+    Same arguments, same values as :func:`make_cohort`; identity columns are arrays of ``str``
+    (``condition`` and ``split`` included). For one patient per env reset, :func:`sample_patient` is faster.
+    """
+    _check_sample_args(condition, n, seed, split)
+    _, names, _, marginals = _prepared(condition, split)
+    u, u_cat = _uniforms(condition, n, seed, split)
     data: dict[str, Any] = {
         "patient_id": np.array([f"{condition}-{split}-s{seed}-{i:05d}" for i in range(n)], dtype=object),
         "condition": np.full(n, condition, dtype=object),
         "split": np.full(n, split, dtype=object),
     }
-    categorical = _categorical_tables(condition, split)
-    # A separate stream, drawn row-major, so a patient's categories do not depend on n (prefix-stable ids).
-    u_cat = _rng(condition, seed, split, stream=1).random((n, len(categorical)))
-    for j, (name, labels, cumulative) in enumerate(categorical):
-        if n == 1:  # an env reset: bisect on Python floats, same result as searchsorted(side="right")
-            data[name] = labels[[min(bisect.bisect_right(cumulative.tolist(), float(u_cat[0, j])), len(labels) - 1)]]
-        else:
-            data[name] = labels[np.searchsorted(cumulative, u_cat[:, j], side="right").clip(0, len(labels) - 1)]
+    for j, (name, labels, cumulative, _) in enumerate(_categorical_tables(condition, split)):
+        data[name] = labels[np.searchsorted(cumulative, u_cat[:, j], side="right").clip(0, len(labels) - 1)]
     x = marginals.values(u)
     for j, name in enumerate(names):
         data[name] = x[:, j]
     return data
+
+
+def sample_patient(condition: str = "knee_oa", seed: int = 0, split: str = "train") -> dict[str, Any]:
+    """Row 0 of :func:`sample_patients` ``(condition, 1, seed, split)`` as column -> Python scalar (``str``
+    identity columns, ``float`` parameters), bit for bit the same values.
+
+    The hot path of environment resets (one new patient per episode, ~35 us): no per-column numpy arrays.
+    """
+    _check_sample_args(condition, 1, seed, split)
+    _, names, _, marginals = _prepared(condition, split)
+    u, u_cat = _uniforms(condition, 1, seed, split)
+    row: dict[str, Any] = {"patient_id": f"{condition}-{split}-s{seed}-00000", "condition": condition,
+                           "split": split}
+    for (name, labels, _, cumulative), v in zip(_categorical_tables(condition, split), u_cat[0].tolist(), strict=True):
+        # bisect on Python floats: the same index as searchsorted(side="right")
+        row[name] = labels[min(bisect.bisect_right(cumulative, v), len(labels) - 1)]
+    row.update(zip(names, marginals.values(u)[0].tolist(), strict=True))
+    return row
+
 
 
 def make_cohort(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> pd.DataFrame:
