@@ -66,13 +66,16 @@ def test_bootstrap_ci_of_a_normal_mean_matches_normal_theory() -> None:
 
 
 def test_unstratified_results_are_unchanged() -> None:
-    # numbers computed with the implementation before strata were added
+    # numbers computed with the implementation before strata were added (to the last bits: the resample means are
+    # now a matrix-vector product, summed in another order)
     x = np.random.default_rng(7).normal(3, 2, 50)
     y = np.random.default_rng(8).normal(2, 2, 50)
     est = bootstrap_mean(x, 500, 3, 0.9)
-    assert (est.value, est.low, est.high) == (2.4146914207076744, 2.0029177936209432, 2.796251753187978)
+    assert (est.value, est.low, est.high) == pytest.approx((2.4146914207076744, 2.0029177936209432,
+                                                            2.796251753187978), rel=1e-13, abs=0)
     est = paired_difference(x, y, 500, 3, 0.9)
-    assert (est.value, est.low, est.high) == (0.7490068698924075, 0.18614218491036383, 1.3648894565252572)
+    assert (est.value, est.low, est.high) == pytest.approx((0.7490068698924075, 0.18614218491036383,
+                                                            1.3648894565252572), rel=1e-13, abs=0)
     old_index = np.random.default_rng(5).integers(0, 30, size=(40, 30))
     np.testing.assert_array_equal(stratified_resample_index(None, 30, 40, 5), old_index)
     np.testing.assert_array_equal(stratified_resample_index(np.zeros(30), 30, 40, 5), old_index)
@@ -225,3 +228,27 @@ def test_weighted_bootstrap_replicates_equal_the_resampled_statistics() -> None:
         x, y = a[index[:, members]], b[index[:, members]]
         slow += ((x[:, :, None] > y[:, None, :]) + 0.5 * (x[:, :, None] == y[:, None, :])).mean(axis=(1, 2))
     np.testing.assert_allclose(fast, slow / len(groups), rtol=1e-9, atol=1e-12)
+
+
+def test_improvement_memo_reuses_only_the_same_reference_and_index() -> None:
+    """Several policies against one reference on one resample index share the reference's sorted cumulative
+    counts; a different reference, index or grouping must not get a stale result."""
+    from adaptrx.experiments.stats import _improvement
+
+    rng = np.random.default_rng(9)
+    n = 120
+    ref = np.round(rng.normal(0, 1, n), 1)
+    index = stratified_resample_index(None, n, 40, 1)
+    whole = [np.arange(n)]
+
+    def slow(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        x, y = a[idx], b[idx]
+        return ((x[:, :, None] > y[:, None, :]) + 0.5 * (x[:, :, None] == y[:, None, :])).mean(axis=(1, 2))
+
+    for _ in range(3):  # other policies, same reference and index: memo hits
+        a = np.round(ref + rng.normal(0.1, 1, n), 1)
+        np.testing.assert_allclose(_improvement(a, ref, index, whole), slow(a, ref, index), rtol=1e-12)
+    other_ref = ref + 0.05  # another reference, same index
+    np.testing.assert_allclose(_improvement(a, other_ref, index, whole), slow(a, other_ref, index), rtol=1e-12)
+    other_index = stratified_resample_index(None, n, 40, 2)
+    np.testing.assert_allclose(_improvement(a, ref, other_index, whole), slow(a, ref, other_index), rtol=1e-12)

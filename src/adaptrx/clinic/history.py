@@ -22,8 +22,8 @@ field                       required    meaning
 ``preferred_sessions``      no          sessions/week the patient says they would do, 1-5
 ``function``                no          function questionnaire at intake, 0-100 (higher is better)
 ``modality``                no          ``resistance`` (default), ``aerobic``, ``mind_body``, ``mixed``
-``intake_date``             no          ``YYYY-MM-DD``; week 1 starts the day after (default: the first
-                                        session's date starts week 1)
+``intake_date``             no          ``YYYY-MM-DD`` (years 1900-2199); week 1 starts the day after
+                                        (default: the first session's date starts week 1)
 ``patient_id``              no          free text (at most 64 characters), echoed back
 ==========================  ==========  ==========================================================
 
@@ -32,7 +32,7 @@ Sessions (one per prescribed session, attended or not, in date order):
 =====================  ==========  =====================================================================
 field                  required    meaning
 =====================  ==========  =====================================================================
-``date``               yes         ``YYYY-MM-DD``, strictly increasing (one session per day)
+``date``               yes         ``YYYY-MM-DD`` (years 1900-2199), strictly increasing (one per day)
 ``load``               yes         prescribed load, baseline-capacity units 0-1.5 (1.0 = the heaviest
                                    session the patient tolerated at intake)
 ``attended``           yes         ``true``/``false`` (CSV also ``yes``/``no``/``1``/``0``)
@@ -60,6 +60,7 @@ import csv
 import datetime as dt
 import io
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,6 +84,8 @@ MAX_WEEKS = 104
 LOAD_LIMIT = 1.5
 #: At most this many problems are listed in one error.
 MAX_ERRORS = 20
+#: Dates accepted (intake and sessions): far from the ends of ``datetime.date``'s range.
+MIN_DATE, MAX_DATE = dt.date(1900, 1, 1), dt.date(2199, 12, 31)
 
 DELIVERIES: tuple[str, ...] = ("home", "remote", "supervised")
 SESSION_COLUMNS: tuple[str, ...] = ("date", "load", "attended", "pain_during", "pain_next_morning", "rpe",
@@ -110,6 +113,12 @@ _SESSION_RANGES: dict[str, tuple[float, float]] = {
 _REPORTS = ("pain_during", "pain_next_morning", "rpe", "pain_before")
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: line breaks, other control characters and lone surrogates escaped."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,10 @@ class FieldError:
     field: str
     message: str
     row: int | None = None
+
+    def __post_init__(self) -> None:  # names and values come from the input: keep each problem one safe line
+        object.__setattr__(self, "field", _printable(str(self.field)))
+        object.__setattr__(self, "message", _printable(str(self.message)))
 
     def __str__(self) -> str:
         where = f"{self.field} (row {self.row})" if self.row is not None else self.field
@@ -406,7 +419,10 @@ def _number(value: Any, typed: bool) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer beyond float's range
+            return None
     elif isinstance(value, str) and not typed:
         try:
             number = float(value)
@@ -418,12 +434,14 @@ def _number(value: Any, typed: bool) -> float | None:
 
 
 def _date(value: Any) -> dt.date | None:
-    if not isinstance(value, str) or len(value) != 10:
+    """``value`` as a date if it is a ``YYYY-MM-DD`` text in :data:`MIN_DATE` - :data:`MAX_DATE`."""
+    if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):  # fromisoformat also takes 2026-W01-1
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         return None
+    return day if MIN_DATE <= day <= MAX_DATE else None
 
 
 def _flag(value: Any, typed: bool) -> bool | None:
@@ -471,7 +489,7 @@ def _intake(raw: dict[str, Any], errors: _Collector, typed: bool) -> Intake | No
             values["sex"] = sex
     modality = raw.get("modality")
     if modality not in (None, ""):
-        if modality not in MODALITIES:
+        if not isinstance(modality, str) or modality not in MODALITIES:
             errors.add("patient.modality", f"must be one of {', '.join(sorted(MODALITIES))}, got {modality!r}")
         else:
             values["modality"] = modality
@@ -479,7 +497,8 @@ def _intake(raw: dict[str, Any], errors: _Collector, typed: bool) -> Intake | No
     if intake_date not in (None, ""):
         day = _date(intake_date)
         if day is None:
-            errors.add("patient.intake_date", f"must be a date YYYY-MM-DD, got {intake_date!r}")
+            errors.add("patient.intake_date", f"must be a date YYYY-MM-DD in {MIN_DATE.year}-{MAX_DATE.year}, "
+                                              f"got {intake_date!r}")
         else:
             values["intake_date"] = day
     pid = raw.get("patient_id")
@@ -511,7 +530,8 @@ def _build(raw_intake: dict[str, Any], rows: list[dict[str, Any]], errors: _Coll
                 errors.add(f"sessions.{name}", "missing (required)", i)
         day = _date(row.get("date"))
         if row.get("date") not in (None, "") and day is None:
-            errors.add("sessions.date", f"must be a date YYYY-MM-DD, got {row.get('date')!r}", i)
+            errors.add("sessions.date", f"must be a date YYYY-MM-DD in {MIN_DATE.year}-{MAX_DATE.year}, got "
+                                        f"{row.get('date')!r}", i)
         parsed["date"].append(day)
         load = _number(row.get("load"), typed) if row.get("load") not in (None, "") else None
         if row.get("load") not in (None, ""):

@@ -198,7 +198,7 @@ async def _read_body(request: Request, limit: int = MAX_BYTES) -> bytes:
     """The raw body, at most ``limit`` bytes (Content-Length checked first, then counted while streaming)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        if not (declared.strip().isascii() and declared.strip().isdigit()):  # int() also reads '²'-like digits
             raise _ApiError(400, f"invalid Content-Length {declared[:40]!r}", "content-length")
         if int(declared) > limit:
             raise _ApiError(413, f"{int(declared):,} bytes, larger than the {limit:,}-byte limit")
@@ -226,7 +226,9 @@ def _query(request: Request, fmt: str, default_horizon: int) -> tuple[dict[str, 
         if name not in known:
             raise _ApiError(422, f"unknown query parameter; known: {', '.join(known)}", field)
         if name == "horizon":
-            if not (value.strip().isdigit() and HORIZONS[0] <= int(value) <= HORIZONS[1]):
+            digits = value.strip()
+            if not (digits.isascii() and digits.isdigit() and len(digits) <= 3
+                    and HORIZONS[0] <= int(digits) <= HORIZONS[1]):
                 raise _ApiError(422, f"must be an integer in {HORIZONS[0]}-{HORIZONS[1]} weeks, got {value[:40]!r}",
                                 "horizon")
             horizon = int(value)
