@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import pickle
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -442,6 +443,73 @@ def test_export_load_and_predict_never_unpickle(case: str, tmp_path: Path, monke
     actions, _ = policy.predict(t.batch)
     expected, _ = t.model.predict(t.vecnorm.normalize_obs(t.batch), deterministic=True)
     np.testing.assert_allclose(actions, expected, rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------ pickle-based files
+class _Payload:
+    """Unpickling this would run ``Path.touch`` on the marker file: proof that nothing was unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def _refuse_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pickle / torch.load must not be used")
+
+    for module, name in ((pickle, "load"), (pickle, "loads"), (torch, "load"), (torch.serialization, "load")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".pkl", ".pt", ".pth", ".joblib"])
+def test_pickle_based_model_files_are_refused_unopened(suffix: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "executed"
+    path = tmp_path / f"model{suffix}"
+    if suffix == ".zip":  # a real SB3 checkpoint (its "data" entry holds cloudpickled objects)
+        _trained("ppo").model.save(path)
+    elif suffix in (".pt", ".pth"):
+        torch.save({"payload": _Payload(marker)}, path)
+    else:
+        path.write_bytes(pickle.dumps(_Payload(marker)))
+    _refuse_unpickling(monkeypatch)
+    with pytest.raises(ValueError, match=r"pickle-based model file, not a policy directory.*never unpickles"):
+        load_policy(path)
+    # a directory holding only pickle-based files (e.g. an SB3 run folder) is refused the same way
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(path, folder / path.name)
+    with pytest.raises(ValueError, match=rf"pickle-based model file\(s\) \['model\{suffix}'\] but no manifest\.json"):
+        load_policy(folder)
+    assert not marker.exists()
+
+
+def test_a_policy_for_other_spaces_is_refused_naming_the_space(ppo_dir: Path) -> None:
+    from gymnasium import spaces
+
+    from adaptrx.envs.progression import env_spaces
+
+    observation, action = env_spaces()
+    policy = load_policy(ppo_dir, observation_space=observation, action_space=action, feature_names=FEATURE_NAMES)
+    assert policy.name == "ppo"
+    wider = spaces.Box(observation.low, observation.high * 2, dtype=np.float32)
+    cases = {
+        "observation_space": {"observation_space": wider},
+        "action_space": {"action_space": env_spaces(discrete=True)[1]},
+        "feature_names": {"feature_names": FEATURE_NAMES[::-1]},
+    }
+    for field, kwargs in cases.items():
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(ppo_dir))}: {field}: "):
+            load_policy(ppo_dir, **kwargs)
+    shorter = spaces.Box(observation.low[:-1], observation.high[:-1], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"observation_space: the policy 'ppo' was exported for Box\(shape=\(37,\), "
+                                         r"dtype=float32\), but the env has Box\(shape=\(36,\), dtype=float32\)$"):
+        load_policy(ppo_dir, observation_space=shorter)
+    with pytest.raises(ValueError, match=r"bounds differ: high\[0\] is 2 in the env, 1 in the policy"):
+        load_policy(ppo_dir, observation_space=wider)
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,7 +137,7 @@ def test_observation_matches_the_env_for_logged_records(document: dict[str, Any]
         assert values[FEATURE_INDEX[name]] == pytest.approx(env[FEATURE_INDEX[name]], abs=0.11), name
 
 
-def test_bad_arguments(document: dict[str, Any], tmp_path: Any) -> None:
+def test_bad_arguments(document: dict[str, Any], tmp_path: Path) -> None:
     history = parse_history(document)
     with pytest.raises(ValueError, match="horizon"):
         recommend(history, horizon=20)
@@ -145,3 +147,14 @@ def test_bad_arguments(document: dict[str, Any], tmp_path: Any) -> None:
         recommend(history, policy="oracle")
     with pytest.raises(FileNotFoundError):
         recommend(history, policy=str(tmp_path / "nothing"))
+    shipped = default_policy_dir()
+    assert shipped is not None
+    other = shutil.copytree(shipped, tmp_path / "other")  # a policy exported for another observation
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["feature_names"] = manifest["feature_names"][::-1]
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"^policy: .*other: feature_names: .* at position 0"):
+        recommend(history, policy=str(other))
+    (tmp_path / "model.zip").write_bytes(b"PK\x03\x04")
+    with pytest.raises(ValueError, match=r"pickle-based model file, not a policy directory"):
+        recommend(history, policy=str(tmp_path / "model.zip"))

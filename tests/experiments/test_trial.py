@@ -186,6 +186,22 @@ def test_cohort_file(tmp_path: Path) -> None:
         run(_cfg("policies=[none]", "stats.reference=none", f"cohort.file={path}"), tmp_path / "x")
 
 
+def test_a_policy_exported_for_other_spaces_is_refused(tmp_path: Path) -> None:
+    """A policy directory whose manifest describes another observation space (here: other bounds) than the
+    env's, or one that is an SB3 pickle checkpoint, never reaches the simulation."""
+    import shutil
+
+    other = Path(shutil.copytree(AGENT, tmp_path / "other"))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["observation_space"]["high"][0] = 2 * manifest["observation_space"]["high"][0]
+    (other / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    cfg = _cfg(f"policies=[none,{other}]", "stats.reference=none", "cohort.n=5", "output.figures=false",
+               "output.tensorboard=false")
+    with pytest.raises(ConfigError, match=r"^policies: .*other: observation_space: .*bounds differ: high\[0\]"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "results.parquet").exists()
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     code = "import sys; from adaptrx.experiments.trial import main; main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=600)

@@ -17,8 +17,9 @@ from typing import Any
 __all__ = ["load_policy"]
 
 
-def load_policy(path: Any) -> Any:
-    """Load a shipped policy directory (see :func:`adaptrx.agents.export.load_policy`)."""
+def load_policy(path: Any, **spaces: Any) -> Any:
+    """Load a shipped policy directory (see :func:`adaptrx.agents.export.load_policy`; keyword arguments
+    ``observation_space``, ``action_space`` and ``feature_names`` are the env's, checked against the manifest)."""
     from adaptrx.agents.export import load_policy as _load
 
-    return _load(path)
+    return _load(path, **spaces)

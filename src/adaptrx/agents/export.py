@@ -666,17 +666,90 @@ def _build(spec: _Spec, tensors: dict[str, torch.Tensor]) -> BasePolicy:
     return policy
 
 
-def load_policy(path: str | Path) -> ExportedPolicy:
+#: File suffixes of pickle-based model formats (SB3 ``.zip`` checkpoints hold pickles; ``torch.save`` files,
+#: joblib and pickle dumps): refused by :func:`load_policy` with an explanation, never opened.
+PICKLE_SUFFIXES: tuple[str, ...] = (".zip", ".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".bin")
+
+
+def _refuse_pickle_based(directory: Path) -> None:
+    """Raise ``ValueError`` for a path that is (or a directory that only holds) a pickle-based model file."""
+    if directory.is_file():
+        kind = "a pickle-based model file" if directory.suffix.lower() in PICKLE_SUFFIXES else "a file"
+        raise ValueError(f"{directory}: {kind}, not a policy directory; adaptrx loads only exported policies "
+                         f"({MANIFEST_FILE} + {WEIGHTS_FILE}) and never unpickles (export a trained model with "
+                         "adaptrx.agents.export.export_policy)")
+    if directory.is_dir() and not (directory / MANIFEST_FILE).exists():
+        found = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if found:
+            raise ValueError(f"{directory}: holds pickle-based model file(s) {found} but no {MANIFEST_FILE}; "
+                             "they are never loaded (export the model with adaptrx.agents.export.export_policy)")
+
+
+def check_spaces(policy: ExportedPolicy, observation_space: spaces.Space | None = None,
+                 action_space: spaces.Space | None = None, feature_names: Sequence[str] | None = None) -> None:
+    """Raise ``ValueError`` naming ``observation_space``, ``action_space`` or ``feature_names`` when ``policy``
+    was exported for other spaces than the env it is about to act in (``None``: not checked).
+
+    Box spaces must agree in shape, dtype and bounds (to float32 precision); Discrete spaces in ``n`` and
+    ``start``; feature names (when the manifest records them) in order.
+    """
+    for field, expected, got in (("observation_space", observation_space, policy.observation_space),
+                                 ("action_space", action_space, policy.action_space)):
+        if expected is not None and not _same_space(expected, got):
+            raise ValueError(f"{field}: the policy {policy.name!r} was exported for {_describe(got)}, but the env "
+                             f"has {_describe(expected)}{_bounds_difference(expected, got)}")
+    names = tuple(policy.feature_names)
+    if feature_names is not None and names and names != tuple(feature_names):
+        diff = next(i for i, (a, b) in enumerate(itertools.zip_longest(names, feature_names)) if a != b)
+        raise ValueError(f"feature_names: the policy's observation differs from the env's at position {diff} "
+                         f"({names[diff] if diff < len(names) else None!r} vs "
+                         f"{feature_names[diff] if diff < len(feature_names) else None!r})")
+
+
+def _describe(space: spaces.Space) -> str:
+    if isinstance(space, spaces.Box):
+        return f"Box(shape={space.shape}, dtype={space.dtype})"
+    return repr(space)
+
+
+def _bounds_difference(a: spaces.Space, b: spaces.Space) -> str:
+    """Where two Box spaces of one shape first differ in their bounds ("" otherwise)."""
+    if not (isinstance(a, spaces.Box) and isinstance(b, spaces.Box) and a.shape == b.shape):
+        return ""
+    for name, x, y in (("low", a.low, b.low), ("high", a.high, b.high)):
+        bad = np.flatnonzero(x.astype(np.float32).ravel() != y.astype(np.float32).ravel())
+        if len(bad):
+            i = int(bad[0])
+            return f" (bounds differ: {name}[{i}] is {x.ravel()[i]:g} in the env, {y.ravel()[i]:g} in the policy)"
+    return ""
+
+
+def _same_space(a: spaces.Space, b: spaces.Space) -> bool:
+    if isinstance(a, spaces.Discrete) and isinstance(b, spaces.Discrete):
+        return int(a.n) == int(b.n) and int(a.start) == int(b.start)
+    if isinstance(a, spaces.Box) and isinstance(b, spaces.Box):
+        return (a.shape == b.shape and a.dtype == b.dtype
+                and np.array_equal(a.low.astype(np.float32), b.low.astype(np.float32))
+                and np.array_equal(a.high.astype(np.float32), b.high.astype(np.float32)))
+    return False
+
+
+def load_policy(path: str | Path, *, observation_space: spaces.Space | None = None,
+                action_space: spaces.Space | None = None,
+                feature_names: Sequence[str] | None = None) -> ExportedPolicy:
     """Load the policy directory ``path`` (or its ``manifest.json``) written by :func:`export_policy`.
 
     Nothing is unpickled or executed (see the module docstring). Raises ``FileNotFoundError`` naming a
     missing file, and ``ValueError`` naming the file and field for a manifest that is malformed, from another
     format version or describes something outside the whitelists, for weights whose sha256, size or tensors
-    do not match the manifest, or for files over the size limits.
+    do not match the manifest, for files over the size limits, and for pickle-based model files (an SB3
+    ``.zip``, ``.pkl``, ``.pt``, ...: see :data:`PICKLE_SUFFIXES`). Given the env's ``observation_space``,
+    ``action_space`` or ``feature_names``, a policy exported for other ones is refused (:func:`check_spaces`).
     """
     directory = Path(path)
     if directory.name == MANIFEST_FILE and directory.is_file():
         directory = directory.parent
+    _refuse_pickle_based(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such policy directory")
     manifest_path = directory / MANIFEST_FILE
@@ -711,7 +784,12 @@ def load_policy(path: str | Path) -> ExportedPolicy:
         policy = _build(spec, tensors)
     except ValueError as exc:
         raise ValueError(f"{directory}{os.sep}{exc}") from exc
-    return ExportedPolicy(manifest, policy, spec)
+    loaded = ExportedPolicy(manifest, policy, spec)
+    try:
+        check_spaces(loaded, observation_space, action_space, feature_names)
+    except ValueError as exc:
+        raise ValueError(f"{directory}: {exc}") from exc
+    return loaded
 
 
 # ------------------------------------------------------------------------------------------- export

@@ -40,6 +40,7 @@ from adaptrx.envs import engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, decode_continuous
 from adaptrx.envs.batch import EnvConfig, EpisodeBatch
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
+from adaptrx.envs.progression import env_spaces
 from adaptrx.patient.kernel import Out
 from adaptrx.protocols import NAMES as PROTOCOL_NAMES
 from adaptrx.protocols import get as get_protocol
@@ -195,6 +196,12 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
     env = loaded.manifest.get("env") or {}
     if env.get("discrete"):
         raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
+    from adaptrx.agents.export import check_spaces
+
+    try:  # the observation the clinic builds is Progression-v0's, and it reads Box actions
+        check_spaces(loaded, *env_spaces(discrete=False), feature_names=FEATURE_NAMES)
+    except ValueError as exc:
+        raise ValueError(f"policy: {directory}: {exc}") from exc
     return directory, loaded, {"id": str(loaded.manifest.get("name", directory.name)), "kind": "trained",
                                "manifest_sha256": digest, "condition": env.get("condition"), "note": None}
 

@@ -51,6 +51,13 @@ _FIRST = range(1)
 _END_ROWS = operator.itemgetter(W_RECORD + R_REWARD, W_RECORD + R_TERMINATED, W_RECORD + R_TRUNCATED)
 
 
+def env_spaces(discrete: bool = False) -> tuple[spaces.Box, spaces.Space]:
+    """The observation and action spaces of ``AdaptRx/Progression-v0`` (``AdaptRx/ProgressionDiscrete-v0`` when
+    ``discrete``), e.g. to check that a loaded policy was trained for them."""
+    action = spaces.Discrete(len(MOVES)) if discrete else spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+    return spaces.Box(LOW, HIGH, dtype=np.float32), action
+
+
 class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
     """Weekly exercise prescription for one virtual patient (continuous actions).
 
@@ -86,7 +93,7 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
                                 initial_load=initial_load, **kwargs)
         self.render_mode = render_mode
         self.batch = EpisodeBatch(1, self.config, constants)
-        self.observation_space = spaces.Box(LOW, HIGH, dtype=np.float32)
+        self.observation_space = env_spaces()[0]
         self.action_space = self._action_space()
         self.feature_names: tuple[str, ...] = FEATURE_NAMES
         self._renderer = AnsiRenderer()
@@ -94,7 +101,7 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
         self._index = np.zeros(1, dtype=np.int64)
 
     def _action_space(self) -> spaces.Space:
-        return spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+        return env_spaces(discrete=False)[1]
 
     def _check_action(self, action: Any) -> Any:
         if np.shape(action) != (3,):
@@ -161,7 +168,7 @@ class ProgressionDiscreteEnv(ProgressionEnv):
     _discrete = True
 
     def _action_space(self) -> spaces.Space:
-        return spaces.Discrete(len(MOVES))
+        return env_spaces(discrete=True)[1]
 
     def _check_action(self, action: Any) -> Any:
         if np.size(action) != 1:

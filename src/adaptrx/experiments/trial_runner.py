@@ -74,9 +74,17 @@ def build_policy(spec: PolicySpec, cfg: TrialConfig, episodes: CohortEpisodes) -
     from gymnasium import spaces
 
     from adaptrx.agents import load_policy
+    from adaptrx.agents.export import check_spaces
+    from adaptrx.envs.progression import env_spaces
 
-    policy = load_policy(absolute_path(spec.target))
-    return policy, isinstance(policy.action_space, spaces.Discrete)
+    path = absolute_path(spec.target)
+    policy = load_policy(path)
+    discrete = isinstance(policy.action_space, spaces.Discrete)
+    try:
+        check_spaces(policy, *env_spaces(discrete), feature_names=FEATURE_NAMES)
+    except ValueError as exc:
+        raise ConfigError(f"policies: {path}: {exc}") from exc
+    return policy, discrete
 
 
 def describe(spec: PolicySpec) -> dict[str, Any]:

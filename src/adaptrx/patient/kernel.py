@@ -638,7 +638,10 @@ def step_week(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, loa
                 freq = rate_h / (rate_h + K[Kc.frequency_half_hill])
                 des = (des_gain * freq * exposure * tolerable * max(0.0, sens - K[Kc.sensitization_floor] * s0)
                        / (1.0 + K[Kc.desensitization_damping] * sens))
-                sens += -des + P[Pr.sensitization_gain, i] * irr_sess + (s0 - sens) * K[Kc.inv_sensitization_tau]
+                # S never falls below its floor: a strong desensitizer (gain x frequency x delivery above
+                # 1 + damping x S) would otherwise overshoot it, even below 0
+                sens = max(sens + (-des + P[Pr.sensitization_gain, i] * irr_sess
+                                   + (s0 - sens) * K[Kc.inv_sensitization_tau]), K[Kc.sensitization_floor] * s0)
                 err = min(increase, 10.0) - expected
                 fear += exposure * fear_prop * (K[Kc.fear_up] * max(0.0, err - K[Kc.fear_surprise])
                                                 - K[Kc.fear_down] * max(0.0, -err))
