@@ -22,8 +22,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from adaptrx.experiments.hydra_cli import check_job, run_app
 from adaptrx.experiments.hydra_cli import check_overrides as _check_overrides
-from adaptrx.experiments.hydra_cli import run_app
 from adaptrx.experiments.train_config import register_schema
 
 register_schema()
@@ -34,6 +34,7 @@ def _app(cfg: DictConfig) -> float:
     from adaptrx.experiments.training import train
 
     try:
+        check_job(cfg)
         result = train(cfg, HydraConfig.get().runtime.output_dir)
     except ValueError as exc:  # a ConfigError of validate() (sweeps skip check_overrides), or nothing to resume
         print(f"adaptrx-train: error: {exc}", file=sys.stderr)

@@ -40,7 +40,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from adaptrx.experiments.hydra_cli import ConfigError, run_app
+from adaptrx.experiments.hydra_cli import ConfigError, check_job, run_app
 from adaptrx.experiments.trial_config import TrialConfig, policy_specs, register_schema, to_container, validate
 
 register_schema()
@@ -172,6 +172,7 @@ def _app(cfg: DictConfig) -> float:
     overrides = HydraConfig.get().overrides.task
     command = "adaptrx-trial " + " ".join(overrides)
     try:
+        check_job(cfg)
         out = run(cfg, HydraConfig.get().runtime.output_dir, command=command.strip())
     except (ConfigError, ValueError) as exc:
         print(f"adaptrx-trial: error: {exc}", file=sys.stderr)
