@@ -52,8 +52,9 @@ def test_every_algorithm_trains_evaluates_and_exports(tmp_path: Path, algo: str,
     policy = load_policy(result.policy_dir)
     cls = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3", "recurrent_ppo": "RecurrentPPO"}[algo]
     module = "sb3_contrib" if algo == "recurrent_ppo" else "stable_baselines3"
-    model = getattr(__import__(module), cls).load(tmp_path / "checkpoints" / "best.zip", device="cpu")
-    with np.load(tmp_path / "checkpoints" / "best_obs_rms.npz") as stats:
+    # (SB3's own loader, which unpickles, as the reference: this is the test's own checkpoint)
+    model = getattr(__import__(module), cls).load(tmp_path / "checkpoints" / "best" / "model.zip", device="cpu")
+    with np.load(tmp_path / "checkpoints" / "best" / "obs_rms.npz") as stats:
         mean, var = stats["mean"], stats["var"]
     obs = np.random.default_rng(0).uniform(0, 1, (32, len(policy.feature_names))).astype(np.float32)
     norm = np.clip((obs - mean) / np.sqrt(var + 1e-8), -10, 10).astype(np.float32)
@@ -150,3 +151,77 @@ def test_reward_config_defaults_are_the_env_defaults() -> None:
     assert RewardConfig().weights() == RewardWeights().as_dict()
     with pytest.raises(ConfigError, match=r"reward\.flare"):
         check_overrides(["env.reward.flare=-1"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("algo", "extra"), [("ppo", ["algo.kwargs.n_steps=32", "algo.kwargs.batch_size=64"]),
+                                             ("sac", OFF_POLICY_TINY)])
+def test_a_run_killed_mid_training_resumes_and_finishes(tmp_path: Path, algo: str, extra: list[str]) -> None:
+    """SIGKILL the training process once it has checkpointed; ``resume_from`` continues from the last complete
+    checkpoint (tensors, counters, replay buffer; nothing unpickled) and finishes with a valid policy."""
+    import signal
+    import time
+
+    from adaptrx.experiments import checkpoints
+
+    run_dir = tmp_path / "killed"
+    overrides = [*TINY, f"algo={algo}", *extra, "budget.total_timesteps=100000", "budget.eval_freq=512",
+                 "budget.checkpoint_freq=128"]
+    code = "import sys; from adaptrx.experiments.train import main; main(sys.argv[1:])"
+    proc = subprocess.Popen([sys.executable, "-c", code, *overrides, f"hydra.run.dir={run_dir}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            found = checkpoints.find(run_dir / "checkpoints", "last")
+            if found is not None and checkpoints.read_state(found)["num_timesteps"] >= 1024:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint at 1024 steps within 240 s")
+        proc.send_signal(signal.SIGKILL)  # no clean-up: possibly in the middle of writing a checkpoint
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "policy").exists()
+    src = checkpoints.find(run_dir / "checkpoints", "last")
+    assert src is not None  # the kill left a complete checkpoint (last, or the .last.old a swap left)
+    done = checkpoints.read_state(src)["num_timesteps"]
+    total = done + 1024
+    result = train(_cfg(f"algo={algo}", *extra, f"budget.total_timesteps={total}", "budget.eval_freq=512",
+                        f"resume_from={run_dir}"), tmp_path / "resumed")
+    assert result.timesteps == total
+    policy = load_policy(result.policy_dir)
+    obs = np.random.default_rng(0).uniform(0, 1, (8, len(policy.feature_names))).astype(np.float32)
+    actions, _ = policy.predict(obs)
+    assert actions.shape == (8, 3) and np.isfinite(actions).all()
+    rows = (tmp_path / "resumed" / "evaluations.csv").read_text().splitlines()[1:]
+    steps = [int(line.split(",")[0]) for line in rows]
+    assert steps[0] == 512 and steps[-1] == total and steps == sorted(steps)  # the killed run's evaluations carried
+
+
+def test_a_checkpoint_swap_interrupted_falls_back_to_the_previous_one(tmp_path: Path) -> None:
+    """A kill between the two renames of a checkpoint swap leaves only ``.last.old``; a half-written or
+    tampered checkpoint is never taken for a complete one."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from adaptrx.envs import PatientVecEnv
+    from adaptrx.experiments import checkpoints
+
+    model = PPO("MlpPolicy", PatientVecEnv(2, weeks=4), n_steps=8, batch_size=16, device="cpu", seed=0)
+    ckpt = tmp_path / "checkpoints"
+    folder = checkpoints.save(model, None, ckpt, "last", {"history": []})
+    assert checkpoints.find(ckpt, "last") == folder and checkpoints.complete(folder)
+    folder.rename(ckpt / ".last.old")  # killed after "last -> .last.old", before "new -> last"
+    assert checkpoints.find(ckpt, "last") == ckpt / ".last.old"
+    (ckpt / ".last.old" / "model.zip").write_bytes(b"PK\x03\x04 truncated")
+    assert checkpoints.find(ckpt, "last") is None
+    fresh = PPO("MlpPolicy", PatientVecEnv(2, weeks=4), n_steps=8, batch_size=16, device="cpu", seed=1)
+    saved = checkpoints.save(model, None, ckpt, "last", {"history": []})
+    loaded = checkpoints.load_into(fresh, saved)
+    for key, value in model.policy.state_dict().items():
+        assert torch.equal(value, loaded.policy.state_dict()[key]), key

@@ -308,7 +308,7 @@ def _start_batch(fit: PatientFit, values: np.ndarray, last: dict[str, Any], m: i
     keys = rng.integers(0, np.iinfo(np.uint64).max, size=m, dtype=np.uint64, endpoint=True)
     sim = fit.particles.take(index, keys=keys)
     episode = np.zeros((engine.N_EPISODE, m))
-    episode[engine.E_LAST_LOAD] = last["load"]
+    episode[engine.E_LAST_LOAD] = max(last["load"], LOAD_MIN)  # as recommend() decodes it (0 -> the minimum)
     episode[engine.E_PLAN] = max(last["held_sessions"], 1)
     episode[engine.E_DELIVERY] = last["delivery"]
     episode[engine.E_WEEK] = fit.history.n_weeks

@@ -6,8 +6,8 @@ directory::
     <run_dir>/
       .hydra/                 the composed config (Hydra)
       tb/<ALGO>_1/            TensorBoard: SB3 losses, clinical/* metrics, figures, hparams, custom scalars
-      checkpoints/            last.zip + last_obs_rms.npz (+ replay buffer) every budget.checkpoint_freq steps,
-                              best.zip + best_obs_rms.npz at every new best val return, state.json
+      checkpoints/last/       model, observation statistics (+ replay buffer), state: every checkpoint_freq steps
+      checkpoints/best/       the same at every new best val return (see adaptrx.experiments.checkpoints)
       evaluations.csv         the clinical metrics of every evaluation on val
       figures/                trajectories and load-vs-pain response of the selected policy (PNG)
       policy/                 the selected (best val return) policy: policy.safetensors + manifest.json + card.md
@@ -17,13 +17,14 @@ Evaluation is a paired, intention-to-treat episode per val patient (:class:`~ada
 the same ``budget.eval_patients`` patients with the same noise (``eval_seed``) at every evaluation, so the
 curve in TensorBoard moves only with the policy. Model selection uses the mean val return.
 
-SB3 ``.zip`` checkpoints are training artefacts of this app (resume reads only what this app wrote); the
-shipped format is the safetensors export (:mod:`adaptrx.agents.export`).
+Checkpoints are written atomically and read back without unpickling (:mod:`adaptrx.experiments.checkpoints`:
+the model is rebuilt from the config and only the tensors of SB3's zip are loaded); a run killed at any point
+resumes from its last complete checkpoint. The shipped format is the safetensors export
+(:mod:`adaptrx.agents.export`).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -40,10 +41,11 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from adaptrx.agents.export import export_policy, load_policy
-from adaptrx.agents.factory import OFF_POLICY, algorithm_class, make_model
+from adaptrx.agents.factory import OFF_POLICY, make_model
 from adaptrx.envs import CohortEpisodes, PatientVecEnv
 from adaptrx.envs.cohort_run import EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_NAMES
+from adaptrx.experiments import checkpoints
 from adaptrx.experiments.clinical_metrics import (
     METRICS,
     clinical_metrics,
@@ -154,21 +156,6 @@ class ClinicalEvaluator:
         return Evaluation(step, out, clinical_metrics(out))
 
 
-def _save_stats(norm: VecNormalize | None, path: Path) -> None:
-    if norm is not None:
-        rms = norm.obs_rms
-        np.savez(path, mean=rms.mean, var=rms.var, count=np.array(rms.count))
-
-
-def _load_stats(path: Path) -> RunningMeanStd | None:
-    if not path.exists():
-        return None
-    with np.load(path, allow_pickle=False) as data:
-        rms = RunningMeanStd(shape=data["mean"].shape)
-        rms.mean, rms.var, rms.count = data["mean"].copy(), data["var"].copy(), float(data["count"])
-    return rms
-
-
 class ClinicalEvalCallback(BaseCallback):
     """Evaluates on val every ``eval_freq`` env steps (clinical metrics, figures to TensorBoard), keeps the best
     model by mean val return, and checkpoints every ``checkpoint_freq`` steps."""
@@ -272,15 +259,12 @@ class ClinicalEvalCallback(BaseCallback):
         self.csv_path.write_text("\n".join(lines) + "\n")
 
     def checkpoint(self, tag: str) -> None:
-        """Save the model as ``<tag>.zip`` with its observation statistics (and the replay buffer for
-        ``last`` of off-policy algorithms), and the callback's state."""
-        self.model.save(self.ckpt_dir / f"{tag}.zip")
-        _save_stats(self.norm, self.ckpt_dir / f"{tag}_obs_rms.npz")
-        if tag == "last" and self.cfg.algo.name in OFF_POLICY:
-            self.model.save_replay_buffer(self.ckpt_dir / "last_replay_buffer.pkl")
-        state = {"num_timesteps": self.num_timesteps, "best_return": self.best_return, "best_step": self.best_step,
-                 "last_eval_step": self.last_eval_step, "history": self.history}
-        (self.ckpt_dir / "state.json").write_text(json.dumps(state, indent=1))
+        """Save checkpoint ``<tag>`` (model, observation statistics, the replay buffer for ``last`` of off-policy
+        algorithms, and the callback's state) atomically."""
+        state = {"best_return": self.best_return, "best_step": self.best_step, "last_eval_step": self.last_eval_step,
+                 "history": self.history}
+        checkpoints.save(self.model, self.norm, self.ckpt_dir, tag, state,
+                         replay=tag == "last" and self.cfg.algo.name in OFF_POLICY)
 
     def _log_hparams(self, metrics: dict[str, float]) -> None:
         c = self.cfg
@@ -323,37 +307,39 @@ class TrainResult:
 
 
 def _resume_dir(cfg: TrainConfig, run_dir: Path) -> Path | None:
+    """The checkpoint folder to resume from: ``resume_from``'s, or the latest earlier run's (``resume``)."""
     if cfg.resume_from:
-        path = Path(cfg.resume_from)
-        if not (path / "checkpoints" / "last.zip").exists():
-            raise ValueError(f"resume_from: no checkpoints/last.zip under {path}")
-        return path
+        found = checkpoints.find(Path(cfg.resume_from) / "checkpoints", "last")
+        if found is None:
+            raise ValueError(f"resume_from: no complete checkpoint under {Path(cfg.resume_from) / 'checkpoints'}")
+        return found
     if not cfg.resume:
         return None
-    runs = sorted(p for p in run_dir.parent.iterdir() if p != run_dir and (p / "checkpoints" / "last.zip").exists())
-    if not runs:
-        raise ValueError(f"resume: no earlier run with checkpoints under {run_dir.parent}")
-    return runs[-1]
+    found = [c for p in sorted(run_dir.parent.iterdir()) if p != run_dir
+             for c in [checkpoints.find(p / "checkpoints", "last")] if c is not None]
+    if not found:
+        raise ValueError(f"resume: no earlier run with a complete checkpoint under {run_dir.parent}")
+    return found[-1]
+
+
+def _new_model(cfg: TrainConfig, env: VecEnv, tb_dir: Path | None) -> BaseAlgorithm:
+    net = OmegaConf.to_container(OmegaConf.structured(cfg.policy.net))
+    return make_model(cfg.algo.name, env, dict(cfg.algo.kwargs), net, seed=cfg.seed,  # type: ignore[arg-type]
+                      tensorboard_log=tb_dir, action_noise_std=cfg.algo.action_noise_std)
 
 
 def _restore(cfg: TrainConfig, src: Path, env: VecEnv, norm: VecNormalize | None, run_dir: Path,
              tb_dir: Path) -> tuple[BaseAlgorithm, dict[str, Any]]:
-    """Load the last checkpoint of run ``src`` (written by this app) and carry its best model over."""
-    ckpt = src / "checkpoints"
-    model = algorithm_class(cfg.algo.name).load(ckpt / "last.zip", env=env, device="cpu",
-                                                tensorboard_log=str(tb_dir))
-    stats = _load_stats(ckpt / "last_obs_rms.npz")
+    """A model of ``cfg`` with the tensors, counters (and replay buffer) of checkpoint ``src``; its best
+    checkpoint is carried over into this run."""
+    model = checkpoints.load_into(_new_model(cfg, env, tb_dir), src)
+    stats = checkpoints.load_stats(src)
     if norm is not None and stats is not None:
         norm.obs_rms = stats
-    if cfg.algo.name in OFF_POLICY and (ckpt / "last_replay_buffer.pkl").exists():
-        model.load_replay_buffer(ckpt / "last_replay_buffer.pkl")
-    state = json.loads((ckpt / "state.json").read_text())
-    out = run_dir / "checkpoints"
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("best.zip", "best_obs_rms.npz"):
-        if (ckpt / name).exists():
-            shutil.copy2(ckpt / name, out / name)
-    return model, state
+    best = checkpoints.find(src.parent, "best")
+    if best is not None:
+        shutil.copytree(best, run_dir / "checkpoints" / "best", dirs_exist_ok=True)
+    return model, checkpoints.read_state(src)
 
 
 def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
@@ -371,16 +357,14 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
     if src is not None:
         model, state = _restore(cfg, src, env, norm, run_dir, tb_dir)
     else:
-        net = OmegaConf.to_container(OmegaConf.structured(cfg.policy.net))
-        model = make_model(cfg.algo.name, env, dict(cfg.algo.kwargs), net, seed=cfg.seed,  # type: ignore[arg-type]
-                           tensorboard_log=tb_dir, action_noise_std=cfg.algo.action_noise_std)
+        model = _new_model(cfg, env, tb_dir)
     evaluator = ClinicalEvaluator(cfg)
     callback = ClinicalEvalCallback(cfg, evaluator, norm, run_dir, state)
     remaining = cfg.budget.total_timesteps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=callback, tb_log_name=cfg.algo.name.upper(), reset_num_timesteps=src is None,
                     progress_bar=cfg.progress)
-    best, best_stats = _best_model(cfg, run_dir, model, norm)
+    best, best_stats = _best_model(cfg, run_dir, model, env, norm)
     policy_dir = run_dir / "policy"
 
     def export(evaluation: dict[str, Any] | None = None) -> None:
@@ -413,11 +397,10 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
     return result
 
 
-def _best_model(cfg: TrainConfig, run_dir: Path, model: BaseAlgorithm,
+def _best_model(cfg: TrainConfig, run_dir: Path, model: BaseAlgorithm, env: VecEnv,
                 norm: VecNormalize | None) -> tuple[BaseAlgorithm, RunningMeanStd | None]:
     """The model with the best val return (the last one if none was saved) and its observation statistics."""
-    ckpt = run_dir / "checkpoints"
-    if (ckpt / "best.zip").exists():
-        best = algorithm_class(cfg.algo.name).load(ckpt / "best.zip", device="cpu")
-        return best, _load_stats(ckpt / "best_obs_rms.npz")
+    best = checkpoints.find(run_dir / "checkpoints", "best")
+    if best is not None:
+        return checkpoints.load_into(_new_model(cfg, env, None), best, counters=False), checkpoints.load_stats(best)
     return model, norm.obs_rms if norm is not None else None
