@@ -45,7 +45,6 @@ import math
 import os
 import platform
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium import spaces
 
-from adaptrx import strict_json
+from adaptrx import atomic, strict_json
 from adaptrx.protocols.base import Policy
 
 if TYPE_CHECKING:
@@ -852,18 +851,6 @@ def _check_model(model: BaseAlgorithm, algorithm: str) -> str:
     return policy_class
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped policy is readable like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_policy(
     model: BaseAlgorithm,
     out_dir: str | Path,
@@ -953,8 +940,8 @@ def export_policy(
         raise ValueError(f"{MANIFEST_FILE}: larger than the {MAX_MANIFEST_BYTES} byte limit")
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / WEIGHTS_FILE, data)
-    _write_atomic(out / MANIFEST_FILE, text.encode("utf-8"))
+    atomic.write_bytes(out / WEIGHTS_FILE, data)
+    atomic.write_bytes(out / MANIFEST_FILE, text.encode("utf-8"))
     loaded = load_policy(out).policy.state_dict()
     if loaded.keys() != tensors.keys() or not all(torch.equal(loaded[k], tensors[k]) for k in tensors):
         raise ValueError(f"{out}: the exported policy does not load back to the same weights")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from adaptrx import atomic
 from adaptrx.clinic.history import HistoryError, load_history
 
 #: Intake options of ``recommend`` (for a CSV without intake comment lines): option -> (field, type).
@@ -85,7 +85,7 @@ def _recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         return _fail(parser, "recommend", [f"{option}: {rest}" if option else f"--policy: {exc}"])
     text = json.dumps(rec.to_dict(), indent=2) if args.format == "json" else rec.to_text()
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        atomic.write_text(args.output, text + "\n")
     else:
         print(text)
     return 0

@@ -24,6 +24,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from adaptrx import atomic
 from adaptrx.envs import CohortEpisodes
 from adaptrx.experiments.clinical_metrics import clinical_metrics, composite
 from adaptrx.experiments.stats import Estimate, paired_difference
@@ -115,10 +116,11 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
                 f"{flares[AGENT]:.2f} vs pain_monitoring {flares[SAFETY_REFERENCE]:.2f}")
     if out_dir is not None:
         out_dir = Path(out_dir)
-        summary.to_csv(out_dir / "test_comparison.csv", index=False)
-        diffs.to_csv(out_dir / "test_differences.csv", index=False)
-        pd.concat([o.to_frame() for o in outcomes.values()], ignore_index=True).to_parquet(
-            out_dir / "test_results.parquet", index=False)
+        for name, table in (("test_comparison.csv", summary), ("test_differences.csv", diffs)):
+            with atomic.replacing(out_dir / name) as tmp:
+                table.to_csv(tmp, index=False)
+        with atomic.replacing(out_dir / "test_results.parquet") as tmp:
+            pd.concat([o.to_frame() for o in outcomes.values()], ignore_index=True).to_parquet(tmp, index=False)
     return {"summary": summary, "differences": diffs, "numbers": numbers, "headline": headline}
 
 
@@ -206,5 +208,5 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
         if (policy_dir / png).exists():
             lines += [f"![{caption}]({png})", ""]
     path = policy_dir / "card.md"
-    path.write_text("\n".join(lines))
+    atomic.write_text(path, "\n".join(lines))
     return path

@@ -40,6 +40,7 @@ from stable_baselines3.common.logger import Figure, HParam, TensorBoardOutputFor
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from adaptrx import atomic
 from adaptrx.agents.export import export_policy, load_policy
 from adaptrx.agents.factory import OFF_POLICY, make_model
 from adaptrx.envs import CohortEpisodes, PatientVecEnv
@@ -256,7 +257,7 @@ class ClinicalEvalCallback(BaseCallback):
         cols = ["step", *METRICS]
         lines = [",".join(cols)] + [",".join([str(int(row["step"]))] + [f"{row[c]:.6g}" for c in METRICS])
                                     for row in self.history]
-        self.csv_path.write_text("\n".join(lines) + "\n")
+        atomic.write_text(self.csv_path, "\n".join(lines) + "\n")
 
     def checkpoint(self, tag: str) -> None:
         """Save checkpoint ``<tag>`` (model, observation statistics, the replay buffer for ``last`` of off-policy

@@ -40,6 +40,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from adaptrx import atomic
 from adaptrx.experiments.hydra_cli import ConfigError, check_job, run_app
 from adaptrx.experiments.trial_config import TrialConfig, policy_specs, register_schema, to_container, validate
 
@@ -88,9 +89,9 @@ def analyse(results: pd.DataFrame, weekly: pd.DataFrame | None, out_dir: Path, *
     summary = summarize(results, n_boot=n_boot, seed=seed, level=level)
     differences = compare(results, reference, n_boot=n_boot, seed=seed, level=level)
     groups = subgroups(results, reference, subgroup_metric, n_boot=min(n_boot, 1000), seed=seed, level=level)
-    summary.to_csv(out_dir / "summary.csv", index=False)
-    differences.to_csv(out_dir / "differences.csv", index=False)
-    groups.to_csv(out_dir / "subgroups.csv", index=False)
+    for name, table in (("summary", summary), ("differences", differences), ("subgroups", groups)):
+        with atomic.replacing(out_dir / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False)
     conditions = sorted(set(results["condition"].astype(str)))
     seeds = sorted(set(int(s) for s in results["seed"]))
     context = {"condition": ",".join(conditions), "split": ",".join(sorted(set(results["split"].astype(str)))),
@@ -138,14 +139,9 @@ def run(cfg: TrialConfig | DictConfig, out_dir: str | Path, command: str = "adap
     start = time.perf_counter()
     data = run_trial(c, specs)
     seconds = time.perf_counter() - start
-    data.results.to_parquet(out_dir / "results.parquet", index=False)
-    data.results.to_csv(out_dir / "results.csv", index=False)
-    if c.output.weekly:
-        data.weekly.to_parquet(out_dir / "weekly.parquet", index=False)
-    if data.dataset is not None:
-        data.dataset.to_parquet(out_dir / "dataset.parquet", index=False)
+    write_tables(out_dir, data.results, data.weekly if c.output.weekly else None, data.dataset)
     config = to_container(c)
-    (out_dir / "trial.json").write_text(json.dumps({
+    atomic.write_text(out_dir / "trial.json", json.dumps({
         "command": command, "config": config, "policies": data.policies, "seconds_simulation": seconds,
         "version": _version(), "python": sys.version.split()[0]}, indent=2, default=str))
     s = c.stats
@@ -155,6 +151,22 @@ def run(cfg: TrialConfig | DictConfig, out_dir: str | Path, command: str = "adap
         report=c.output.report, policies=data.policies, command=command, config=config, seconds=seconds,
         title=f"Trial {c.name}: {c.cohort.condition}, {c.cohort.split}")
     return TrialOutput(out_dir, data.results, summary, differences, groups, seconds)
+
+
+def write_tables(out_dir: Path, results: pd.DataFrame, weekly: pd.DataFrame | None = None,
+                 dataset: pd.DataFrame | None = None) -> None:
+    """``results.parquet`` / ``.csv`` (+ ``weekly.parquet``, ``dataset.parquet``), each written atomically: an
+    interrupted run never leaves a truncated table that reads as a complete one."""
+    tables = [("results.parquet", results), ("results.csv", results), ("weekly.parquet", weekly),
+              ("dataset.parquet", dataset)]
+    for name, table in tables:
+        if table is None:
+            continue
+        with atomic.replacing(out_dir / name) as tmp:
+            if name.endswith(".csv"):
+                table.to_csv(tmp, index=False)
+            else:
+                table.to_parquet(tmp, index=False)
 
 
 def headline(out: TrialOutput, reference: str) -> str:

@@ -31,6 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
+from adaptrx import atomic
+
 #: An RGBA colour, components in 0-1.
 Color = tuple[float, float, float, float]
 
@@ -453,6 +455,7 @@ def save_figures(figures: Mapping[str, Figure], out_dir: Path, dpi: int = 120) -
     paths = []
     for name, fig in items:
         path = out / f"{name}.png"
-        fig.savefig(path, dpi=int(dpi), format="png")
+        with atomic.replacing(path) as tmp:
+            fig.savefig(tmp, dpi=int(dpi), format="png")
         paths.append(path)
     return paths

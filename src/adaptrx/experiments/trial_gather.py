@@ -46,7 +46,7 @@ def collect(sweep_dir: Path, exclude: Path | None = None) -> tuple[pd.DataFrame,
 def gather(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str | None = None,
            n_boot: int = 2000, level: float = 0.95) -> Path:
     """Analyse a sweep as one trial into ``out_dir`` (default ``<sweep_dir>/gathered``); returns it."""
-    from adaptrx.experiments.trial import analyse
+    from adaptrx.experiments.trial import analyse, write_tables
 
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / GATHERED
@@ -58,10 +58,7 @@ def gather(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: 
             raise ValueError(f"reference: the runs used {sorted(refs) or 'no'} references; pass --reference")
         reference = refs.pop()
     out.mkdir(parents=True, exist_ok=True)
-    results.to_parquet(out / "results.parquet", index=False)
-    results.to_csv(out / "results.csv", index=False)
-    if weekly is not None:
-        weekly.to_parquet(out / "weekly.parquet", index=False)
+    write_tables(out, results, weekly)
     policies: dict[str, dict] = {}
     for m in meta:
         for p in m.get("policies", []):

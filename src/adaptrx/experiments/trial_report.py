@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adaptrx import atomic
 from adaptrx.experiments.stats import Estimate
 from adaptrx.experiments.trial_analysis import METRICS
 
@@ -170,5 +171,5 @@ def write_report(path: Path, *, title: str, command: str, config_yaml: str, poli
         lines += [f"![{caption}]({name})\n" for name, caption in figures.items()]
     lines += ["## Config", "", "```yaml", config_yaml.rstrip(), "```", ""]
     path = Path(path)
-    path.write_text("\n".join(lines))
+    atomic.write_text(path, "\n".join(lines))
     return path

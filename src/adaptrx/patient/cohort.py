@@ -24,6 +24,8 @@ import pandas as pd
 import yaml
 from scipy import special
 
+from adaptrx import atomic
+
 SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
 ADHERENCE_CLASSES: tuple[str, ...] = ("rapid_decline", "gradual_decline", "low")
 
@@ -290,12 +292,13 @@ def make_cohort(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split:
 def save_cohort(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a cohort to ``.parquet`` or ``.csv`` (chosen by suffix); returns the path."""
     path = Path(path)
-    if path.suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    elif path.suffix == ".csv":
-        df.to_csv(path, index=False, float_format="%.17g")
-    else:
+    if path.suffix not in (".parquet", ".csv"):
         raise ValueError(f"path: cohort files must end in .parquet or .csv, got {path.name!r}")
+    with atomic.replacing(path) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False, float_format="%.17g")
     return path
 
 
