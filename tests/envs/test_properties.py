@@ -5,7 +5,7 @@ including ``ood``, every modality, episode lengths 1-52 weeks; patients drawn fr
 seed or given as cohort rows whose parameters sit at the edges of what the prior can produce; any valid action
 sequence: Box actions whose components are drawn from the whole of ``[-1, 1]`` *and* from its boundary and
 decision values (-1, 1, 0, the delivery thresholds +-1/3 and the float32 values either side of them, the
-session rounding ties), any move index of the discrete env; episodes stopped mid-way, run past their end
+session rounding (near-)ties), any move index of the discrete env; episodes stopped mid-way, run past their end
 (reset and continued) or ended by a dropout. After every reset and step:
 
 * the observation is a finite float32 vector in ``observation_space`` (``space.contains``);
@@ -62,7 +62,7 @@ U_LOW, U_HIGH = 1e-12, 1 - 1e-12
 
 _THIRD = np.float32(1 / 3)
 #: Boundary and decision values of a Box action component: the bounds, hold, the delivery thresholds and the
-#: float32 values next to them, the ties of round(2.5 + 2.5 a[1]) (banker's rounding).
+#: float32 values next to them, the (float32 near-)ties of round(2.5 + 2.5 a[1]).
 EDGE_COMPONENTS: tuple[float, ...] = tuple(float(v) for v in (
     -1.0, 1.0, 0.0, _THIRD, -_THIRD, np.nextafter(_THIRD, np.float32(1)), np.nextafter(_THIRD, np.float32(0)),
     np.nextafter(-_THIRD, np.float32(-1)), np.nextafter(-_THIRD, np.float32(0)),
@@ -331,6 +331,8 @@ def test_vec_env_stays_in_range_and_replays_the_single_env(scenario: dict[str, A
             assert obs.shape == (n, *space.shape) and obs.dtype == np.float32
             assert rewards.shape == (n,) and rewards.dtype == np.float32 and np.isfinite(rewards).all()
             assert dones.shape == (n,) and dones.dtype == np.bool_ and len(infos) == n
+            if dones.any():
+                event("auto-reset")
             for i, env in enumerate(singles):
                 check_obs(space, obs[i])
                 finite_numbers(infos[i])

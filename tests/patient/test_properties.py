@@ -15,7 +15,8 @@ up to 52 weeks), after every week:
 * nothing warns (every warning is an error inside the properties);
 * the same cohort, seed and actions give bit-identical weeks, and a patient's weeks do not depend on the batch.
 
-``MAX_EXAMPLES`` hypothesis examples per property (``derandomize=True``: the same examples on every run).
+``MAX_EXAMPLES`` hypothesis examples per property (``REPLAY_EXAMPLES`` for the replay property; ``derandomize=True``:
+the same examples on every run), plus a fixed grid of prior corners (not hypothesis).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from adaptrx.patient import MODALITIES, SPLITS, ModelConstants, PatientSimulator
 from adaptrx.patient.cohort import ADHERENCE_CLASSES, _prepared
 from adaptrx.patient.simulator import PARAM_COLUMNS, WeekResult
 
-#: Hypothesis examples per property.
+#: Hypothesis examples per property (the replay property, three simulations per example, runs ``REPLAY_EXAMPLES``).
 MAX_EXAMPLES = 100
+REPLAY_EXAMPLES = 50
 
 SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -351,7 +353,7 @@ def test_extreme_patients_at_the_edges_of_the_priors_stay_finite_and_in_range(co
     simulate(cohort, rx)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=REPLAY_EXAMPLES)
 @given(cohort=st.one_of(sampled_cohorts(), extreme_cohorts()), rx=prescriptions(), data=st.data())
 def test_same_seed_and_actions_replay_bit_for_bit_whatever_the_batch(cohort: pd.DataFrame, rx: dict[str, Any],
                                                                      data: st.DataObject) -> None:

@@ -149,6 +149,25 @@ def transitions_frame(out: EpisodeOutcomes, condition: str) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
+def _blocks(jobs: Sequence[tuple[PolicySpec, int, slice | None]]) -> list[list[int]]:
+    """Indices of consecutive jobs of one (policy, seed): an oracle split into chunks is one block."""
+    blocks: list[list[int]] = []
+    for i, (spec, seed, _) in enumerate(jobs):
+        if blocks and jobs[blocks[-1][0]][:2] == (spec, seed):
+            blocks[-1].append(i)
+        else:
+            blocks.append([i])
+    return blocks
+
+
+def _week_major(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The week-major rows of one (policy, seed) in the order of an unchunked run (patients in cohort order
+    within a week), whatever the number of chunks its patients were run in: tables do not depend on
+    ``n_jobs``."""
+    frame = pd.concat(frames, ignore_index=True)
+    return frame if len(frames) == 1 else frame.sort_values("week", kind="stable", ignore_index=True)
+
+
 def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
     """Run every policy of ``specs`` on every seed's patients (a progress bar counts the work items: a policy
     on a seed, or an oracle chunk). Returns the tidy tables with the subgroup covariates added."""
@@ -179,7 +198,9 @@ def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
     results.insert(1, "condition", condition)
     results["responder_w12"] = np.concatenate([o.responders(12) for o in outcomes])
     results = add_outcome_columns(results, cohorts)
-    weekly = pd.concat([o.to_weekly_frame() for o in outcomes], ignore_index=True)
+    weekly = pd.concat([_week_major([o.to_weekly_frame() for o in outcomes[g[0]:g[-1] + 1]]) for g in _blocks(jobs)],
+                       ignore_index=True)
     weekly.insert(1, "condition", condition)
-    dataset = pd.concat([transitions_frame(o, condition) for o in outcomes], ignore_index=True) if record else None
+    dataset = pd.concat([_week_major([transitions_frame(o, condition) for o in outcomes[g[0]:g[-1] + 1]])
+                         for g in _blocks(jobs)], ignore_index=True) if record else None
     return TrialData(results=results, weekly=weekly, dataset=dataset, policies=[describe(s) for s in specs])
