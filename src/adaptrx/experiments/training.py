@@ -316,11 +316,12 @@ def _resume_dir(cfg: TrainConfig, run_dir: Path) -> Path | None:
         return found
     if not cfg.resume:
         return None
-    found = [c for p in sorted(run_dir.parent.iterdir()) if p != run_dir
-             for c in [checkpoints.find(p / "checkpoints", "last")] if c is not None]
-    if not found:
-        raise ValueError(f"resume: no earlier run with a complete checkpoint under {run_dir.parent}")
-    return found[-1]
+    # newest run first: find() hashes a checkpoint's files, so stop at the first complete one
+    for earlier in sorted(run_dir.parent.iterdir(), reverse=True):
+        found = checkpoints.find(earlier / "checkpoints", "last") if earlier != run_dir else None
+        if found is not None:
+            return found
+    raise ValueError(f"resume: no earlier run with a complete checkpoint under {run_dir.parent}")
 
 
 def _new_model(cfg: TrainConfig, env: VecEnv, tb_dir: Path | None) -> BaseAlgorithm:
