@@ -75,6 +75,7 @@ class ModelConstants:
     supervision_desensitization: float = 1.3  # multiplier for supervised sessions
     remote_desensitization: float = 1.1  # multiplier for remotely monitored sessions
     exposure_load: float = 0.25  # relative load giving full exposure (lighter sessions count less)
+    irritation_block: float = 0.0  # per unit irritation D: irritated tissue does not desensitize (0 at D >= 1/this)
     # --- fear ---
     fear_expectation: float = 4.0  # NRS of extra pain a fully fearful patient expects from a session
     expectation_rate: float = 0.1  # how fast the expected in-session pain increase follows experience

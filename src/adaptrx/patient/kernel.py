@@ -224,27 +224,28 @@ class Kc(IntEnum):
     function_sd = 64
     capacity_test_cv = 65
     capacity_test_every = 66
+    irritation_block = 67
     # derived
-    decay_d = 67  # exp(-1 / irritation_tau)
-    decay_f = 68  # exp(-1 / fatigue_tau)
-    decay_h = 69  # exp(-1 / habit_tau)
-    innov_scale = 70  # sqrt(1 - eta_rho^2)
-    flare_mean_factor = 71  # exp(flare_size_sigma^2 / 2), mean / median of a lognormal flare
-    frequency_half_hill = 72  # frequency_half ** frequency_hill
-    mod_capacity = 73  # modality multipliers
-    mod_desensitization = 74
-    mod_irritation = 75
-    inv_sensitization_tau = 76  # reciprocals of time constants (per day) and of divisors
-    inv_fear_tau = 77
-    inv_context_rise_tau = 78
-    inv_context_fade_tau = 79
-    inv_stimulus_range = 80  # 1 / (1 - stimulus_threshold)
-    inv_exposure_load = 81
-    contact0 = 82  # contact0 + s: contact-driven share of context at s sessions/week (s = 0..5)
-    care0 = 88  # care0 + delivery: care level of the delivery mode (0 home alone, 1 remote, 2 supervised)
-    m_floor0 = 91  # m_floor0 + class: motivation floor of the adherence class
-    m_tau0 = 94  # m_tau0 + class: motivation time constant (days)
-    size = 97  # length of K
+    decay_d = 68  # exp(-1 / irritation_tau)
+    decay_f = 69  # exp(-1 / fatigue_tau)
+    decay_h = 70  # exp(-1 / habit_tau)
+    innov_scale = 71  # sqrt(1 - eta_rho^2)
+    flare_mean_factor = 72  # exp(flare_size_sigma^2 / 2), mean / median of a lognormal flare
+    frequency_half_hill = 73  # frequency_half ** frequency_hill
+    mod_capacity = 74  # modality multipliers
+    mod_desensitization = 75
+    mod_irritation = 76
+    inv_sensitization_tau = 77  # reciprocals of time constants (per day) and of divisors
+    inv_fear_tau = 78
+    inv_context_rise_tau = 79
+    inv_context_fade_tau = 80
+    inv_stimulus_range = 81  # 1 / (1 - stimulus_threshold)
+    inv_exposure_load = 82
+    contact0 = 83  # contact0 + s: contact-driven share of context at s sessions/week (s = 0..5)
+    care0 = 89  # care0 + delivery: care level of the delivery mode (0 home alone, 1 remote, 2 supervised)
+    m_floor0 = 92  # m_floor0 + class: motivation floor of the adherence class
+    m_tau0 = 95  # m_tau0 + class: motivation time constant (days)
+    size = 98  # length of K
 
 
 def constants_vector(k: ModelConstants, modality: Modality, classes: tuple[str, ...]) -> np.ndarray:
@@ -634,6 +635,7 @@ def step_week(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, loa
                 exposure = min(1.0, rel * K[Kc.inv_exposure_load])
                 allowed = max(K[Kc.tolerable_pain], pain + K[Kc.tolerable_increase])
                 tolerable = min(max(1.0 - (p_sess - allowed) * 0.5, 0.0), 1.0) * (0.0 if in_flare else 1.0)
+                tolerable *= max(0.0, 1.0 - K[Kc.irritation_block] * D)  # irritated tissue does not desensitize
                 rate_h = power(rate, K[Kc.frequency_hill])
                 freq = rate_h / (rate_h + K[Kc.frequency_half_hill])
                 des = (des_gain * freq * exposure * tolerable * max(0.0, sens - K[Kc.sensitization_floor] * s0)
