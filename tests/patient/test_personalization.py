@@ -44,6 +44,13 @@ def test_choosing_on_one_seed_overfits_noise() -> None:
     assert optimism > 0.2
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md 2.6 margin not met by the current priors: see envs/MODEL_CARD.md")
-def test_design_margin(result) -> None:
-    assert result.meets_design_margin
+@pytest.mark.parametrize("cohort_seed", [0, 1])
+def test_design_margin(cohort_seed: int) -> None:
+    """DESIGN.md 2.6 on the full plan grid at the size the model card reports (1000 patients, 4 selection
+    seeds + 1 held-out seed), on two cohorts: personal fixed plans cut flares + dropouts by >= 30 % at equal
+    pain (and in fact slightly lower pain)."""
+    r = room_to_personalize(n=1000, seed=cohort_seed)
+    assert r.meets_design_margin
+    assert r.harm_reduction >= 0.30
+    assert r.pain_gain >= 0.0
+    assert r.distinct_plans >= 20 and r.top_plan_share < 0.5

@@ -13,6 +13,7 @@ from adaptrx.patient import (
     MODALITIES,
     REMOTE,
     SUPERVISED,
+    ModelConstants,
     PatientSimulator,
     PatientState,
     WeekObservation,
@@ -454,7 +455,9 @@ def test_function_score_broadcasts(cohort: pd.DataFrame) -> None:
     assert stacked.shape == (2, N)
     np.testing.assert_array_equal(stacked[0], f)
     p = sim.p
-    expected = np.clip(100.0 + p.function_offset - 5.0 * pain - 45.0 * p.demand / sim.state.capacity, 0.0, 100.0)
+    k = ModelConstants()
+    expected = np.clip(100.0 + p.function_offset - k.function_pain * pain - k.function_demand * p.demand
+                       / sim.state.capacity, 0.0, 100.0)
     np.testing.assert_allclose(f, expected, rtol=0, atol=1e-12)
 
 

@@ -41,7 +41,7 @@ class ModelConstants:
     """Shape constants of the daily dynamics. All rates are per day unless named otherwise."""
 
     # --- capacity (fitness-fatigue; Banister: fitness 36-42 d, fatigue 7-21 d) ---
-    stimulus_threshold: float = 0.35  # relative load below which capacity barely adapts (ACSM 2009)
+    stimulus_threshold: float = 0.45  # relative load below which capacity barely adapts (ACSM 2009)
     fatigue_tau: float = 3.0  # days; acute fatigue decay
     fatigue_gain: float = 0.5  # fatigue added per unit relative load
     fatigue_envelope: float = 0.15  # fraction of envelope lost per unit fatigue
@@ -50,13 +50,13 @@ class ModelConstants:
     acwr_free: float = 0.10  # daily-averaged load (x capacity) tolerated whatever the history
     spike_weight: float = 0.6  # irritation per squared relative spike
     irritation_gain: float = 1.6  # irritation per squared relative excess over the envelope
-    demand_irritation_gain: float = 1.0  # daily-life demand irritates per squared excess x this (mechanical phenotype)
-    irritation_sensitized: float = 0.5  # extra irritation per unit S (sensitized tissue flares easily)
+    demand_irritation_gain: float = 0.75  # daily-life demand irritates per squared excess x this (mechanical phenotype)
+    irritation_sensitized: float = 0.75  # extra irritation per unit S (sensitized tissue flares easily)
     irritation_tau: float = 3.0  # days; irritation decay (flare lasts ~5-8 days)
     flare_threshold: float = 0.6  # irritation level that counts as a flare (onset on upward crossing)
     flare_size_median: float = 2.4  # irritation added by a background flare (lognormal median)
     flare_size_sigma: float = 0.35
-    session_flare: float = 1.1  # flare hazard multiplier per unit relative load on session days (RR ~1.2)
+    session_flare: float = 0.45  # flare hazard multiplier per unit relative load on session days (RR ~1.2)
     irritation_pain: float = 1.0  # pain drive per unit irritation (before the gain)
     # --- pain ---
     fear_gain: float = 0.5  # pain gain per unit fear (pain = (1 + S + c*Phi) * drive - X + eta)
@@ -69,13 +69,13 @@ class ModelConstants:
     # --- sensitization ---
     sensitization_tau: float = 140.0  # days; S relaxes toward S0 (1-3 months; T4 retention)
     sensitization_floor: float = 0.1  # S cannot fall below this fraction of S0
-    frequency_half: float = 3.5  # sessions/week at which the frequency factor is one half
+    frequency_half: float = 3.1  # sessions/week at which the frequency factor is one half
     frequency_hill: float = 4.0  # Hill exponent: desensitization needs regular exposure (Juhl 2014)
-    desensitization_damping: float = 5.0  # per unit S: sensitized patients respond less (O'Leary 2018)
+    desensitization_damping: float = 8.0  # per unit S: sensitized patients respond less (O'Leary 2018)
     supervision_desensitization: float = 1.3  # multiplier for supervised sessions
     remote_desensitization: float = 1.1  # multiplier for remotely monitored sessions
-    exposure_load: float = 0.25  # relative load giving full exposure (lighter sessions count less)
-    irritation_block: float = 0.0  # per unit irritation D: irritated tissue does not desensitize (0 at D >= 1/this)
+    exposure_load: float = 0.58  # relative load giving full exposure (lighter sessions count less)
+    irritation_block: float = 1.06  # per unit irritation D: irritated tissue does not desensitize (0 at D >= 1/this)
     # --- fear ---
     fear_expectation: float = 4.0  # NRS of extra pain a fully fearful patient expects from a session
     expectation_rate: float = 0.1  # how fast the expected in-session pain increase follows experience
@@ -106,7 +106,7 @@ class ModelConstants:
     attend_fear: float = 1.5
     attend_pain: float = 0.25  # per NRS above 5 the day before
     attend_flare: float = 1.5  # while in a flare
-    attend_burden: float = 0.7  # per session/week above the preferred number
+    attend_burden: float = 1.49  # per session/week above the preferred number
     attend_supervised: float = 1.0
     attend_remote: float = 0.4
     attend_low_class: float = -0.8
@@ -114,13 +114,13 @@ class ModelConstants:
     dropout_missed: float = 1.2  # x fraction of prescribed sessions missed this week
     dropout_flare: float = 1.2  # a flare this week
     dropout_no_improvement: float = 0.7  # no improvement over the last 4 weeks
-    dropout_intensity: float = 1.5  # per unit mean relative load above 0.6
+    dropout_intensity: float = 2.55  # per unit mean relative load above 0.6
     dropout_supervised: float = 0.2  # supervised this week lowers the hazard
     dropout_motivation: float = 2.0
-    dropout_burden: float = 0.3  # per session/week above preference
+    dropout_burden: float = 0.26  # per session/week above preference
     # --- function (WOMAC/KOOS-like, 0-100, higher is better) ---
     function_pain: float = 5.0  # points per NRS of mean pain
-    function_demand: float = 45.0  # points per unit demand/capacity ratio
+    function_demand: float = 80.0  # points per unit demand/capacity ratio
     # --- observation model ---
     nrs_sd: float = 0.5  # report noise sd (NRS), plus nrs_sd_severity x true pain
     nrs_sd_severity: float = 0.06
