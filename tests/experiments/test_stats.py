@@ -20,13 +20,18 @@ from adaptrx.experiments.stats import (
 )
 
 
+def _coverage(seed: int, mean: float, n: int, n_boot: int, reps: int) -> float:
+    """Share of ``reps`` normal samples (sd 2, size ``n``) whose bootstrap 95 % CI covers the true ``mean``."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for k in range(reps):
+        est = bootstrap_mean(rng.normal(mean, 2.0, n), n_boot=n_boot, seed=k)
+        hits += est.low <= mean <= est.high
+    return hits / reps
+
+
 def test_bootstrap_ci_covers_the_true_mean_at_about_95_percent() -> None:
-    rng = np.random.default_rng(0)
-    covered = 0
-    for k in range(300):
-        est = bootstrap_mean(rng.normal(1.0, 2.0, 200), n_boot=500, seed=k)
-        covered += est.low <= 1.0 <= est.high
-    assert 0.90 <= covered / 300 <= 0.98
+    assert 0.90 <= _coverage(seed=0, mean=1.0, n=200, n_boot=500, reps=300) <= 0.98
 
 
 def test_paired_difference_uses_the_pairing() -> None:
@@ -57,12 +62,7 @@ def test_bootstrap_ci_of_a_normal_mean_matches_normal_theory() -> None:
     assert est.value == pytest.approx(x.mean())
     assert abs(est.low - (x.mean() - half)) < 0.15 * half
     assert abs(est.high - (x.mean() + half)) < 0.15 * half
-    rng = np.random.default_rng(3)
-    hits = 0
-    for k in range(200):
-        est = bootstrap_mean(rng.normal(3.0, 2.0, 100), n_boot=400, seed=k)
-        hits += est.low <= 3.0 <= est.high
-    assert 0.90 <= hits / 200 <= 0.99
+    assert 0.90 <= _coverage(seed=3, mean=3.0, n=100, n_boot=400, reps=200) <= 0.99
 
 
 def test_unstratified_results_are_unchanged() -> None:
