@@ -7,6 +7,7 @@
 #   make policy     retrain the shipped policy agents/ppo-knee_oa-v0 with the paper preset (~5 min)
 #   make clinic-examples  regenerate the sample clinic histories and recommendations (experiments/clinic_examples)
 #   make calibrate  regenerate the calibration table and figures under envs/calibration/
+#   make lock       rewrite constraints.txt (exact dependency versions) from the current .venv
 #   make clean      remove .venv and caches
 
 PYTHON ?= python3
@@ -22,22 +23,27 @@ TORCH_PIP_ARGS ?=
 LINT_PATHS := $(wildcard src tests benchmarks)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench trial policy clinic-examples calibrate clean
+.PHONY: help install lock demo test bench trial policy clinic-examples calibrate clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
 
 install: $(STAMP)
 
-# torch goes in first, pinned: an unpinned resolve pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# torch goes in first, pinned: an unpinned resolve pulls a multi-GB CUDA build. Everything else is installed at the
+# exact versions of constraints.txt, so that a fresh machine runs the code the committed numbers were made with.
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "adaptrx needs Python >= 3.11; run e.g. 'make PYTHON=python3.11 $(MAKECMDGOALS)'" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install 'torch==$(TORCH_VERSION)' $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install -e '.[dev,web]'
+	$(BIN)/python -m pip install -e '.[dev,web]' -c constraints.txt
 	touch $@
+
+lock: $(STAMP)
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/adaptrx-train experiment=quick

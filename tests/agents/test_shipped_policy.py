@@ -1,5 +1,5 @@
 """The shipped default policy (agents/ppo-knee_oa-v0): loads without pickle, and its card's test numbers are
-reproduced exactly by re-running it on the same test patients."""
+reproduced by re-running it on the same test patients (to float noise across machines: tests/cross_machine.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cross_machine import MEAN_REL
 
 from adaptrx.agents import load_policy
 from adaptrx.envs import CohortEpisodes
@@ -46,7 +47,11 @@ def test_card_states_the_measured_test_results() -> None:
 
 @pytest.mark.slow
 def test_manifest_test_numbers_are_reproduced() -> None:
-    """Re-run the shipped policy on the manifest's test patients (same seed): identical clinical metrics."""
+    """Re-run the shipped policy on the manifest's test patients (same seed): the same clinical metrics.
+
+    Every metric the manifest records is compared at MEAN_REL (1e-6 relative). The committed numbers were written
+    on another machine, where the float32 network rounds differently: measured differences are up to 3e-9
+    relative, while one patient's changed flare or dropout would move a metric by about 1e-4 relative."""
     manifest = json.loads((SHIPPED / "manifest.json").read_text())
     test, env = manifest["evaluation"]["test"], manifest["env"]
     cohort = make_cohort(env["condition"], test["test_patients"], test["seed"], "test")
@@ -54,5 +59,6 @@ def test_manifest_test_numbers_are_reproduced() -> None:
                          modality=env["modality"]).run(load_policy(SHIPPED), discrete=env["discrete"],
                                                        shield=SafetyRules() if env["shield"] else None)
     metrics = clinical_metrics(out)
-    for key in ("pain_w12", "flares_per_patient", "dropout_rate", "composite", "return"):
-        assert metrics[key] == pytest.approx(test["agent"][key], rel=0, abs=1e-9), key
+    assert set(test["agent"]) <= set(metrics)
+    for key, committed in test["agent"].items():
+        assert metrics[key] == pytest.approx(committed, rel=MEAN_REL, abs=1e-12), key

@@ -12,6 +12,8 @@ from adaptrx.clinic.history import load_history
 from adaptrx.clinic.recommend import recommend
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "experiments" / "clinic_examples"
+#: One step of the printed load (3 decimals), plus float slack for the comparison itself.
+PRINTED_STEP = 1e-3 + 1e-9
 NAMES = {"doing_well": "csv", "after_flare": "json", "missed_two_weeks": "json"}
 
 
@@ -19,7 +21,15 @@ NAMES = {"doing_well": "csv", "after_flare": "json", "missed_two_weeks": "json"}
 def test_example_reproduces(name: str) -> None:
     committed = json.loads((EXAMPLES / f"{name}.recommendation.json").read_text())
     rec = recommend(load_history(EXAMPLES / f"{name}.{NAMES[name]}"), seed=0).to_dict()
-    assert rec["prescription"] == committed["prescription"]
+    # Loads are printed to 3 decimals, and the float32 policy network rounds differently on another machine
+    # (tests/cross_machine.py): a load may land one printed step (0.001) away from the committed one. Sessions,
+    # delivery and the safety rules that bound the choice are discrete and must be identical.
+    prescription, expected = rec["prescription"], committed["prescription"]
+    for part, want in ((prescription, expected), (prescription["proposed"], expected["proposed"])):
+        assert {k: v for k, v in part.items() if not k.startswith("load")} == \
+            {k: v for k, v in want.items() if not k.startswith("load")}
+        for key in (k for k in want if k.startswith("load")):
+            assert part[key] == pytest.approx(want[key], abs=PRINTED_STEP), key
     assert rec["safety"] == committed["safety"]
     assert rec["policy"] == committed["policy"]
     for plan, values in committed["forecast"]["plans"].items():

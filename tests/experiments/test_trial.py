@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cross_machine import MEAN_REL, PATIENT_ABS
 from hydra import compose, initialize_config_module
 
 from adaptrx.envs.features import FEATURE_NAMES
@@ -250,8 +251,12 @@ def test_committed_trial_is_reproduced(tmp_path: Path, split: str) -> None:
     for policy in ("population_best", "pain_monitoring", "none"):
         a = committed[committed["policy"] == policy][cols].reset_index(drop=True)
         b = out.results[out.results["policy"] == policy][cols].reset_index(drop=True)
-        pd.testing.assert_frame_equal(a, b, check_dtype=False)
-    # the agent's float32 network may round differently with another torch thread count: equal to 1e-3
+        # numpy/numba only: bit-identical across the machines compared so far; MEAN_REL admits another CPU's
+        # last-bit math and fails on any changed event (an integer column, or pain moved by far more than 1e-6)
+        pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False, rtol=MEAN_REL, atol=1e-9)
+    # the agent's float32 network rounds differently on another machine: per-patient outcomes moved by up to 3e-6
+    # (measured); PATIENT_ABS (1e-4) still fails on a changed flare, dropout or session count (integer columns and
+    # pain/return shifts of 1e-2 and more)
     a = committed[committed["policy"] == "ppo-knee_oa-v0"][cols].reset_index(drop=True)
     b = out.results[out.results["policy"] == "ppo-knee_oa-v0"][cols].reset_index(drop=True)
-    pd.testing.assert_frame_equal(a, b, check_dtype=False, atol=1e-3, rtol=0)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False, atol=PATIENT_ABS, rtol=0)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cross_machine import MEAN_REL
 
 from adaptrx.patient.calibration import CALIBRATION_SEED, Target, format_table, run_suite
 
@@ -39,11 +40,16 @@ def test_target_in_accepted_range(suite: dict[str, Target], target_id: str) -> N
 
 
 def test_committed_report_matches_the_model(suite: dict[str, Target]) -> None:
-    """envs/calibration/targets.json (shown in MODEL_CARD.md) must be regenerated when the model changes."""
+    """envs/calibration/targets.json (shown in MODEL_CARD.md) must be regenerated when the model changes.
+
+    Compared at MEAN_REL (1e-6 relative): the committed file was written on another machine. The suite is
+    numpy/numba only and has reproduced bit for bit across the machines compared so far; the tolerance admits
+    the last-bit differences another CPU's vectorized math could bring, and still fails on one simulated
+    patient's changed event (about 1e-4 relative on a 2000-patient arm)."""
     committed = json.loads((ROOT / "envs" / "calibration" / "targets.json").read_text())
     assert {row["id"] for row in committed} == set(suite)
     for row in committed:
-        assert row["simulated"] == pytest.approx(suite[row["id"]].simulated, abs=1e-6), (
+        assert row["simulated"] == pytest.approx(suite[row["id"]].simulated, rel=MEAN_REL, abs=1e-9), (
             f"{row['id']}: committed {row['simulated']} vs simulated {suite[row['id']].simulated}; "
             "run `make calibrate` and update envs/MODEL_CARD.md"
         )
