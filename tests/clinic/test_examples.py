@@ -39,6 +39,9 @@ def test_example_reproduces(name: str) -> None:
 
 def test_examples_tell_their_stories() -> None:
     flare = json.loads((EXAMPLES / "after_flare.recommendation.json").read_text())
-    assert "regress_after_flare" in flare["safety"]["bound_by"] and flare["prescription"]["load_change"] <= -0.2
+    # after a flare the load comes down by at least the rule's 20 %: by the rule, or by the policy already
+    rx = flare["prescription"]
+    assert rx["load_change"] <= -0.2
+    assert "regress_after_flare" in flare["safety"]["bound_by"] or rx["proposed"]["load"] <= rx["load"] + 1e-9
     missed = load_history(EXAMPLES / "missed_two_weeks.json").weeks()
     assert missed["attended"].tolist()[-2:] == [0, 0] and (missed["sessions"].iloc[-2:] > 0).all()

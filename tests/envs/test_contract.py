@@ -179,9 +179,11 @@ def test_dropout_terminates_with_the_forward_simulated_untreated_future() -> Non
         pains.append(float(r.pain[0]))
         value += -r.pain[0] / 10 + 2.0 * r.function[0] / 100 - 0.1 * (r.flares[0] > 0)
     np.testing.assert_allclose(tail, pains, rtol=0, atol=1e-12)
-    assert info["rewards"]["dropout"] == pytest.approx(value, abs=1e-9)
-    # Dropout is not a shortcut: the terminal term is worth what the untreated weeks are worth.
-    assert info["rewards"]["dropout"] != 0.0 or week == 26
+    # Dropout is not a shortcut: the terminal term is worth what the untreated weeks are worth, minus the
+    # dropout's own weight (RewardWeights.dropout, default 5)
+    assert info["rewards"]["dropout"] == pytest.approx(value - 5.0, abs=1e-9)
+    # ... and the safety cost counts every remaining week as unsafe (intention to treat)
+    assert info["cost"] >= 26 - week
 
 
 def test_patient_from_seed_is_a_split_row() -> None:

@@ -10,7 +10,8 @@ session rounding (near-)ties), any move index of the discrete env; episodes stop
 
 * the observation is a finite float32 vector in ``observation_space`` (``space.contains``);
 * the reward is a finite float, the sum of the named components, each in its documented range; the cost is
-  0 or 1; ``terminated``/``truncated`` are bools that follow the dropout and the horizon;
+  0 or 1 in a week in care, and a dropout's week adds exactly one per remaining week; ``terminated``/
+  ``truncated`` are bools that follow the dropout and the horizon;
 * every number in ``info`` (nested dicts and lists included) is finite; true pain 0-10, function 0-100,
   latent state in range; the prescription follows the action contract;
 * nothing warns (every warning is an error inside the properties);
@@ -53,7 +54,8 @@ CONDITIONS: tuple[str, ...] = tuple(conditions())
 MODALITY_NAMES: tuple[str, ...] = tuple(sorted(MODALITIES))
 STATE_FIELDS = frozenset(f.name for f in PatientState.__dataclass_fields__.values())
 K = ModelConstants()
-W = {"pain": 1.0, "function": 2.0, "flare": 0.1, "supervision": 0.01, "remote": 0.005}  # RewardWeights defaults
+W = {"pain": 1.0, "function": 2.0, "flare": 0.1, "supervision": 0.01, "remote": 0.005,
+     "dropout": 5.0}  # RewardWeights defaults
 TOL = 1e-9
 #: Copula uniforms are clipped to this range when the prior is sampled: the marginals there are its extremes.
 U_LOW, U_HIGH = 1e-12, 1 - 1e-12
@@ -162,6 +164,8 @@ def check_state(state: dict[str, float], week: int) -> None:
     for name in ("fatigue", "irritation", "demand_irritation", "sensitization", "context", "expected_increase"):
         between(state[name], 0.0, math.inf, f"state.{name}")
     assert state["in_flare"] in (0.0, 1.0) and state["dropped_out"] in (0.0, 1.0)
+    # flare weeks fading with tau 8 weeks: at most one a week, so at most 1 / (1 - exp(-1/8)) ~ 8.5
+    between(state["flare_memory"], 0.0, 1.0 / (1.0 - math.exp(-1.0 / 8.0)), "state.flare_memory")
     assert state["week"] == week and state["day"] == 1 + 7 * week
 
 
@@ -192,7 +196,8 @@ def check_step(env_id: str, weeks: int, week: int, action: Any, last: dict[str, 
     between(info["function"], 0.0, 100.0, "function")
     assert type(info["flare"]) is bool and type(info["dropped_out"]) is bool
     assert 0 <= info["sessions_attended"] <= info["sessions_prescribed"] <= 5
-    assert info["cost"] in (0.0, 1.0) and (info["cost"] == 1.0 or not info["flare"])
+    week_cost = info["cost"] - (weeks - week if terminated else 0)  # a dropout adds every remaining week
+    assert week_cost in (0.0, 1.0) and (week_cost == 1.0 or not info["flare"])
     check_state(info["state"], week)
 
     rx, want = info["prescription"], expected_prescription(env_id, action, last)
@@ -223,10 +228,11 @@ def check_step(env_id: str, weeks: int, week: int, action: Any, last: dict[str, 
         assert len(tail) == remaining
         for pain in tail:
             between(pain, 0.0, 10.0, "pain_after_dropout")
-        between(r["dropout"], -(W["pain"] + W["flare"]) * remaining, W["function"] * remaining, "rewards.dropout")
-        # the dropout term is the tail's pain, function and flare components: what is left after the pain of
-        # the reported tail is its function and flare terms
-        rest = r["dropout"] - sum(-W["pain"] * p / 10 for p in tail)
+        between(r["dropout"], -(W["pain"] + W["flare"]) * remaining - W["dropout"],
+                W["function"] * remaining - W["dropout"], "rewards.dropout")
+        # the dropout term is the tail's pain, function and flare components minus the dropout weight: what is
+        # left after the pain of the reported tail and the weight is its function and flare terms
+        rest = r["dropout"] + W["dropout"] - sum(-W["pain"] * p / 10 for p in tail)
         between(rest, -W["flare"] * remaining, W["function"] * remaining, "rewards.dropout - tail pain")
     else:
         assert "pain_after_dropout" not in info and r["dropout"] == 0.0

@@ -260,3 +260,17 @@ def test_committed_trial_is_reproduced(tmp_path: Path, split: str) -> None:
     a = committed[committed["policy"] == "ppo-knee_oa-v0"][cols].reset_index(drop=True)
     b = out.results[out.results["policy"] == "ppo-knee_oa-v0"][cols].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False, atol=PATIENT_ABS, rtol=0)
+
+
+@pytest.mark.parametrize("split", ["test", "ood"])
+def test_committed_trial_composite_does_not_reward_doing_little(split: str) -> None:
+    """The composite (a documented secondary) never ranks no treatment or attention control above a protocol
+    that relieves at least 1 NRS more pain at week 12; the headline objective (return) ranks them below it too."""
+    summary = pd.read_csv(ROOT / "experiments" / "knee_oa_trial" / split / "summary.csv")
+    means = summary.pivot_table(index="policy", columns="metric", values="mean")
+    assert (means["pain_change_w12"] <= means.loc["none", "pain_change_w12"] - 1.0).sum() >= 3  # a real check
+    for idle in ("none", "attention_control"):
+        better = means.index[means["pain_change_w12"] <= means.loc[idle, "pain_change_w12"] - 1.0]
+        for policy in better:
+            assert means.loc[idle, "composite"] > means.loc[policy, "composite"], (idle, policy)
+            assert means.loc[idle, "return"] < means.loc[policy, "return"], (idle, policy)

@@ -130,9 +130,12 @@ def _summary(means: dict[str, dict[str, float]]) -> pd.DataFrame:
 
 
 SUMMARY = _summary({
-    REF: {"pain_change_w12": -1.0, "composite": 6.0, "flares": 1.0, "dropped_out": 0.10, "responder_w12": 0.3},
-    "ppo": {"pain_change_w12": -1.5, "composite": 6.5, "flares": 1.4, "dropped_out": 0.05, "responder_w12": 0.5},
-    "oracle": {"pain_change_w12": -1.2, "composite": 5.0, "flares": 0.9, "dropped_out": 0.08, "responder_w12": 0.4},
+    REF: {"return": 5.0, "pain_change_w12": -1.0, "composite": 6.0, "flares": 1.0, "dropped_out": 0.10,
+          "responder_w12": 0.3},
+    "ppo": {"return": 4.0, "pain_change_w12": -1.5, "composite": 6.5, "flares": 1.4, "dropped_out": 0.05,
+            "responder_w12": 0.5},
+    "oracle": {"return": 6.5, "pain_change_w12": -1.2, "composite": 5.0, "flares": 0.9, "dropped_out": 0.08,
+               "responder_w12": 0.4},
 })
 DIFFERENCES = pd.DataFrame([
     _diff(-0.5, -0.7, -0.3, policy="ppo"),
@@ -146,18 +149,21 @@ DIFFERENCES = pd.DataFrame([
 
 def test_findings_names_the_best_policy_per_outcome() -> None:
     lines = findings(SUMMARY, DIFFERENCES, REF)
+    # the headline objective leads, then its components, then the secondary composite
+    assert lines[0] == ("Headline objective (episode return under the env's default reward): best `oracle` (6.50 "
+                        "per patient); its components follow.")
     best = [x for x in lines if x.startswith("Best on")]
     assert best == [
         f"Best on {METRICS['pain_change_w12'][0]}: `ppo` (-1.50).",
-        f"Best on {METRICS['composite'][0]}: `oracle` (5.00).",
         f"Best on {METRICS['flares'][0]}: `oracle` (0.90).",
         f"Best on {METRICS['dropped_out'][0]}: `ppo` (5.00 %).",
+        f"Best on {METRICS['composite'][0]}: `oracle` (5.00).",
     ]
 
 
 def test_findings_lists_better_and_worse_per_policy() -> None:
     lines = findings(SUMMARY, DIFFERENCES, REF)
-    verdicts = [x for x in lines if not x.startswith("Best on")]
+    verdicts = [x for x in lines if not x.startswith(("Best on", "Headline"))]
     assert verdicts == [
         f"`ppo` vs `{REF}`: better on pain_change_w12 -0.50 [-0.70, -0.30]; responder_w12 +20.0 [+10.0, +30.0] %; "
         "worse on flares +0.40 [+0.20, +0.60].",
@@ -271,8 +277,8 @@ def test_write_report(tmp_path: Path, analysis: tuple[pd.DataFrame, pd.DataFrame
         assert f"- {line}\n" in text
     assert "`ppo` vs `pain_monitoring`: better on pain_change_w12" in text
     assert "worse on flares +1.00" in text
-    assert summary_table(summary, ["pain_w12", "pain_change_w12", "responder_w12", "flares", "dropped_out",
-                                   "function_change", "cost", "composite"]) in text
+    assert summary_table(summary, ["return", "pain_w12", "pain_change_w12", "responder_w12", "function_change",
+                                   "flares", "dropped_out", "cost", "composite"]) in text
     assert differences_table(differences) in text
     assert "| label | kind | checkpoint |" in text and "runs/ppo/model.zip" in text and "None" not in text
     assert f"## Subgroups: {METRICS['pain_change_w12'][0]}, policy minus `{REF}`" in text

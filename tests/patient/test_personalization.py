@@ -44,13 +44,26 @@ def test_choosing_on_one_seed_overfits_noise() -> None:
     assert optimism > 0.2
 
 
-@pytest.mark.parametrize("cohort_seed", [0, 1])
-def test_design_margin(cohort_seed: int) -> None:
-    """DESIGN.md 2.6 on the full plan grid at the size the model card reports (1000 patients, 4 selection
-    seeds + 1 held-out seed), on two cohorts: personal fixed plans cut flares + dropouts by >= 30 % at equal
-    pain (and in fact slightly lower pain)."""
-    r = room_to_personalize(n=1000, seed=cohort_seed)
-    assert r.meets_design_margin
-    assert r.harm_reduction >= 0.30
-    assert r.pain_gain >= 0.0
+@pytest.fixture(scope="module", params=[0, 1])
+def full_grid(request: pytest.FixtureRequest):
+    """The full plan grid at the size the model card reports (1000 patients, 4 selection seeds + 1 held-out
+    seed), on two cohorts."""
+    return room_to_personalize(n=1000, seed=request.param)
+
+
+def test_personal_plans_cut_harm_at_equal_pain(full_grid) -> None:
+    """What room there is with patient-plausible flares (at most one flare onset a week, repeated flares end in
+    dropout): personal fixed plans cut flares + dropouts by about 18-19 % (measured) at slightly lower pain and
+    higher function, with many different plans chosen."""
+    r = full_grid
+    assert r.harm_reduction >= 0.15
+    assert r.pain_gain >= 0.0 and r.function_gain >= 1.0
     assert r.distinct_plans >= 20 and r.top_plan_share < 0.5
+
+
+@pytest.mark.xfail(strict=True, reason="DESIGN 2.6 margin not met since flares became patient-plausible "
+                   "(2026-12): flares + dropouts -17.7 % / -19.4 %, pain -0.09 / -0.08 NRS, function +1.9 / +1.8 "
+                   "points on cohorts 0 / 1 (needs >= 30 %, 0.3 NRS or 5 points); see envs/MODEL_CARD.md")
+def test_design_margin(full_grid) -> None:
+    """DESIGN.md 2.6: personal fixed plans reach a clinically meaningful margin over the population plan."""
+    assert full_grid.meets_design_margin

@@ -308,8 +308,8 @@ class OraclePolicy(Policy):
             b.E[engine.E_DONE] = 0.0  # ended rows keep stepping (masked); the engine refuses done rows
             step = b.step_actions(a, discrete=False)
             reward = step.reward
-            if truncated_tails:
-                reward = reward - step.components[engine.R_DROPOUT]
+            if truncated_tails:  # the untreated tail is stepped below; the dropout's own weight still counts
+                reward = reward - step.components[engine.R_DROPOUT] - b.config.reward.dropout * step.terminated
             value += np.where(live, reward, 0.0)
             out |= step.terminated
             live &= t + 1 < steps

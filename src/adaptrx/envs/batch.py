@@ -25,7 +25,7 @@ import numpy as np
 from adaptrx.envs import engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, move_indices
 from adaptrx.envs.features import FEATURE_NAMES, FeatureBuffer
-from adaptrx.envs.reward import COMPONENTS, RewardWeights
+from adaptrx.envs.reward import COMPONENTS, RewardWeights, dropout_cost
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
 from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patient
 from adaptrx.patient.kernel import Out, St
@@ -313,7 +313,10 @@ class EpisodeBatch:
         if dropouts:
             index = np.flatnonzero(work[engine.W_RECORD + engine.R_TERMINATED])
             tails = self.untreated_tails(index, work[engine.W_RECORD + engine.R_DROPOUT])
+            work[engine.W_RECORD + engine.R_DROPOUT, index] -= self.config.reward.dropout
             work[engine.W_RECORD + engine.R_REWARD, index] += work[engine.W_RECORD + engine.R_DROPOUT, index]
+            remaining = self.config.weeks - self.E[engine.E_WEEK, index]
+            work[engine.W_RECORD + engine.R_COST, index] += dropout_cost(remaining)
         return StepBatch(obs=obs, work=work, pain_after_dropout=tails)
 
     def untreated_tails(self, index: np.ndarray, value: np.ndarray | None = None) -> dict[int, list[float]]:

@@ -19,7 +19,7 @@ from numba import njit
 
 from adaptrx.envs.actions import decode_continuous_into, decode_discrete_into
 from adaptrx.envs.features import FEATURE_INDEX, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
-from adaptrx.envs.reward import outcome_components
+from adaptrx.envs.reward import COST_PAIN_THRESHOLD, outcome_components
 from adaptrx.patient import REMOTE, SUPERVISED, kernel
 from adaptrx.patient.kernel import Out
 
@@ -169,7 +169,7 @@ def env_step(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, E: n
         record[R_REWARD, i] = (record[R_PAIN, i] + record[R_FUNCTION, i] + record[R_FLARE, i]
                                + record[R_SUPERVISION, i] + record[RREMOTE, i])
         spm = out[Out.session_pain_max, i]
-        record[R_COST, i] = 1.0 if flare or (not np.isnan(spm) and spm > 5.0) else 0.0
+        record[R_COST, i] = 1.0 if flare or (not np.isnan(spm) and spm > COST_PAIN_THRESHOLD) else 0.0
         terminated = out[Out.new_dropout, i] != 0.0
         truncated = week[i] >= weeks and not terminated
         record[R_TERMINATED, i] = 1.0 if terminated else 0.0

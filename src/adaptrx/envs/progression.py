@@ -20,9 +20,15 @@
     session, switch delivery.
 
 ``info`` after each step: ``pain`` (true mean daily pain), ``function``, ``sessions_prescribed``,
-``sessions_attended``, ``flare``, ``dropped_out``, ``rewards``, ``cost`` (1.0 for a week with in-session
-pain > 5 or a flare), ``state`` (latent variables), ``week``, ``prescription``, and on dropout
-``pain_after_dropout`` (weekly no-exercise pain over the remaining weeks).
+``sessions_attended``, ``flare`` (a flare onset this week: the weekly record holds at most one),
+``dropped_out``, ``rewards``, ``cost``, ``state`` (latent variables), ``week``, ``prescription``, and on
+dropout ``pain_after_dropout`` (weekly no-exercise pain over the remaining weeks).
+
+``info["cost"]`` is the Safety-Gymnasium-style safety cost of the step, in unsafe weeks (>= 0): 1.0 for a
+week with in-session pain above 5 (NRS) or a flare onset, else 0.0; in the week a patient drops out it adds
+1.0 for every remaining week of the episode (:func:`adaptrx.envs.reward.dropout_cost`), the most those
+weeks could have cost in care. An episode's summed cost is therefore intention-to-treat, and making
+patients quit never lowers it.
 """
 
 from __future__ import annotations

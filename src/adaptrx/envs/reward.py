@@ -13,8 +13,24 @@ Each week yields named components whose sum is the reward (``info["rewards"]``):
   Default 0.005;
 * ``dropout``: when the patient drops out, the sum over the remaining weeks of the ``pain``, ``function``
   and ``flare`` components the patient will have without exercise (simulated forward from the
-  dropout state with the patient's own noise). Dropping out therefore ends the episode with the value of
-  the untreated future, so driving patients out of the programme is never a shortcut.
+  dropout state with the patient's own noise), minus ``w_dropout``. Dropping out therefore ends the episode
+  with the value of the untreated future and a loss of its own, so driving patients out of the programme is
+  never a shortcut. Default ``w_dropout = 5``: the untreated tail already charges the pain a dropout keeps,
+  but not what leaving care loses beyond it (the programme's remaining function gains, follow-up, the
+  chance to adjust the plan; in trials, non-completers do worse than the no-exercise model of their tail
+  predicts). 5 return units is what half an NRS point over a 26-week programme plus 10 function points (one
+  MCID) for half of it are worth on this scale. It is the weight at which the oracle, planning for this
+  reward, stops trading dropout away against population_best (measured in the model card).
+
+The **headline objective** of the project (DESIGN section 3) is the undiscounted episode return under
+these default weights: the oracle plans for it, training selects checkpoints on it, ``population_best`` is
+searched on it, and trial reports lead with it; its components stay reported beside it.
+
+**Safety cost** (``info["cost"]``, Safety-Gymnasium convention, see :func:`dropout_cost`): 1 for a week with
+in-session pain above :data:`COST_PAIN_THRESHOLD` (NRS) or a flare onset, 0 otherwise. A dropout adds
+:data:`DROPOUT_COST_PER_WEEK` per remaining week of the episode: a week out of care counts like the worst
+week in care, so ending an episode never lowers the cost (intention to treat; a constrained agent cannot
+buy safety by making patients quit).
 
 Evaluation is intention-to-treat: the same forward simulation gives ``info["pain_after_dropout"]``.
 """
@@ -40,6 +56,7 @@ class RewardWeights:
     flare: float = 0.1
     supervision: float = 0.01
     remote: float = 0.005
+    dropout: float = 5.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -66,8 +83,25 @@ class RewardWeights:
         return asdict(self)
 
     def vector(self) -> np.ndarray:
-        """Weights as ``(pain, function, flare, supervision, remote)``, the order the compiled step uses."""
+        """Weights as ``(pain, function, flare, supervision, remote)``, the order the compiled step uses (the
+        ``dropout`` weight is applied where a dropout's untreated tail is simulated)."""
         return np.array([self.pain, self.function, self.flare, self.supervision, self.remote])
+
+
+#: In-session pain above this (NRS 0-10) makes a week unsafe (the pain-monitoring model's acceptable limit).
+COST_PAIN_THRESHOLD = 5.0
+#: Safety cost per remaining episode week when a patient drops out (the most a week in care can cost).
+DROPOUT_COST_PER_WEEK = 1.0
+
+
+def dropout_cost(remaining_weeks: np.ndarray) -> np.ndarray:
+    """Safety cost a dropout adds: :data:`DROPOUT_COST_PER_WEEK` x the episode's remaining weeks (>= 0).
+
+    A week in care costs at most 1 (in-session pain above the threshold or a flare), so charging every week
+    out of care as 1 makes the cost of an episode that ends early at least what any continuation could have
+    cost: ending episodes never lowers the cost.
+    """
+    return DROPOUT_COST_PER_WEEK * np.maximum(np.asarray(remaining_weeks, dtype=np.float64), 0.0)
 
 
 _jit = njit(cache=True, fastmath=False, error_model="numpy")

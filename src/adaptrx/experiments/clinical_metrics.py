@@ -17,11 +17,11 @@ flares_per_patient      flares summed over the episode's weeks (count per patien
 dropout_rate            fraction of patients who dropped out (0-1)                      lower
 capacity_change         final capacity minus 1 (x baseline capacity)                    higher
 function_change         final minus baseline function (points, 0-100 scale)             higher
-safety_cost             safety-cost weeks within the episode (weeks per patient)        lower
+safety_cost             safety cost (env ``info['cost']``: unsafe weeks + weeks lost)  lower
 shield_interventions    weeks a shield rule bound (weeks per patient)                   lower
 supervised_sessions     attended sessions with supervised delivery (per patient)        lower (cost)
-composite               :func:`composite`: pain + flares + dropout penalty              lower
-return                  undiscounted episode return of the env reward                   higher
+composite               :func:`composite` (secondary): pain + flares + dropout penalty  lower
+return                  episode return of the env reward (the headline objective)      higher
 ======================  ==============================================================  ==============
 
 The ``_w12`` names are fixed (TensorBoard tags stay stable); the week they describe is ``week`` (default 12).
@@ -56,14 +56,23 @@ PAIN_THRESHOLD = 5.0
 MAX_PANELS = 8
 
 
-def composite(out: EpisodeOutcomes) -> np.ndarray:
-    """Composite harm score per patient, shape ``(n,)``, lower is better (0 = painless, no flare, stayed).
+def composite_score(pain_mean: np.ndarray, flares: np.ndarray, dropped_out: np.ndarray) -> np.ndarray:
+    """The composite harm score from its parts (arrays of equal shape): mean weekly pain (NRS 0-10) + flare
+    weeks + :data:`DROPOUT_PENALTY` for a dropout (bool or 0/1). Lower is better.
 
-    Mean weekly true pain over the whole episode (pain AUC / weeks, NRS 0-10, intention to treat: the
-    no-exercise continuation after a dropout counts) + the number of flares over the episode + 2 if the
-    patient dropped out (0 otherwise).
+    A documented *secondary* outcome: the headline objective is the env return (``adaptrx.envs.reward``).
+    With flares recorded as flare weeks (at most one onset a week) the weights rank policies sensibly: on the
+    knee-OA trials neither ``none`` nor ``attention_control`` ranks above a protocol that relieves 1 NRS more at
+    week 12 (checked on the committed trial, ``tests/experiments/test_trial.py``).
     """
-    return out.pain.mean(axis=0) + out.flares.sum(axis=0) + DROPOUT_PENALTY * (out.dropout_week > 0)
+    return pain_mean + flares + DROPOUT_PENALTY * np.asarray(dropped_out, dtype=np.float64)
+
+
+def composite(out: EpisodeOutcomes) -> np.ndarray:
+    """:func:`composite_score` per patient, shape ``(n,)``: mean weekly true pain over the whole episode (pain
+    AUC / weeks, intention to treat: the no-exercise continuation after a dropout counts), flare weeks over
+    the episode and dropout."""
+    return composite_score(out.pain.mean(axis=0), out.flares.sum(axis=0), out.dropout_week > 0)
 
 
 def _check_week(out: EpisodeOutcomes, week: int) -> int:

@@ -5,12 +5,14 @@
 or model selection), intention-to-treat. Per comparator it reports the mean paired difference (agent minus
 protocol) with a bootstrap 95 % CI of
 
-* pain at week 12 (NRS, lower is better), and
-* the composite of :func:`~adaptrx.experiments.clinical_metrics.composite` (mean weekly pain over the
-  episode + flare weeks + 2 for a dropout; lower is better),
+* the episode return under the env's default reward (the headline objective, ``DESIGN.md`` section 3;
+  higher is better),
+* its components: pain at week 12 (NRS), flares and dropout (lower is better), and
+* the composite of :func:`~adaptrx.experiments.clinical_metrics.composite` (a documented secondary: mean
+  weekly pain + flare weeks + 2 for a dropout; lower is better),
 
-and whether the policy beats every fixed protocol on both (CI upper bound below zero) with no more flares
-per patient than ``pain_monitoring`` (the issue's bar).
+and whether the policy beats every fixed protocol on the return (CI lower bound above zero) with no more
+flares per patient than ``pain_monitoring``.
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ AGENT = "agent"
 REFERENCE = "population_best"
 SAFETY_REFERENCE = "pain_monitoring"
 #: Columns of the per-policy summary of the comparison.
-SUMMARY_COLUMNS: tuple[str, ...] = ("pain_w12", "pain_change_w12", "responder_rate_w12", "pain_mean",
-                                    "flares_per_patient", "dropout_rate", "composite", "supervised_sessions",
-                                    "return")
+SUMMARY_COLUMNS: tuple[str, ...] = ("return", "pain_w12", "pain_change_w12", "responder_rate_w12", "pain_mean",
+                                    "function_change", "flares_per_patient", "dropout_rate", "safety_cost",
+                                    "composite", "supervised_sessions")
 
 
 def comparators(condition: str) -> list[str]:
@@ -81,39 +83,50 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     metrics = {k: clinical_metrics(o) for k, o in outcomes.items()}
     summary = pd.DataFrame([{"policy": k, **{c: m[c] for c in SUMMARY_COLUMNS}} for k, m in metrics.items()])
     agent = outcomes[AGENT]
+    per_patient = {  # outcome -> per-patient values of an outcomes object
+        "return": lambda o: o.returns, "pain_w12": lambda o: o.pain_at(12),
+        "flares": lambda o: o.flares.sum(axis=0), "dropout": lambda o: (o.dropout_week > 0).astype(float),
+        "composite": composite,
+    }
     rows = []
     for name in names:
-        ref = outcomes[name]
-        pain = paired_difference(agent.pain_at(12), ref.pain_at(12), seed=cfg.eval_seed)
-        comp = paired_difference(composite(agent), composite(ref), seed=cfg.eval_seed)
-        flares = paired_difference(agent.flares.sum(axis=0), ref.flares.sum(axis=0), seed=cfg.eval_seed)
-        rows.append({"comparator": name, "pain_w12_diff": pain.value, "pain_w12_low": pain.low,
-                     "pain_w12_high": pain.high, "composite_diff": comp.value, "composite_low": comp.low,
-                     "composite_high": comp.high, "flares_diff": flares.value, "flares_low": flares.low,
-                     "flares_high": flares.high})
+        row: dict[str, Any] = {"comparator": name}
+        for key, values in per_patient.items():
+            est = paired_difference(values(agent), values(outcomes[name]), seed=cfg.eval_seed)
+            row.update({f"{key}_diff": est.value, f"{key}_low": est.low, f"{key}_high": est.high})
+        rows.append(row)
     diffs = pd.DataFrame(rows)
     flares = dict(zip(summary["policy"], summary["flares_per_patient"], strict=True))
+    beats_return = bool((diffs["return_low"] > 0).all())
     beats_pain = bool((diffs["pain_w12_high"] < 0).all())
-    beats_composite = bool((diffs["composite_high"] < 0).all())
     safe = flares[AGENT] <= flares[SAFETY_REFERENCE]
     fixed = summary[summary["policy"] != AGENT]
-    best_fixed = str(fixed.loc[fixed["composite"].idxmin(), "policy"])
+    best_fixed = str(fixed.loc[fixed["return"].idxmax(), "policy"])
     ref_name = REFERENCE if REFERENCE in names else SAFETY_REFERENCE
     ref_row = diffs.set_index("comparator").loc[ref_name]
+
+    def triple(key: str) -> list[float]:
+        return [float(ref_row[f"{key}_{part}"]) for part in ("diff", "low", "high")]
+
     numbers = {
         "test_patients": int(n), "seed": int(cfg.eval_seed), "reference": ref_name,
-        "pain_w12_vs_reference": [float(ref_row[c]) for c in ("pain_w12_diff", "pain_w12_low", "pain_w12_high")],
-        "composite_vs_reference": [float(ref_row[c]) for c in ("composite_diff", "composite_low", "composite_high")],
-        "beats_every_fixed_protocol_pain_w12": beats_pain, "beats_every_fixed_protocol_composite": beats_composite,
+        "return_vs_reference": triple("return"), "pain_w12_vs_reference": triple("pain_w12"),
+        "flares_vs_reference": triple("flares"), "dropout_vs_reference": triple("dropout"),
+        "composite_vs_reference": triple("composite"),
+        "beats_every_fixed_protocol_return": beats_return, "beats_every_fixed_protocol_pain_w12": beats_pain,
         "flares_per_patient": float(flares[AGENT]), "flares_pain_monitoring": float(flares[SAFETY_REFERENCE]),
-        "no_more_flares_than_pain_monitoring": bool(safe), "best_fixed_protocol_by_composite": best_fixed,
+        "no_more_flares_than_pain_monitoring": bool(safe), "best_fixed_protocol_by_return": best_fixed,
         "agent": metrics[AGENT],
     }
-    headline = (f"vs {ref_name}: pain w12 {ref_row['pain_w12_diff']:+.2f} [{ref_row['pain_w12_low']:+.2f}, "
-                f"{ref_row['pain_w12_high']:+.2f}], composite {ref_row['composite_diff']:+.2f} "
-                f"[{ref_row['composite_low']:+.2f}, {ref_row['composite_high']:+.2f}]; beats every fixed protocol: "
-                f"pain {'yes' if beats_pain else 'no'}, composite {'yes' if beats_composite else 'no'}; flares "
-                f"{flares[AGENT]:.2f} vs pain_monitoring {flares[SAFETY_REFERENCE]:.2f}")
+
+    def fmt(key: str, scale: float = 1.0) -> str:
+        value, low, high = (scale * v for v in triple(key))
+        return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+    headline = (f"vs {ref_name}: return {fmt('return')}, pain w12 {fmt('pain_w12')} NRS, flares {fmt('flares')}, "
+                f"dropout {fmt('dropout', 100)} pp; beats every fixed protocol on the return: "
+                f"{'yes' if beats_return else 'no'}; flares {flares[AGENT]:.2f} vs pain_monitoring "
+                f"{flares[SAFETY_REFERENCE]:.2f}")
     if out_dir is not None:
         out_dir = Path(out_dir)
         for name, table in (("test_comparison.csv", summary), ("test_differences.csv", diffs)):
@@ -126,8 +139,9 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
 
 def differences_table(diffs: pd.DataFrame) -> str:
     """The paired differences (agent minus each comparator, 95 % CIs) as a markdown table."""
-    columns = {"pain w12 (agent - protocol)": "pain_w12", "composite (agent - protocol)": "composite",
-               "flares (agent - protocol)": "flares"}
+    columns = {"return (agent - protocol)": "return", "pain w12 (agent - protocol)": "pain_w12",
+               "flares (agent - protocol)": "flares", "dropout (agent - protocol)": "dropout",
+               "composite (agent - protocol)": "composite"}
     table = pd.DataFrame({"comparator": diffs["comparator"], **{
         label: [str(Estimate(*r)) for r in diffs[[f"{k}_diff", f"{k}_low", f"{k}_high"]].to_numpy()]
         for label, k in columns.items()}})
@@ -157,7 +171,8 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
         "",
         f"- {result.timesteps:,} env steps (patient-weeks) on `{cfg.env.split}` patients, {cfg.budget.n_envs} "
         f"parallel envs, seed {cfg.seed}, {result.seconds / 60:.1f} min wall time.",
-        f"- Model selection: mean return of {cfg.budget.eval_patients} paired `val` patients (eval seed "
+        f"- Model selection: mean return under the env's default reward (the headline objective) of "
+        f"{cfg.budget.eval_patients} paired `val` patients (eval seed "
         f"{cfg.eval_seed}) every {cfg.budget.eval_freq:,} steps; selected step {result.best_step:,}.",
         f"- Config hash `{manifest.get('config_hash', '')[:16]}`; versions: "
         + ", ".join(f"{k} {val}" for k, val in manifest.get("versions", {}).items()),
@@ -181,18 +196,19 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
             "",
             "Never used in training or selection; every policy meets the same patients with the same noise "
             "(common random numbers); intention-to-treat (dropouts keep their simulated no-exercise outcomes). "
-            "Composite = mean weekly pain (NRS) + flare weeks + 2 if dropped out; lower is better. Differences "
-            "are means over patients with percentile-bootstrap 95 % CIs. Returns use the env's default reward "
-            "weights (whatever the run trained on).",
+            "The headline objective is the episode return under the env's default reward weights (whatever the "
+            "run trained on; higher is better); its components follow. Composite (secondary) = mean weekly pain "
+            "(NRS) + flare weeks + 2 if dropped out; lower is better. Dropout differences are fractions (0-1). "
+            "Differences are means over patients with percentile-bootstrap 95 % CIs.",
             "",
             f"**Headline:** {result.test['headline']}.",
             "",
-            f"- Beats every fixed protocol on week-12 pain (CI below 0): "
-            f"**{'yes' if n['beats_every_fixed_protocol_pain_w12'] else 'no'}**; on the composite: "
-            f"**{'yes' if n['beats_every_fixed_protocol_composite'] else 'no'}**.",
+            f"- Beats every fixed protocol on the return (CI above 0): "
+            f"**{'yes' if n['beats_every_fixed_protocol_return'] else 'no'}**; on week-12 pain (CI below 0): "
+            f"**{'yes' if n['beats_every_fixed_protocol_pain_w12'] else 'no'}**.",
             f"- Flares per patient {n['flares_per_patient']:.2f} vs pain_monitoring {n['flares_pain_monitoring']:.2f}: "
             f"**{'no more' if n['no_more_flares_than_pain_monitoring'] else 'more'}**.",
-            f"- Best fixed protocol on the composite: `{n['best_fixed_protocol_by_composite']}`.",
+            f"- Best fixed protocol on the return: `{n['best_fixed_protocol_by_return']}`.",
             "",
             differences_table(result.test["differences"]),
             "",

@@ -67,8 +67,10 @@ def tidy(results: dict[str, EpisodeOutcomes]) -> pd.DataFrame:
 
 
 def summarize(results: dict[str, EpisodeOutcomes], seed: int = 0) -> pd.DataFrame:
-    """Per policy: pain change at weeks 12 and 26 and mean weekly pain (with CIs), responders, flares,
-    dropout, supervised sessions, return; and the paired difference of mean pain against the reference."""
+    """Per policy: pain change at weeks 12 and 26 and mean weekly pain (with CIs), responders, flares (mean
+    with CI, the most any patient had, the share above 13 in the episode), dropout (overall and among the
+    patients with 6 or more flares), safety cost, supervised sessions, return; and the paired differences of
+    mean pain and return against the reference."""
     rows = []
     ref = results.get(REFERENCE)
     for name, out in results.items():
@@ -79,8 +81,15 @@ def summarize(results: dict[str, EpisodeOutcomes], seed: int = 0) -> pd.DataFram
         row["pain_mean"] = bootstrap_mean(out.pain.mean(axis=0), seed=seed)
         frame = out.to_frame()
         row["responders_pct"] = 100.0 * frame["responder"].mean()
-        row["flares_per_patient"] = bootstrap_mean(frame["flares"].to_numpy(float), seed=seed)
+        flares = frame["flares"].to_numpy(float)
+        row["flares_per_patient"] = bootstrap_mean(flares, seed=seed)
+        row["flares_max"] = flares.max()
+        row["flares_over_13_pct"] = 100.0 * (flares > 13).mean()
         row["dropout_pct"] = 100.0 * frame["dropped_out"].mean()
+        many = flares >= 6
+        row["patients_6plus_flares"] = int(many.sum())
+        row["dropout_6plus_flares_pct"] = 100.0 * frame["dropped_out"][many].mean() if many.any() else float("nan")
+        row["cost"] = bootstrap_mean(out.cost, seed=seed)
         row["supervised_sessions"] = frame["supervised_sessions"].mean()
         row["sessions_attended"] = frame["sessions_attended"].mean()
         row["function_change"] = frame["function_change"].mean()

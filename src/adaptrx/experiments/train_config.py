@@ -39,6 +39,7 @@ class RewardConfig:
     flare: float = 0.1  # per flare week
     supervision: float = 0.01  # per attended supervised session
     remote: float = 0.005  # per remote-monitoring week with sessions
+    dropout: float = 5.0  # per dropout, beyond the untreated tail's pain, function and flare terms
 
     def weights(self) -> dict[str, float]:
         """The weights as the env's ``reward=`` mapping."""

@@ -15,7 +15,8 @@ directory::
 
 Evaluation is a paired, intention-to-treat episode per val patient (:class:`~adaptrx.envs.CohortEpisodes`):
 the same ``budget.eval_patients`` patients with the same noise (``eval_seed``) at every evaluation, so the
-curve in TensorBoard moves only with the policy. Model selection uses the mean val return.
+curve in TensorBoard moves only with the policy. Model selection uses the mean val return under the env's
+default reward (the headline objective, ``adaptrx.envs.reward``), whatever reward the run trains on.
 
 Checkpoints are written atomically and read back without unpickling (:mod:`adaptrx.experiments.checkpoints`:
 the model is rebuilt from the config and only the tensors of SB3's zip are loaded); a run killed at any point
@@ -147,8 +148,10 @@ class ClinicalEvaluator:
         e = cfg.env
         n = cfg.budget.eval_patients if n is None else n
         cohort = make_cohort(e.condition, n, cfg.eval_seed, split)
+        # the headline objective: val returns under the env's default reward, whatever reward the run trains on
+        # (a shaped training reward must not decide which checkpoint is selected)
         self.episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, condition=e.condition, split=split,
-                                       weeks=e.weeks, modality=e.modality, reward=e.reward.weights())
+                                       weeks=e.weeks, modality=e.modality)
         self.discrete = e.discrete
         self.shield = SafetyRules() if e.shield else None
 

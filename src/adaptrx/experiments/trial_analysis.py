@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from adaptrx.experiments.clinical_metrics import DROPOUT_PENALTY
+from adaptrx.experiments.clinical_metrics import composite_score
 from adaptrx.experiments.stats import (
     Estimate,
     bootstrap_iqm,
@@ -46,16 +46,16 @@ METRICS: dict[str, tuple[str, bool]] = {
     "dropped_out": ("dropout", True),
     "function_change": ("function change (points, 0-100)", False),
     "capacity_change": ("capacity change (x baseline)", False),
-    "cost": ("safety-cost weeks", True),
+    "cost": ("safety cost (weeks with in-session pain > 5 or a flare, + every week lost to a dropout)", True),
     "supervised_sessions": ("supervised sessions attended", True),
-    "composite": ("composite harm: mean pain + flares + 2 x dropout", True),
-    "return": ("episode return (env reward)", False),
+    "composite": ("composite harm (secondary): mean pain + flares + 2 x dropout", True),
+    "return": ("episode return (headline objective: env reward, default weights)", False),
 }
 #: 0/1 outcomes: their mean is a rate; an interquartile mean says nothing (NaN in the summary).
 BINARY: tuple[str, ...] = ("responder_w12", "dropped_out", "responder")
 #: Outcomes of the paired comparison (the report's forest plot).
-PRIMARY: tuple[str, ...] = ("pain_change_w12", "responder_w12", "flares", "dropped_out", "function_change",
-                            "composite")
+PRIMARY: tuple[str, ...] = ("return", "pain_change_w12", "responder_w12", "function_change", "flares", "dropped_out",
+                            "cost", "composite")
 #: Subgroup variables: cohort covariates of the results table.
 SUBGROUPS: tuple[str, ...] = ("age_band", "sensitization_tercile", "adherence_class", "sex", "condition")
 #: Columns that identify a patient-episode across policies.
@@ -70,7 +70,7 @@ def add_outcome_columns(results: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataF
     (``age_band``, ``sensitization_tercile`` within condition, ``adherence_class``, ``sex``, ``condition``)."""
     out = results.copy()
     out["pain_change_w12"] = out["pain_w12"] - out["pain_baseline"]
-    out["composite"] = out["pain_mean"] + out["flares"] + DROPOUT_PENALTY * out["dropped_out"].astype(float)
+    out["composite"] = composite_score(out["pain_mean"], out["flares"], out["dropped_out"])
     cov = cohort[["patient_id", "condition", "age", "sensitization", "adherence_class", "sex"]].copy()
     cov["age_band"] = pd.cut(cov["age"], bins=[b[0] for b in AGE_BANDS.values()] + [200],
                              labels=list(AGE_BANDS), right=False).astype(str)

@@ -96,7 +96,11 @@ def findings(summary: pd.DataFrame, differences: pd.DataFrame, reference: str) -
     better or worse than the reference (Holm-adjusted, alpha 0.05)."""
     lines = []
     means = summary.pivot_table(index="policy", columns="metric", values="mean", sort=False)
-    for metric in ("pain_change_w12", "composite", "flares", "dropped_out"):
+    if "return" in means:
+        best = means["return"].idxmax()
+        lines.append(f"Headline objective (episode return under the env's default reward): best `{best}` "
+                     f"({means.loc[best, 'return']:.2f} per patient); its components follow.")
+    for metric in ("pain_change_w12", "function_change", "flares", "dropped_out", "cost", "composite"):
         if metric in means:
             lower = METRICS[metric][1]
             best = means[metric].idxmin() if lower else means[metric].idxmax()
@@ -148,8 +152,8 @@ def write_report(path: Path, *, title: str, command: str, config_yaml: str, poli
         "",
         "## Outcomes per policy (mean [95 % CI])",
         "",
-        summary_table(summary, ["pain_w12", "pain_change_w12", "responder_w12", "flares", "dropped_out",
-                                "function_change", "cost", "composite"]),
+        summary_table(summary, ["return", "pain_w12", "pain_change_w12", "responder_w12", "function_change", "flares",
+                                "dropped_out", "cost", "composite"]),
         "",
         "Interquartile means (robust to the few extreme patients):",
         "",

@@ -54,6 +54,9 @@ class ModelConstants:
     irritation_sensitized: float = 0.75  # extra irritation per unit S (sensitized tissue flares easily)
     irritation_tau: float = 3.0  # days; irritation decay (flare lasts ~5-8 days)
     flare_threshold: float = 0.6  # irritation level that counts as a flare (onset on upward crossing)
+    # a flare is an episode of days: it ends only when irritation has settled below this fraction of the
+    # threshold, so irritation hovering about the threshold is one flare, not a new one each day
+    flare_release: float = 0.5
     flare_size_median: float = 2.4  # irritation added by a background flare (lognormal median)
     flare_size_sigma: float = 0.35
     session_flare: float = 0.45  # flare hazard multiplier per unit relative load on session days (RR ~1.2)
@@ -110,7 +113,7 @@ class ModelConstants:
     attend_supervised: float = 1.0
     attend_remote: float = 0.4
     attend_low_class: float = -0.8
-    dropout_intercept: float = -5.6  # weekly logit
+    dropout_intercept: float = -5.8  # weekly logit
     dropout_missed: float = 1.2  # x fraction of prescribed sessions missed this week
     dropout_flare: float = 1.2  # a flare this week
     dropout_no_improvement: float = 0.7  # no improvement over the last 4 weeks
@@ -118,6 +121,10 @@ class ModelConstants:
     dropout_supervised: float = 0.2  # supervised this week lowers the hazard
     dropout_motivation: float = 2.0
     dropout_burden: float = 0.26  # per session/week above preference
+    # repeated flares: weekly logit x (flare memory - 1), where the memory counts flare weeks (+1 each) and
+    # fades with flare_memory_tau; a single flare adds nothing beyond dropout_flare, a second within weeks does
+    dropout_flare_repeat: float = 1.0
+    flare_memory_tau: float = 8.0  # weeks
     # --- function (WOMAC/KOOS-like, 0-100, higher is better) ---
     function_pain: float = 5.0  # points per NRS of mean pain
     function_demand: float = 80.0  # points per unit demand/capacity ratio

@@ -116,6 +116,7 @@ class St(IntEnum):
     dropped_out = 17  # 0/1
     day = 18  # next day to simulate
     week = 19  # weeks simulated since intake
+    flare_memory = 20  # flare weeks, each fading with flare_memory_tau (weeks)
 
 
 class Out(IntEnum):
@@ -229,27 +230,31 @@ class Kc(IntEnum):
     capacity_test_cv = 65
     capacity_test_every = 66
     irritation_block = 67
+    flare_release = 68
+    dropout_flare_repeat = 69
+    flare_memory_tau = 70
     # derived
-    decay_d = 68  # exp(-1 / irritation_tau)
-    decay_f = 69  # exp(-1 / fatigue_tau)
-    decay_h = 70  # exp(-1 / habit_tau)
-    innov_scale = 71  # sqrt(1 - eta_rho^2)
-    flare_mean_factor = 72  # exp(flare_size_sigma^2 / 2), mean / median of a lognormal flare
-    frequency_half_hill = 73  # frequency_half ** frequency_hill
-    mod_capacity = 74  # modality multipliers
-    mod_desensitization = 75
-    mod_irritation = 76
-    inv_sensitization_tau = 77  # reciprocals of time constants (per day) and of divisors
-    inv_fear_tau = 78
-    inv_context_rise_tau = 79
-    inv_context_fade_tau = 80
-    inv_stimulus_range = 81  # 1 / (1 - stimulus_threshold)
-    inv_exposure_load = 82
-    contact0 = 83  # contact0 + s: contact-driven share of context at s sessions/week (s = 0..5)
-    care0 = 89  # care0 + delivery: care level of the delivery mode (0 home alone, 1 remote, 2 supervised)
-    m_floor0 = 92  # m_floor0 + class: motivation floor of the adherence class
-    m_tau0 = 95  # m_tau0 + class: motivation time constant (days)
-    size = 98  # length of K
+    decay_d = 71  # exp(-1 / irritation_tau)
+    decay_f = 72  # exp(-1 / fatigue_tau)
+    decay_h = 73  # exp(-1 / habit_tau)
+    innov_scale = 74  # sqrt(1 - eta_rho^2)
+    flare_mean_factor = 75  # exp(flare_size_sigma^2 / 2), mean / median of a lognormal flare
+    frequency_half_hill = 76  # frequency_half ** frequency_hill
+    mod_capacity = 77  # modality multipliers
+    mod_desensitization = 78
+    mod_irritation = 79
+    inv_sensitization_tau = 80  # reciprocals of time constants (per day) and of divisors
+    inv_fear_tau = 81
+    inv_context_rise_tau = 82
+    inv_context_fade_tau = 83
+    inv_stimulus_range = 84  # 1 / (1 - stimulus_threshold)
+    inv_exposure_load = 85
+    contact0 = 86  # contact0 + s: contact-driven share of context at s sessions/week (s = 0..5)
+    care0 = 92  # care0 + delivery: care level of the delivery mode (0 home alone, 1 remote, 2 supervised)
+    m_floor0 = 95  # m_floor0 + class: motivation floor of the adherence class
+    m_tau0 = 98  # m_tau0 + class: motivation time constant (days)
+    decay_flare_memory = 101  # exp(-1 / flare_memory_tau), per week
+    size = 102  # length of K
 
 
 def constants_vector(k: ModelConstants, modality: Modality, classes: tuple[str, ...]) -> np.ndarray:
@@ -265,6 +270,7 @@ def constants_vector(k: ModelConstants, modality: Modality, classes: tuple[str, 
     out[Kc.decay_d] = np.exp(-1.0 / k.irritation_tau)
     out[Kc.decay_f] = np.exp(-1.0 / k.fatigue_tau)
     out[Kc.decay_h] = np.exp(-1.0 / k.habit_tau)
+    out[Kc.decay_flare_memory] = np.exp(-1.0 / k.flare_memory_tau)
     out[Kc.innov_scale] = np.sqrt(1 - k.eta_rho**2)
     out[Kc.flare_mean_factor] = np.exp(k.flare_size_sigma**2 / 2)
     out[Kc.frequency_half_hill] = k.frequency_half**k.frequency_hill
@@ -616,10 +622,11 @@ def step_week(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, loa
                     K[Kc.flare_size_sigma] * normal(key, day, _CH_FLARE_SIZE, _I0))
             D = D * K[Kc.decay_d] + irr_sess + background
             DD = DD * K[Kc.decay_d] + demand_scale * sens_factor * (d_excess * d_excess)
-            now_flare = D >= K[Kc.flare_threshold]
-            onset = now_flare and not in_flare
+            # a flare starts when irritation crosses the threshold and lasts until it settles below
+            # flare_release x threshold (hysteresis: one episode of days, not an onset each day it re-crosses)
+            onset = D >= K[Kc.flare_threshold] and not in_flare
             flares += onset
-            in_flare = now_flare
+            in_flare = onset or (in_flare and D >= K[Kc.flare_release] * K[Kc.flare_threshold])
             # 3. fatigue; capacity adapts to relative load up to the ceiling, detrains toward 1
             F = F * K[Kc.decay_f] + K[Kc.fatigue_gain] * rel
             if sess:
@@ -670,11 +677,14 @@ def step_week(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, loa
 
         # 6. end of week: dropout hazard of patients in an exercise programme
         mean_rel = rel_sum / n_att if n_att > 0 else 0.0
+        flare_week = 1.0 if flares > 0 else 0.0  # the week's record: at most one flare onset
+        memory = S[St.flare_memory, i] * K[Kc.decay_flare_memory] + flare_week
         new_dropout = False
         if not was_out and n_sess > 0 and load_i > 0.0:
             no_improvement = S[St.week, i] >= 3.0 and pain_recent >= baseline_pain - 0.5
             logit = (K[Kc.dropout_intercept] + K[Kc.dropout_missed] * (1.0 - n_att / n_sess)
-                     + K[Kc.dropout_flare] * (1.0 if flares > 0 else 0.0)
+                     + K[Kc.dropout_flare] * flare_week
+                     + K[Kc.dropout_flare_repeat] * max(0.0, memory - 1.0)
                      + K[Kc.dropout_no_improvement] * (1.0 if no_improvement else 0.0)
                      + K[Kc.dropout_intensity] * max(0.0, mean_rel - 0.6) - K[Kc.dropout_supervised] * sup
                      - K[Kc.dropout_motivation] * (motiv - 0.5) + K[Kc.dropout_burden] * burden)
@@ -696,12 +706,12 @@ def step_week(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, loa
         out[Out.function, i] = function
         out[Out.capacity, i] = C
         out[Out.relative_load, i] = mean_rel
-        out[Out.flares, i] = flares
+        out[Out.flares, i] = flare_week
         out[Out.sessions_prescribed, i] = n_sess
         out[Out.sessions_attended, i] = n_att
         out[Out.dropped_out, i] = dropped
         out[Out.new_dropout, i] = new_dropout
-        out[Out.flare_reported, i] = flares > 0
+        out[Out.flare_reported, i] = flare_week
         out[Out.obs_dropped_out, i] = dropped
 
         # observation (DESIGN 2.4): diary days go missing more often at low (end-of-week) motivation;
@@ -750,6 +760,7 @@ def step_week(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, loa
         S[St.expected_increase, i], S[St.motivation, i], S[St.habit, i], S[St.context, i] = expected, motiv, habit, X
         S[St.eta, i], S[St.pain, i], S[St.pain_recent, i] = eta, pain, pain_recent
         S[St.dropped_out, i] = dropped
+        S[St.flare_memory, i] = memory
         S[St.day, i] = day0 + 7
         S[St.week, i] = week + 1
     return 0

@@ -208,6 +208,7 @@ class PatientState:
     dropped_out: np.ndarray  # bool
     day: np.ndarray  # int64, next day to simulate
     week: np.ndarray  # int64, weeks simulated since intake
+    flare_memory: np.ndarray  # flare weeks, each fading with flare_memory_tau (weeks)
 
     @classmethod
     def of(cls, matrix: np.ndarray) -> PatientState:
