@@ -10,7 +10,7 @@ session rounding (near-)ties), any move index of the discrete env; episodes stop
 
 * the observation is a finite float32 vector in ``observation_space`` (``space.contains``);
 * the reward is a finite float, the sum of the named components, each in its documented range; the cost is
-  0 or 1 in a week in care, and a dropout's week adds exactly one per remaining week; ``terminated``/
+  0 or 1 in a week in care, and a dropout's week adds one for the event and one per remaining week; ``terminated``/
   ``truncated`` are bools that follow the dropout and the horizon;
 * every number in ``info`` (nested dicts and lists included) is finite; true pain 0-10, function 0-100,
   latent state in range; the prescription follows the action contract;
@@ -196,7 +196,7 @@ def check_step(env_id: str, weeks: int, week: int, action: Any, last: dict[str, 
     between(info["function"], 0.0, 100.0, "function")
     assert type(info["flare"]) is bool and type(info["dropped_out"]) is bool
     assert 0 <= info["sessions_attended"] <= info["sessions_prescribed"] <= 5
-    week_cost = info["cost"] - (weeks - week if terminated else 0)  # a dropout adds every remaining week
+    week_cost = info["cost"] - (1 + weeks - week if terminated else 0)  # a dropout adds 1 + the remaining weeks
     assert week_cost in (0.0, 1.0) and (week_cost == 1.0 or not info["flare"])
     check_state(info["state"], week)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adaptrx.envs import CohortEpisodes
-from adaptrx.envs.reward import DROPOUT_COST_PER_WEEK, dropout_cost
+from adaptrx.envs.reward import DROPOUT_COST_PER_WEEK, DROPOUT_EVENT_COST, dropout_cost
 from adaptrx.patient import make_cohort
 from adaptrx.protocols import get
 
@@ -31,8 +31,9 @@ def runs():
              ("pain_monitoring", get("pain_monitoring")))}
 
 
-def test_dropout_cost_is_every_remaining_week() -> None:
-    expected = DROPOUT_COST_PER_WEEK * np.array([0, 3, 25, 0])
+def test_dropout_cost_is_the_event_and_every_remaining_week() -> None:
+    assert DROPOUT_EVENT_COST > 0  # even a dropout in the last week costs
+    expected = DROPOUT_EVENT_COST + DROPOUT_COST_PER_WEEK * np.array([0, 3, 25, 0])
     np.testing.assert_array_equal(dropout_cost(np.array([0, 3, 25, -1])), expected)
 
 
@@ -41,8 +42,9 @@ def test_an_episode_that_ends_early_costs_at_least_its_lost_weeks(runs) -> None:
         dropped = out.dropout_week > 0
         lost = WEEKS - out.dropout_week[dropped]
         in_care = (out.flares * out.in_programme).sum(axis=0)[dropped]  # flare weeks in care are unsafe weeks
-        assert (out.cost[dropped] >= lost + in_care - 1e-9).all(), name
-        assert (out.cost <= WEEKS + 1e-9).all(), name  # never more than one unsafe week per week
+        assert (out.cost[dropped] >= DROPOUT_EVENT_COST + lost + in_care - 1e-9).all(), name
+        # never more than one unsafe week per week, plus the dropout event
+        assert (out.cost <= WEEKS + DROPOUT_EVENT_COST * dropped + 1e-9).all(), name
 
 
 def test_driving_patients_out_early_costs_more_than_doing_nothing(runs) -> None:

@@ -26,9 +26,9 @@ dropout ``pain_after_dropout`` (weekly no-exercise pain over the remaining weeks
 
 ``info["cost"]`` is the Safety-Gymnasium-style safety cost of the step, in unsafe weeks (>= 0): 1.0 for a
 week with in-session pain above 5 (NRS) or a flare onset, else 0.0; in the week a patient drops out it adds
-1.0 for every remaining week of the episode (:func:`adaptrx.envs.reward.dropout_cost`), the most those
-weeks could have cost in care. An episode's summed cost is therefore intention-to-treat, and making
-patients quit never lowers it.
+1.0 for the dropout itself and 1.0 for every remaining week of the episode
+(:func:`adaptrx.envs.reward.dropout_cost`), the most those weeks could have cost in care. An episode's
+summed cost is therefore intention-to-treat, and making patients quit never lowers it.
 """
 
 from __future__ import annotations

@@ -28,9 +28,10 @@ searched on it, and trial reports lead with it; its components stay reported bes
 
 **Safety cost** (``info["cost"]``, Safety-Gymnasium convention, see :func:`dropout_cost`): 1 for a week with
 in-session pain above :data:`COST_PAIN_THRESHOLD` (NRS) or a flare onset, 0 otherwise. A dropout adds
-:data:`DROPOUT_COST_PER_WEEK` per remaining week of the episode: a week out of care counts like the worst
-week in care, so ending an episode never lowers the cost (intention to treat; a constrained agent cannot
-buy safety by making patients quit).
+:data:`DROPOUT_EVENT_COST` for the dropout itself (discontinuing a programme is an adverse outcome in its own
+right, as trials count it) and :data:`DROPOUT_COST_PER_WEEK` per remaining week of the episode: a week out of
+care counts like the worst week in care, so ending an episode never lowers the cost (intention to treat; a
+constrained agent cannot buy safety by making patients quit).
 
 Evaluation is intention-to-treat: the same forward simulation gives ``info["pain_after_dropout"]``.
 """
@@ -90,18 +91,21 @@ class RewardWeights:
 
 #: In-session pain above this (NRS 0-10) makes a week unsafe (the pain-monitoring model's acceptable limit).
 COST_PAIN_THRESHOLD = 5.0
+#: Safety cost of the dropout event itself (one unsafe event, even in the episode's last week).
+DROPOUT_EVENT_COST = 1.0
 #: Safety cost per remaining episode week when a patient drops out (the most a week in care can cost).
 DROPOUT_COST_PER_WEEK = 1.0
 
 
 def dropout_cost(remaining_weeks: np.ndarray) -> np.ndarray:
-    """Safety cost a dropout adds: :data:`DROPOUT_COST_PER_WEEK` x the episode's remaining weeks (>= 0).
+    """Safety cost a dropout adds: :data:`DROPOUT_EVENT_COST` + :data:`DROPOUT_COST_PER_WEEK` x the episode's
+    remaining weeks (>= 0).
 
     A week in care costs at most 1 (in-session pain above the threshold or a flare), so charging every week
     out of care as 1 makes the cost of an episode that ends early at least what any continuation could have
-    cost: ending episodes never lowers the cost.
+    cost (ending episodes never lowers the cost), and the event cost makes it strictly more.
     """
-    return DROPOUT_COST_PER_WEEK * np.maximum(np.asarray(remaining_weeks, dtype=np.float64), 0.0)
+    return DROPOUT_EVENT_COST + DROPOUT_COST_PER_WEEK * np.maximum(np.asarray(remaining_weeks, dtype=np.float64), 0.0)
 
 
 _jit = njit(cache=True, fastmath=False, error_model="numpy")
