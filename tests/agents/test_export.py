@@ -395,6 +395,11 @@ def test_consistently_forged_weights_still_have_to_fit_the_architecture(ppo_dir:
     _rewrite_weights(path, lambda t: t.update({"action_net.bias": t["action_net.bias"].double()}))
     with pytest.raises(ValueError, match=r"action_net\.bias: expected torch\.float32"):
         load_policy(path)
+    for value, label in ((float("nan"), "nan"), (float("inf"), "inf")):  # a matching sha does not make them sane
+        path = _copy(ppo_dir, tmp_path / label)
+        _rewrite_weights(path, lambda t, v=value: t["action_net.bias"].__setitem__(0, v))
+        with pytest.raises(ValueError, match=r"tensor 'action_net\.bias' holds non-finite values"):
+            load_policy(path)
     path = _copy(ppo_dir, tmp_path / "e")
     (path / WEIGHTS_FILE).write_bytes(b"not safetensors")
     _edit_manifest(path, lambda m: m["weights"].update(sha256=hashlib.sha256(b"not safetensors").hexdigest(),

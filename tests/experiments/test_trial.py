@@ -203,6 +203,28 @@ def test_a_policy_exported_for_other_spaces_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "results.parquet").exists()
 
 
+def test_every_policy_folder_is_validated_before_any_arm_runs(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tampered policy folder named last fails the trial before the earlier arms spend their run time."""
+    import shutil
+
+    from adaptrx.experiments import trial_runner
+
+    bad = Path(shutil.copytree(AGENT, tmp_path / "bad"))
+    weights = bad / "policy.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one flipped bit: the sha256 no longer matches the manifest
+    weights.write_bytes(bytes(data))
+    simulated: list[str] = []
+    real = trial_runner._run_one
+    monkeypatch.setattr(trial_runner, "_run_one", lambda spec, *a: simulated.append(spec.label) or real(spec, *a))
+    cfg = _cfg(f"policies=[none,pain_monitoring,{bad}]", "stats.reference=none", "cohort.n=5",
+               "output.figures=false", "output.tensorboard=false")
+    with pytest.raises(ValueError, match=r"sha256"):
+        run(cfg, tmp_path / "run")
+    assert simulated == []
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     code = "import sys; from adaptrx.experiments.trial import main; main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=600)

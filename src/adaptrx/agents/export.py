@@ -779,6 +779,11 @@ def load_policy(path: str | Path, *, observation_space: spaces.Space | None = No
         raise ValueError(f"{weights_path}: not a valid safetensors file: {exc}") from exc
     if len(tensors) != spec.weights_tensors:
         raise ValueError(f"{weights_path}: {len(tensors)} tensors, the manifest says {spec.weights_tensors}")
+    import torch
+
+    for name, tensor in tensors.items():  # NaN / inf weights would only fail (or act) later, inside torch
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{weights_path}: tensor {name!r} holds non-finite values (NaN or inf)")
     try:
         policy = _build(spec, tensors)
     except ValueError as exc:

@@ -5,35 +5,83 @@ a bad command line into ``<prog>: error: <field>: <why>`` and exit code 2 before
 Configs are data, never code. adaptrx itself instantiates nothing from a config, but Hydra instantiates its
 own nodes (``hydra.launcher``, ``hydra.sweeper``, ``hydra.callbacks``) by ``_target_`` and configures logging
 from ``hydra.job_logging`` (whose ``class`` and ``()`` keys name callables). A config a user passes (command
-line overrides, ``--config-dir`` / ``--config-path``, ``hydra.searchpath`` folders) may therefore name only:
+line overrides, ``--config-dir`` / ``--config-path``, ``hydra.searchpath`` folders, presets) may therefore
+name only these exact objects:
 
-* ``_target_`` under ``adaptrx.`` (app config), or Hydra's own launchers, sweepers and callbacks and
-  ``hydra_plugins.`` (the ``hydra`` node): :data:`APP_TARGETS`, :data:`HYDRA_TARGETS`;
-* logging handlers and formatters as ``class`` / ``()`` (the ``hydra.*_logging`` nodes):
-  :data:`LOGGING_CALLABLES`.
+* as ``_target_`` in the ``hydra`` node: the launchers, sweepers and callbacks the project ships or documents
+  (:data:`HYDRA_TARGETS`); the app config has no ``_target_`` at all (no ``adaptrx`` function is a target);
+* as ``class`` / ``()`` in the ``hydra.*_logging`` nodes: logging handlers and formatters
+  (:data:`LOGGING_CALLABLES`).
 
-Anything else exits with code 2 before Hydra composes or instantiates anything (:func:`check_user_configs`),
-and each job checks its composed config again (:func:`check_targets`).
+A named path is resolved to the object it denotes and compared with the allowed objects, never by a string
+prefix (``adaptrx.atomic.os.system`` starts with ``adaptrx.`` and is ``os.system``). Only paths inside the
+packages the allowed objects come from are imported to resolve them (:data:`_RESOLVABLE`), so naming a module
+never runs it. Anything else exits with code 2 before Hydra composes or instantiates anything
+(:func:`check_user_configs`), and each job checks its composed config again (:func:`check_targets`).
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-#: ``_target_`` prefixes allowed in the app config, and in the ``hydra`` node: Hydra's own launchers, sweepers
-#: and callbacks and installed plugins (not ``hydra.utils.*``: ``call`` / ``instantiate`` would name anything).
-APP_TARGETS: tuple[str, ...] = ("adaptrx.",)
-HYDRA_TARGETS: tuple[str, ...] = ("hydra._internal.core_plugins.", "hydra.experimental.callbacks.", "hydra_plugins.",
-                                  "adaptrx.")
-#: Prefixes allowed for the callables a logging config names (``class``, ``()``): handlers and formatters
-#: (not ``logging.config.*``, whose file configs are evaluated).
-LOGGING_CALLABLES: tuple[str, ...] = ("logging.StreamHandler", "logging.FileHandler", "logging.NullHandler",
-                                      "logging.Formatter", "logging.handlers.", "colorlog.")
+#: The objects a ``_target_`` in the ``hydra`` node may name: Hydra's basic launcher and sweeper, the joblib
+#: and submitit launchers (``hydra/launcher=local|slurm|submitit_local``) and the job-return logging callback.
+#: Not ``hydra.utils.*`` (``call`` / ``instantiate`` would name anything) nor the pickling callback.
+HYDRA_TARGETS: tuple[str, ...] = (
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    "hydra.experimental.callbacks.LogJobReturnCallback",
+)
+#: The objects a ``_target_`` in the app config may name: none (adaptrx instantiates nothing from a config).
+APP_TARGETS: tuple[str, ...] = ()
+#: The callables a logging config may name (``class``, ``()``): handlers and formatters (not
+#: ``logging.config.*``, whose file configs are evaluated).
+LOGGING_CALLABLES: tuple[str, ...] = (
+    "logging.StreamHandler", "logging.FileHandler", "logging.NullHandler", "logging.Formatter",
+    "logging.handlers.RotatingFileHandler", "logging.handlers.TimedRotatingFileHandler",
+    "logging.handlers.WatchedFileHandler", "colorlog.ColoredFormatter",
+)
+#: Top-level packages whose modules may be imported to resolve a named path (those of the allowed objects).
+_RESOLVABLE: frozenset[str] = frozenset({"hydra", "hydra_plugins", "logging", "colorlog"})
 _CONFIG_DIR_OPTIONS = ("--config-dir", "-cd", "--config-path", "-cp")
+_MISSING = object()
+
+
+@cache
+def _resolve(path: str) -> Any:
+    """The object a dotted ``path`` names (longest importable module prefix, then attributes), or
+    :data:`_MISSING` when it names nothing or lies outside :data:`_RESOLVABLE`."""
+    parts = path.split(".")
+    if not path or parts[0] not in _RESOLVABLE or not all(p.isidentifier() for p in parts):
+        return _MISSING
+    for split in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for name in parts[split:]:
+            obj = getattr(obj, name, _MISSING)
+            if obj is _MISSING:
+                return _MISSING
+        return obj
+    return _MISSING
+
+
+def _is_allowed(value: Any, allowed: tuple[str, ...]) -> bool:
+    """Whether ``value`` is a path naming one of the ``allowed`` objects (compared by identity)."""
+    if not isinstance(value, str) or not allowed:
+        return False
+    target = _resolve(value)
+    return target is not _MISSING and any(target is _resolve(name) for name in allowed)
 
 
 class ConfigError(ValueError):
@@ -44,6 +92,32 @@ def check_field(condition: bool, name: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"<name>: <message>"`` unless ``condition``."""
     if not condition:
         raise ConfigError(f"{name}: {message}")
+
+
+def check_known_keys(cfg: Any, schema: type) -> None:
+    """Raise :class:`ConfigError` naming the first key of the composed ``cfg`` that the dataclass ``schema``
+    does not declare (a ``+key`` addition or a typo), with the closest declared names as a hint. Fields typed
+    as open mappings (e.g. ``algo.kwargs``) take any key; ``hydra`` is Hydra's own node."""
+    import dataclasses
+    import difflib
+
+    from omegaconf import DictConfig, OmegaConf
+
+    def visit(node: DictConfig, cls: type, path: str) -> None:
+        declared = OmegaConf.structured(cls)
+        prefix = f"{path}." if path else ""
+        for key in node:
+            if key not in declared:
+                if not path and key == "hydra":
+                    continue
+                close = difflib.get_close_matches(str(key), [str(k) for k in declared], n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(prefix + c for c in close)}?" if close else ""
+                raise ConfigError(f"{prefix}{key}: unknown key (not in the config schema){hint}")
+            child, child_cls = node[key], OmegaConf.get_type(declared, str(key))
+            if isinstance(child, DictConfig) and child_cls is not None and dataclasses.is_dataclass(child_cls):
+                visit(child, child_cls, f"{prefix}{key}")
+
+    visit(cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg), schema, "")
 
 
 def _walk(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
@@ -66,15 +140,17 @@ def _allowed(path: str, key: str, value: Any) -> str | None:
     """Why ``key: value`` at ``path`` is refused (``None``: allowed)."""
     under_hydra = path == "hydra" or path.startswith("hydra.")
     if key == "_target_":
-        prefixes = HYDRA_TARGETS if under_hydra else APP_TARGETS
+        allowed = HYDRA_TARGETS if under_hydra else APP_TARGETS
     elif under_hydra and key in ("class", "()") and re.match(r"hydra\.(job|hydra)_logging\.", path):
-        prefixes = LOGGING_CALLABLES
+        allowed = LOGGING_CALLABLES
     else:
         return None
-    if isinstance(value, str) and value.startswith(prefixes):
+    if _is_allowed(value, allowed):
         return None
-    return (f"{path}: {value!r} is not allowed (configs may name only {' / '.join(p + '*' for p in prefixes)} "
-            "here; nothing else is instantiated from a config)")
+    if not allowed:
+        return f"{path}: {value!r} is not allowed (the app config instantiates nothing: no _target_ here)"
+    return (f"{path}: {value!r} is not allowed (configs may name only {', '.join(allowed)} here; nothing else "
+            "is instantiated from a config)")
 
 
 def check_targets(cfg: Any, root: str = "") -> None:
@@ -175,9 +251,13 @@ def check_overrides(config_name: str, overrides: list[str], validate: Callable[[
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    app_overrides = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "hydra="))]
     try:
         with initialize_config_module("adaptrx.configs", version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides)
+            # with Hydra's own node, so that hydra.* overrides are checked too; then the typed app config
+            full = compose(config_name, overrides=overrides, return_hydra_config=True)
+            cfg = compose(config_name, overrides=app_overrides)
+        check_targets(full.hydra, "hydra")
         check_targets(cfg)
         validate(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
@@ -188,17 +268,18 @@ def check_overrides(config_name: str, overrides: list[str], validate: Callable[[
 def run_app(prog: str, config_name: str, validate: Callable[[Any], None], app: Callable[[], Any],
             argv: list[str] | None = None) -> None:
     """Console entry point of a Hydra app: the ``_target_`` allowlist is applied to the command line and the
-    config folders it names, then a single run's overrides are checked (exit code 2 with one line on error);
-    sweeps and ``hydra.*`` overrides go on to Hydra (the app validates each job)."""
+    config folders it names, then a single run's overrides, ``hydra.*`` ones included, are composed and
+    checked (exit code 2 with one line on error: unknown keys, bad values, bad ``hydra.*`` overrides); sweeps
+    and command lines with options go on to Hydra (the app validates each job)."""
     args = sys.argv[1:] if argv is None else argv
     try:
         check_user_configs(args)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    plain = [a for a in args if not a.startswith(("-", "hydra.", "+hydra.", "~hydra.", "hydra/"))]
+    plain = [a for a in args if not a.startswith("-")]  # overrides, hydra.* ones included
     sweep = any(a in ("-m", "--multirun") for a in args) or any("," in a.split("=", 1)[-1] for a in plain)
-    if not sweep and len(plain) == len(args):
+    if not sweep and len(plain) == len(args):  # options (config folders, ...) go to Hydra with the job's check
         try:
             check_overrides(config_name, plain, validate)
         except ConfigError as exc:

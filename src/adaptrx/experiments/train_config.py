@@ -15,7 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from adaptrx.experiments.hydra_cli import ConfigError, check_field
+from adaptrx.experiments.hydra_cli import ConfigError, check_field, check_known_keys
 
 __all__ = ["ConfigError", "TrainConfig", "register_schema", "validate"]
 
@@ -115,6 +115,8 @@ def validate(cfg: TrainConfig | DictConfig) -> None:
     """Check ranges and combinations of a composed config; raises :class:`ConfigError` naming the field."""
     from adaptrx.agents.factory import ACTIVATIONS, ALGORITHMS, OFF_POLICY
 
+    if not isinstance(cfg, TrainConfig):
+        check_known_keys(cfg, TrainConfig)
     c = cfg if isinstance(cfg, TrainConfig) else OmegaConf.to_object(cfg)
     assert isinstance(c, TrainConfig)
     check_field(c.algo.name in ALGORITHMS, "algo.name", f"unknown {c.algo.name!r}; known: {', '.join(ALGORITHMS)}")

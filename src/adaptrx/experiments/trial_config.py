@@ -23,7 +23,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from adaptrx.experiments.hydra_cli import ConfigError, check_field
+from adaptrx.experiments.hydra_cli import ConfigError, check_field, check_known_keys
 
 __all__ = ["ConfigError", "PolicySpec", "TrialConfig", "parse_policy", "register_schema", "validate"]
 
@@ -171,6 +171,8 @@ def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
     from adaptrx.experiments.trial_analysis import METRICS
     from adaptrx.patient import conditions
 
+    if not isinstance(cfg, TrialConfig):
+        check_known_keys(cfg, TrialConfig)
     c = cfg if isinstance(cfg, TrialConfig) else OmegaConf.to_object(cfg)
     assert isinstance(c, TrialConfig)
     check_field(len(c.policies) >= 1, "policies", "list at least one policy")

@@ -71,6 +71,13 @@ def build_policy(spec: PolicySpec, cfg: TrialConfig, episodes: CohortEpisodes) -
         return get("population_best", condition=cfg.cohort.condition), False
     if not spec.is_directory:
         return get(spec.target), False
+    return load_agent(spec)
+
+
+def load_agent(spec: PolicySpec) -> tuple[Any, bool]:
+    """Load the exported policy folder of ``spec`` (every safety check of ``load_policy``) and check it against
+    the env's spaces and features; returns it and whether it acts with discrete moves. ``ValueError`` /
+    :class:`ConfigError` naming the folder otherwise."""
     from gymnasium import spaces
 
     from adaptrx.agents import load_policy
@@ -171,6 +178,9 @@ def _week_major(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
     """Run every policy of ``specs`` on every seed's patients (a progress bar counts the work items: a policy
     on a seed, or an oracle chunk). Returns the tidy tables with the subgroup covariates added."""
+    for spec in specs:  # every policy folder is validated before any arm is simulated
+        if spec.is_directory:
+            load_agent(spec)
     n = len(cohort_for(cfg, cfg.seed))
     jobs = _jobs(specs, cfg, n)
     record = cfg.output.dataset
