@@ -271,7 +271,9 @@ def test_manifest_records_what_rebuilds_and_identifies_the_policy(tmp_path: Path
     assert created.utcoffset() == timedelta(0) and before <= created <= datetime.now().astimezone()
 
     policy = load_policy(path)
-    assert (policy.name, policy.sha256, policy.policy_id) == ("ppo-knee_oa.v1", sha, f"ppo-knee_oa.v1@{sha[:12]}")
+    assert (policy.name, policy.sha256) == ("ppo-knee_oa.v1", sha)
+    assert policy.policy_id == export.policy_id(m, data)
+    assert len(policy.policy_id) == 64 and policy.label == f"ppo-knee_oa.v1@{policy.policy_id[:12]}"
     assert policy.feature_names == FEATURE_NAMES and policy.manifest == m
     assert load_policy(path / MANIFEST_FILE).sha256 == sha  # the manifest's path works too
     # evaluation numbers JSON cannot hold are stored as null; numpy values as plain numbers and lists
@@ -376,6 +378,26 @@ def test_a_manifest_that_is_not_strict_json_is_refused(text: str, ppo_dir: Path,
     (path / MANIFEST_FILE).write_bytes(text.encode("latin-1"))
     with pytest.raises(ValueError, match=r"manifest\.json: not valid JSON"):
         load_policy(path)
+
+
+def test_the_policy_id_covers_every_byte_of_meaning_and_can_be_pinned(ppo_dir: Path, tmp_path: Path) -> None:
+    """An edited manifest value (here the activation, which changes the actions) changes the id, so a pinned
+    load refuses it; reformatting the manifest does not; a short or non-hex pin is an error."""
+    original = load_policy(ppo_dir)
+    assert load_policy(ppo_dir, expect_id=original.policy_id).policy_id == original.policy_id
+    assert load_policy(ppo_dir, expect_id=original.policy_id[:8].upper()).policy_id == original.policy_id
+    reformatted = _copy(ppo_dir, tmp_path / "reformatted")
+    manifest = json.loads((reformatted / MANIFEST_FILE).read_text())
+    (reformatted / MANIFEST_FILE).write_text(json.dumps(manifest, indent=4, sort_keys=True))
+    assert load_policy(reformatted).policy_id == original.policy_id
+    edited = _copy(ppo_dir, tmp_path / "edited")
+    _edit_manifest(edited, lambda m: m["policy_kwargs"].update(activation_fn="GELU"))
+    assert load_policy(edited).policy_id != original.policy_id
+    with pytest.raises(ValueError, match=r"does not match the expected"):
+        load_policy(edited, expect_id=original.policy_id[:12])
+    for bad in ("abc", "xyz12345", original.policy_id + "0"):
+        with pytest.raises(ValueError, match=r"must be 8-64 hex digits"):
+            load_policy(ppo_dir, expect_id=bad)
 
 
 def test_consistently_forged_weights_still_have_to_fit_the_architecture(ppo_dir: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from adaptrx import protocols
+from adaptrx.agents import load_policy
 from adaptrx.clinic.history import parse_history
 from adaptrx.clinic.recommend import default_policy_dir, observation_values, recommend
 from adaptrx.clinic.synthetic import simulate_history
@@ -93,6 +94,9 @@ def test_default_policy_is_the_shipped_one(document: dict[str, Any]) -> None:
     rec = recommend(parse_history(document), **FAST).to_dict()
     assert rec["policy"]["id"] == "ppo-knee_oa-v0" and rec["policy"]["kind"] == "trained"
     assert rec["policy"]["manifest_sha256"] == hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
+    # the same id the card and the trial reports print
+    assert rec["policy"]["policy_id"] == load_policy(directory).policy_id
+    assert rec["policy"]["policy_id"][:12] in (directory / "card.md").read_text()
 
 
 def test_other_condition_falls_back_to_pain_monitoring(document: dict[str, Any]) -> None:

@@ -311,7 +311,7 @@ def test_protocol_policy(document: dict[str, Any]) -> None:
         r = _post_json(c, document, plot="false")
         assert r.status_code == 200, r.text
         assert r.json()["policy"] == {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
-                                      "note": None}
+                                      "policy_id": None, "note": None}
 
 
 def test_forecast_figure_handles_gaps_and_leaves_pyplot_alone(client: TestClient, document: dict[str, Any]) -> None:

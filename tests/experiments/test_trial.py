@@ -296,3 +296,25 @@ def test_committed_trial_composite_does_not_reward_doing_little(split: str) -> N
         for policy in better:
             assert means.loc[idle, "composite"] > means.loc[policy, "composite"], (idle, policy)
             assert means.loc[idle, "return"] < means.loc[policy, "return"], (idle, policy)
+
+
+def test_a_policy_folder_can_be_pinned_by_its_id(tmp_path: Path) -> None:
+    """``dir@<id prefix>``: the right id runs, another policy under the same folder name is refused before the
+    trial starts; a protocol cannot be pinned; the reports carry the id."""
+    from adaptrx.agents import load_policy
+
+    real = load_policy(AGENT).policy_id
+    spec = parse_policy(f"{AGENT}@{real[:10].upper()}")
+    assert (spec.target, spec.expect_id, spec.label) == (AGENT, real[:10], "ppo-knee_oa-v0")
+    out = run(_cfg(f"policies=[none,{AGENT}@{real[:10]}]", "stats.reference=none", "cohort.n=5",
+                   "output.figures=false", "output.tensorboard=false"), tmp_path / "ok")
+    meta = json.loads((out.out_dir / "trial.json").read_text())
+    assert next(p for p in meta["policies"] if p["label"] == "ppo-knee_oa-v0")["policy_id"] == real
+    assert real in (tmp_path / "ok" / "report.md").read_text()
+    wrong = "0" * 10 if not real.startswith("0" * 10) else "1" * 10
+    with pytest.raises(ValueError, match="does not match the expected"):
+        run(_cfg(f"policies=[none,{AGENT}@{wrong}]", "stats.reference=none", "cohort.n=5",
+                 "output.figures=false", "output.tensorboard=false"), tmp_path / "wrong")
+    assert not (tmp_path / "wrong" / "results.parquet").exists()
+    with pytest.raises(ConfigError, match="only a policy directory can be pinned"):
+        parse_policy("pain_monitoring@0123456789")

@@ -162,6 +162,31 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def policy_id(manifest: Mapping[str, Any], weights: bytes) -> str:
+    """The policy id: sha256 (hex) over the canonical JSON of the manifest (keys sorted, no whitespace) and
+    then the raw bytes of ``policy.safetensors``. Any edited value of either file changes it (reformatting the
+    manifest does not); cards, trial reports and the clinic print it, and ``load_policy(..., expect_id=)`` /
+    ``policies=[dir@<prefix>]`` pin it."""
+    digest = hashlib.sha256(_canonical(manifest).encode("utf-8"))
+    digest.update(weights)
+    return digest.hexdigest()
+
+
+#: Shortest id prefix ``expect_id`` accepts (hex digits): 8 make an accidental match ~1 in 4 billion.
+MIN_ID_PREFIX = 8
+
+
+def check_expected_id(actual: str, expect_id: str, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``expect_id`` (a hex prefix of >= :data:`MIN_ID_PREFIX`
+    digits, or the whole id) starts ``actual``."""
+    want = str(expect_id).strip().lower()
+    if len(want) < MIN_ID_PREFIX or len(want) > 64 or any(c not in "0123456789abcdef" for c in want):
+        raise ValueError(f"{where}: expected policy id {expect_id!r} must be {MIN_ID_PREFIX}-64 hex digits")
+    if not actual.startswith(want):
+        raise ValueError(f"{where}: policy id {actual[:16]}... does not match the expected {want} (the manifest "
+                         "or the weights differ from the pinned policy)")
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of ``config`` (keys sorted, no whitespace): the same for any key order.
 
@@ -549,19 +574,21 @@ class ExportedPolicy(Policy):
         manifest: the validated ``manifest.json`` (a dict, as read).
         name, algorithm: from the manifest.
         sha256: sha256 (hex) of ``policy.safetensors``, checked on load.
-        policy_id: ``"{name}@{sha256[:12]}"``, identifies the exact weights in results.
+        policy_id: :func:`policy_id`, sha256 (hex) over the canonical manifest and the weights.
+        label: ``"{name}@{policy_id[:12]}"``, names the exact policy in results.
         feature_names: the observation's feature names (may be empty).
         observation_space, action_space: the spaces the policy was trained in.
         recurrent: whether the policy is the LSTM policy of ``recurrent_ppo``.
         policy: the rebuilt SB3 policy module (CPU, evaluation mode).
     """
 
-    def __init__(self, manifest: dict[str, Any], policy: BasePolicy, spec: _Spec) -> None:
+    def __init__(self, manifest: dict[str, Any], policy: BasePolicy, spec: _Spec, policy_id: str) -> None:
         self.manifest = manifest
         self.name: str = manifest["name"]
         self.algorithm: str = manifest["algorithm"]
         self.sha256: str = manifest["weights"]["sha256"]
-        self.policy_id = f"{self.name}@{self.sha256[:12]}"
+        self.policy_id = policy_id
+        self.label = f"{self.name}@{policy_id[:12]}"
         self.feature_names = spec.feature_names
         self.observation_space = spec.observation_space
         self.action_space = spec.action_space
@@ -573,7 +600,7 @@ class ExportedPolicy(Policy):
         self._clip = spec.clip_obs
 
     def __repr__(self) -> str:
-        return f"ExportedPolicy({self.policy_id!r}, algorithm={self.algorithm!r})"
+        return f"ExportedPolicy({self.label!r}, algorithm={self.algorithm!r})"
 
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         """``obs`` as float64 ``(n, n_features)`` and whether a single observation was given."""
@@ -735,7 +762,7 @@ def _same_space(a: spaces.Space, b: spaces.Space) -> bool:
 
 def load_policy(path: str | Path, *, observation_space: spaces.Space | None = None,
                 action_space: spaces.Space | None = None,
-                feature_names: Sequence[str] | None = None) -> ExportedPolicy:
+                feature_names: Sequence[str] | None = None, expect_id: str | None = None) -> ExportedPolicy:
     """Load the policy directory ``path`` (or its ``manifest.json``) written by :func:`export_policy`.
 
     Nothing is unpickled or executed (see the module docstring). Raises ``FileNotFoundError`` naming a
@@ -744,6 +771,8 @@ def load_policy(path: str | Path, *, observation_space: spaces.Space | None = No
     do not match the manifest, for files over the size limits, and for pickle-based model files (an SB3
     ``.zip``, ``.pkl``, ``.pt``, ...: see :data:`PICKLE_SUFFIXES`). Given the env's ``observation_space``,
     ``action_space`` or ``feature_names``, a policy exported for other ones is refused (:func:`check_spaces`).
+    Given ``expect_id`` (the :func:`policy_id`, or a prefix of at least 8 hex digits), a policy whose id
+    differs is refused before its weights are parsed. Non-finite weights are refused.
     """
     directory = Path(path)
     if directory.name == MANIFEST_FILE and directory.is_file():
@@ -770,6 +799,9 @@ def load_policy(path: str | Path, *, observation_space: spaces.Space | None = No
                          "(the weights were modified or belong to another manifest)")
     if len(data) != spec.weights_bytes:
         raise ValueError(f"{weights_path}: {len(data)} bytes, the manifest says {spec.weights_bytes}")
+    identity = policy_id(manifest, data)
+    if expect_id is not None:
+        check_expected_id(identity, expect_id, str(directory))
 
     import safetensors.torch
 
@@ -788,7 +820,7 @@ def load_policy(path: str | Path, *, observation_space: spaces.Space | None = No
         policy = _build(spec, tensors)
     except ValueError as exc:
         raise ValueError(f"{directory}{os.sep}{exc}") from exc
-    loaded = ExportedPolicy(manifest, policy, spec)
+    loaded = ExportedPolicy(manifest, policy, spec, identity)
     try:
         check_spaces(loaded, observation_space, action_space, feature_names)
     except ValueError as exc:

@@ -85,13 +85,15 @@ def _rule_explanations(rules: SafetyRules) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------- policies
 @dataclass
 class _Policy:
-    """A resolved policy: what acts, its id, kind, manifest hash and a note for the output."""
+    """A resolved policy: what acts, its name (``id``), kind, manifest hash, policy id (sha256 over the
+    canonical manifest and the weights, as cards and trial reports print it) and a note for the output."""
 
     policy: Any
     id: str
     kind: str
     manifest_sha256: str | None = None
     note: str | None = None
+    policy_id: str | None = None
 
 
 class _MidCourse(Policy):
@@ -168,8 +170,9 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
 
     ``target`` is what :func:`recommend` is given (a policy directory, a protocol name, or ``None`` when no
     shipped policy is found), ``loaded`` the loaded directory policy (``None`` for a protocol) and ``info`` its
-    description ``{"id", "kind", "manifest_sha256", "condition", "note"}`` (``condition``: the one a directory
-    policy was trained on).
+    description ``{"id", "kind", "manifest_sha256", "policy_id", "condition", "note"}`` (``condition``: the one
+    a directory policy was trained on; ``policy_id``: :func:`adaptrx.agents.export.policy_id`, ``None`` for a
+    protocol).
 
     Raises:
         ValueError: a non-clinical protocol (oracle, population_best, none), a discrete-action policy, or a
@@ -179,16 +182,17 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
     if policy is None:
         directory = default_policy_dir()
         if directory is None:
+            note = ("the shipped policy (agents/ppo-knee_oa-v0) was not found; the pain-monitoring model "
+                    "recommends instead")
             return None, None, {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
-                                "condition": None, "note": "the shipped policy (agents/ppo-knee_oa-v0) was not "
-                                                           "found; the pain-monitoring model recommends instead"}
+                                "policy_id": None, "condition": None, "note": note}
         policy = directory
     if isinstance(policy, str) and policy in PROTOCOL_NAMES and not Path(policy).exists():
         if policy in _NOT_CLINICAL:
             raise ValueError(f"policy: {policy!r} cannot be continued from a patient's log; use a clinical "
                              f"protocol or a policy directory")
-        return policy, None, {"id": policy, "kind": "protocol", "manifest_sha256": None, "condition": None,
-                              "note": None}
+        return policy, None, {"id": policy, "kind": "protocol", "manifest_sha256": None, "policy_id": None,
+                              "condition": None, "note": None}
     if not isinstance(policy, str | Path):
         raise ValueError(f"policy: expected a policy directory or a protocol name, got {type(policy).__name__}")
     directory = Path(policy).resolve()
@@ -203,7 +207,8 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
     except ValueError as exc:
         raise ValueError(f"policy: {directory}: {exc}") from exc
     return directory, loaded, {"id": str(loaded.manifest.get("name", directory.name)), "kind": "trained",
-                               "manifest_sha256": digest, "condition": env.get("condition"), "note": None}
+                               "manifest_sha256": digest, "policy_id": loaded.policy_id,
+                               "condition": env.get("condition"), "note": None}
 
 
 def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
@@ -216,7 +221,8 @@ def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) 
         return _Policy(_protocol_policy("pain_monitoring", last), "pain_monitoring", "protocol",
                        note=f"the policy {info['id']} was trained on {info['condition']} patients, not "
                             f"{condition}; the pain-monitoring model recommends instead")
-    return _Policy(loaded, info["id"], "trained", manifest_sha256=info["manifest_sha256"])
+    return _Policy(loaded, info["id"], "trained", manifest_sha256=info["manifest_sha256"],
+                   policy_id=info["policy_id"])
 
 
 # ----------------------------------------------------------------------------------------- observation
@@ -397,7 +403,7 @@ class Recommendation:
                         else "no safety rule had to change the policy's proposal")
         return {
             "adaptrx_version": __version__,
-            "policy": {"id": self.policy.id, "kind": self.policy.kind,
+            "policy": {"id": self.policy.id, "kind": self.policy.kind, "policy_id": self.policy.policy_id,
                        "manifest_sha256": self.policy.manifest_sha256, "note": self.policy.note},
             "patient": {"patient_id": h.intake.patient_id, "condition": h.intake.condition,
                         "weeks_of_history": n, "next_week": n + 1,
@@ -423,7 +429,7 @@ class Recommendation:
             f"adaptrx recommendation for {p['patient_id'] or 'the patient'} ({p['condition']}), week {p['next_week']} "
             f"(from {p['next_week_start']}), after {p['weeks_of_history']} week(s) of history",
             f"policy: {d['policy']['id']} ({d['policy']['kind']})"
-            + (f", manifest sha256 {d['policy']['manifest_sha256'][:16]}..." if d["policy"]["manifest_sha256"] else ""),
+            + (f", policy id {d['policy']['policy_id'][:16]}..." if d["policy"]["policy_id"] else ""),
             "",
             f"PRESCRIPTION: {rx['sessions']} session(s), load {rx['load']:.2f} x baseline capacity "
             f"({rx['load_change']:+.0%} vs last week), {rx['delivery']}",

@@ -307,7 +307,7 @@ def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizo
 
     @app.get("/api/health", summary="Health and the configured policy")
     def health() -> dict[str, Any]:
-        """``{"status": "ok", "policy": {"id", "kind", "manifest_sha256", "condition", "note"}}``."""
+        """``{"status": "ok", "policy": {"id", "kind", "manifest_sha256", "policy_id", "condition", "note"}}``."""
         return {"status": "ok", "policy": policy_info, "adaptrx_version": __version__,
                 "n_particles": n_particles, "horizon": default_horizon}
 

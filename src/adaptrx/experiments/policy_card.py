@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from adaptrx import atomic
+from adaptrx.agents.export import policy_id
 from adaptrx.envs import CohortEpisodes
 from adaptrx.experiments.clinical_metrics import clinical_metrics, composite
 from adaptrx.experiments.stats import Estimate, paired_difference
@@ -156,8 +157,13 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
         if (figures / png).exists():
             shutil.copy2(figures / png, policy_dir / png)
     v = result.val_metrics
+    identity = policy_id(manifest, (policy_dir / manifest["weights"]["file"]).read_bytes())
     lines = [
-        f"# {manifest['name']} (`{manifest['weights']['sha256'][:12]}`)",
+        f"# {manifest['name']} (`{identity[:12]}`)",
+        "",
+        f"Policy id `{identity}` (sha256 over the canonical manifest and the weights: the id trial reports and "
+        f"the clinic print; pin it with `load_policy(dir, expect_id=...)` or `policies=[dir@{identity[:12]}]`); "
+        f"weights sha256 `{manifest['weights']['sha256']}`.",
         "",
         f"A {cfg.algo.name.upper()} policy for `AdaptRx/{'ProgressionDiscrete' if cfg.env.discrete else 'Progression'}"
         f"-v0` on the **{cfg.env.condition}** prior ({cfg.env.weeks}-week episodes, {cfg.env.modality} exercise"

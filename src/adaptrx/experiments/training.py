@@ -380,7 +380,7 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
 
     export()
     exported = load_policy(policy_dir)
-    val = evaluator.run(exported, name=exported.policy_id, step=callback.best_step)
+    val = evaluator.run(exported, name=exported.label, step=callback.best_step)
     figures = run_dir / "figures"
     figures.mkdir(exist_ok=True)
     trajectory_figure(val.outcomes, FIGURE_PATIENTS, title="selected policy, val patients").savefig(

@@ -16,6 +16,7 @@ unquoted):
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,13 @@ class TrialConfig:
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """A parsed policy string: table ``label``, ``target`` (protocol name or directory) and ``shield``."""
+    """A parsed policy string: table ``label``, ``target`` (protocol name or directory), ``shield`` and, for a
+    directory pinned as ``dir@<id prefix>``, the ``expect_id`` its policy id must start with."""
 
     label: str
     target: str
     shield: bool = False
+    expect_id: str | None = None
 
     @property
     def is_directory(self) -> bool:
@@ -106,13 +109,16 @@ class PolicySpec:
 
     @property
     def text(self) -> str:
-        return f"{self.label}:{self.target}{SHIELD_SUFFIX if self.shield else ''}"
+        pin = f"@{self.expect_id}" if self.expect_id else ""
+        return f"{self.label}:{self.target}{pin}{SHIELD_SUFFIX if self.shield else ''}"
 
 
 def parse_policy(text: str) -> PolicySpec:
-    """Parse ``[label:]target[+shield]``; a ``ConfigError`` names ``policies`` and says what is wrong.
+    """Parse ``[label:]target[@id-prefix][+shield]``; a ``ConfigError`` names ``policies`` and says what is wrong.
 
-    A directory target must hold ``manifest.json``; its default label is the manifest's ``name``.
+    A directory target must hold ``manifest.json``; its default label is the manifest's ``name``. ``@`` and 8-64
+    hex digits pin the directory's policy id (``adaptrx.agents.export.policy_id``): a different policy is
+    refused before the trial runs.
     """
     from adaptrx.protocols import NAMES
 
@@ -124,7 +130,13 @@ def parse_policy(text: str) -> PolicySpec:
     if not sep:
         label, target = "", label
     label, target = label.strip(), target.strip()
+    expect_id = None
+    head, at, pin = target.rpartition("@")
+    if at and re.fullmatch(r"[0-9a-fA-F]{8,64}", pin.strip()):
+        target, expect_id = head.strip(), pin.strip().lower()
     check_field(bool(target), "policies", f"empty policy in {text!r}")
+    check_field(expect_id is None or target not in NAMES, "policies",
+                f"{text!r}: only a policy directory can be pinned with @<id>")
     if target not in NAMES:
         manifest = Path(absolute_path(target)) / "manifest.json"
         check_field(manifest.is_file(), "policies",
@@ -137,7 +149,7 @@ def parse_policy(text: str) -> PolicySpec:
     label = label or target
     check_field(label.replace("-", "").replace("_", "").replace(".", "").isalnum(), "policies",
                 f"label {label!r}: use letters, digits, '-', '_' or '.'")
-    return PolicySpec(label, target, shield)
+    return PolicySpec(label, target, shield, expect_id)
 
 
 def absolute_path(path: str) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from adaptrx.agents.export import policy_id
 from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_NAMES
 from adaptrx.experiments.trial_analysis import add_outcome_columns
@@ -85,7 +86,7 @@ def load_agent(spec: PolicySpec) -> tuple[Any, bool]:
     from adaptrx.envs.progression import env_spaces
 
     path = absolute_path(spec.target)
-    policy = load_policy(path)
+    policy = load_policy(path, expect_id=spec.expect_id)
     discrete = isinstance(policy.action_space, spaces.Discrete)
     try:
         check_spaces(policy, *env_spaces(discrete), feature_names=FEATURE_NAMES)
@@ -95,13 +96,17 @@ def load_agent(spec: PolicySpec) -> tuple[Any, bool]:
 
 
 def describe(spec: PolicySpec) -> dict[str, Any]:
-    """What the reports say about a policy: label, target, kind, shield and, for agents, id and weights hash."""
+    """What the reports say about a policy: label, target, kind, shield and, for agents, the policy id (sha256
+    over the canonical manifest and the weights) and the weights' sha256."""
     info: dict[str, Any] = {"label": spec.label, "target": spec.target, "shield": spec.shield,
                             "kind": "oracle" if spec.target == "oracle" else "agent" if spec.is_directory
                             else "protocol"}
     if spec.is_directory:
-        manifest = json.loads((Path(absolute_path(spec.target)) / "manifest.json").read_text())
+        folder = Path(absolute_path(spec.target))
+        manifest = json.loads((folder / "manifest.json").read_text())
+        weights = (folder / manifest.get("weights", {}).get("file", "policy.safetensors")).read_bytes()
         info.update({"name": manifest.get("name"), "algorithm": manifest.get("algorithm"),
+                     "policy_id": policy_id(manifest, weights),
                      "sha256": manifest.get("weights", {}).get("sha256")})
     return info
 

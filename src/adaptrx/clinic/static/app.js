@@ -140,7 +140,7 @@
     const pol = d.policy || {};
     const dl = $("policy");
     clear(dl);
-    const items = [["Policy", pol.id], ["Kind", pol.kind], ["Manifest sha256", pol.manifest_sha256 || "–"]];
+    const items = [["Policy", pol.id], ["Kind", pol.kind], ["Policy id", pol.policy_id || "–"], ["Manifest sha256", pol.manifest_sha256 || "–"]];
     if (pol.note) items.push(["Note", pol.note]);
     for (const [k, v] of items) {
       dl.appendChild(el("dt", k));
