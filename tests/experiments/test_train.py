@@ -89,6 +89,12 @@ def test_tensorboard_has_clinical_metrics_figures_hparams_and_layout(tmp_path: P
         assert len(events) == 2, metric  # one per evaluation
         assert all(math.isfinite(e.value) for e in events), metric
     assert "train/value_loss" in tags["scalars"]  # SB3's own losses are there too
+    # SB3's standard tags, so an SB3 user's dashboards are not empty
+    assert {"rollout/ep_rew_mean", "rollout/ep_len_mean", "eval/mean_reward", "eval/mean_ep_length"} <= set(
+        tags["scalars"])
+    returns = [e.value for e in acc.Scalars("clinical/return")]
+    assert [e.value for e in acc.Scalars("eval/mean_reward")] == pytest.approx(returns)
+    assert all(1 <= e.value <= 26 for e in acc.Scalars("eval/mean_ep_length"))
     assert {"figures/trajectories", "figures/load_response"} <= set(tags["images"])
     assert "custom_scalars" in acc.PluginTagToContent("custom_scalars") or acc.PluginTagToContent("custom_scalars")
     assert acc.PluginTagToContent("hparams")

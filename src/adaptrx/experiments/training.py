@@ -39,7 +39,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam, TensorBoardOutputFormat
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from adaptrx import atomic
 from adaptrx.agents.export import export_policy, load_policy
@@ -121,9 +121,11 @@ def make_train_env(cfg: TrainConfig) -> tuple[VecEnv, VecNormalize | None]:
     """The batched training env (seeded with ``cfg.seed``), normalised as configured."""
     e = cfg.env
     shield = SafetyRules() if e.shield else None
-    env: VecEnv = PatientVecEnv(cfg.budget.n_envs, condition=e.condition, split=e.split, weeks=e.weeks,
-                                modality=e.modality, reward=e.reward.weights(), discrete=e.discrete, shield=shield)
-    env.seed(cfg.seed)
+    patients = PatientVecEnv(cfg.budget.n_envs, condition=e.condition, split=e.split, weeks=e.weeks,
+                             modality=e.modality, reward=e.reward.weights(), discrete=e.discrete, shield=shield)
+    patients.seed(cfg.seed)
+    # episode statistics for SB3's standard rollout/ep_rew_mean and rollout/ep_len_mean (training reward)
+    env: VecEnv = VecMonitor(patients)
     norm = None
     if e.normalize_obs or e.normalize_reward:
         gamma = float(cfg.algo.kwargs.get("gamma", 0.99))
@@ -241,6 +243,11 @@ class ClinicalEvalCallback(BaseCallback):
         ev = self.evaluator.run(self.policy(), step=step)
         for key, value in ev.metrics.items():
             self.logger.record(f"clinical/{key}", value)
+        # SB3's EvalCallback tags: the val return under the default reward (the headline objective) and the
+        # mean episode length in weeks (a dropout ends the episode)
+        lengths = np.where(ev.outcomes.dropout_week > 0, ev.outcomes.dropout_week, ev.outcomes.weeks)
+        self.logger.record("eval/mean_reward", ev.metrics["return"])
+        self.logger.record("eval/mean_ep_length", float(lengths.mean()))
         fig = trajectory_figure(ev.outcomes, FIGURE_PATIENTS, title=f"val patients, step {step}")
         self.logger.record("figures/trajectories", Figure(fig, close=True), exclude=_NOT_TEXT)
         if self._reference_obs is not None and self._pain_monitoring_curve is not None:
