@@ -40,6 +40,7 @@ from matplotlib.figure import Figure
 
 from adaptrx.envs.cohort_run import EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, LOW, SCALES
+from adaptrx.envs.reward import COST_PAIN_THRESHOLD
 from adaptrx.protocols.base import Protocol
 
 #: Names (and order) of the metrics :func:`clinical_metrics` returns (table in the module docstring).
@@ -50,8 +51,6 @@ METRICS: tuple[str, ...] = (
 )
 #: Points added to :func:`composite` for a patient who dropped out.
 DROPOUT_PENALTY = 2.0
-#: In-session pain threshold of the design (NRS): above it, a session counts as too painful.
-PAIN_THRESHOLD = 5.0
 #: Most patients :func:`trajectory_figure` draws (one panel each).
 MAX_PANELS = 8
 
@@ -285,8 +284,8 @@ def response_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
         ax.plot(np.asarray(x), np.asarray(y), "-o", ms=3, color=color, lw=1.8, label=label)
     ax.axhline(1.0, color="gray", ls="--", lw=1.0, label="hold (x1.0)")
     if feature.startswith("session_pain"):
-        ax.axvline(PAIN_THRESHOLD, color="tab:red", ls=":", lw=1.2,
-                   label=f"in-session pain threshold (NRS {PAIN_THRESHOLD:g})")
+        ax.axvline(COST_PAIN_THRESHOLD, color="tab:red", ls=":", lw=1.2,
+                   label=f"in-session pain threshold (NRS {COST_PAIN_THRESHOLD:g})")
     unit = " (NRS 0-10)" if "pain" in feature else ""
     ax.set_xlabel(f"reported {feature}{unit}")
     ax.set_ylabel("next load (x last load)")

@@ -14,17 +14,14 @@ patient, chunking changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from adaptrx.agents.export import policy_id
 from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_NAMES
 from adaptrx.experiments.trial_analysis import add_outcome_columns
@@ -95,19 +92,16 @@ def load_agent(spec: PolicySpec) -> tuple[Any, bool]:
     return policy, discrete
 
 
-def describe(spec: PolicySpec) -> dict[str, Any]:
-    """What the reports say about a policy: label, target, kind, shield and, for agents, the policy id (sha256
-    over the canonical manifest and the weights) and the weights' sha256."""
+def describe(spec: PolicySpec, agent: Any = None) -> dict[str, Any]:
+    """What the reports say about a policy: label, target, kind, shield and, for an agent (``agent``: its loaded
+    :class:`~adaptrx.agents.export.ExportedPolicy`), its name, algorithm, policy id (sha256 over the canonical
+    manifest and the weights) and the weights' sha256."""
     info: dict[str, Any] = {"label": spec.label, "target": spec.target, "shield": spec.shield,
                             "kind": "oracle" if spec.target == "oracle" else "agent" if spec.is_directory
                             else "protocol"}
-    if spec.is_directory:
-        folder = Path(absolute_path(spec.target))
-        manifest = json.loads((folder / "manifest.json").read_text())
-        weights = (folder / manifest.get("weights", {}).get("file", "policy.safetensors")).read_bytes()
-        info.update({"name": manifest.get("name"), "algorithm": manifest.get("algorithm"),
-                     "policy_id": policy_id(manifest, weights),
-                     "sha256": manifest.get("weights", {}).get("sha256")})
+    if agent is not None:
+        info.update({"name": agent.name, "algorithm": agent.algorithm, "policy_id": agent.policy_id,
+                     "sha256": agent.sha256})
     return info
 
 
@@ -183,9 +177,8 @@ def _week_major(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
     """Run every policy of ``specs`` on every seed's patients (a progress bar counts the work items: a policy
     on a seed, or an oracle chunk). Returns the tidy tables with the subgroup covariates added."""
-    for spec in specs:  # every policy folder is validated before any arm is simulated
-        if spec.is_directory:
-            load_agent(spec)
+    # every policy folder is loaded and checked before any arm is simulated (and described from what was loaded)
+    agents = {i: load_agent(spec)[0] for i, spec in enumerate(specs) if spec.is_directory}
     n = len(cohort_for(cfg, cfg.seed))
     jobs = _jobs(specs, cfg, n)
     record = cfg.output.dataset
@@ -218,4 +211,5 @@ def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
     weekly.insert(1, "condition", condition)
     dataset = pd.concat([_week_major([transitions_frame(o, condition) for o in outcomes[g[0]:g[-1] + 1]])
                          for g in _blocks(jobs)], ignore_index=True) if record else None
-    return TrialData(results=results, weekly=weekly, dataset=dataset, policies=[describe(s) for s in specs])
+    policies = [describe(s, agents.get(i)) for i, s in enumerate(specs)]
+    return TrialData(results=results, weekly=weekly, dataset=dataset, policies=policies)
