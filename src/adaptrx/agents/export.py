@@ -82,10 +82,11 @@ ALGORITHMS: dict[str, str] = {
     "sac": "SACPolicy",
     "td3": "TD3Policy",
     "recurrent_ppo": "RecurrentActorCriticPolicy",
+    "dagger": "ActorCriticPolicy",  # oracle distillation (adaptrx.agents.dagger): a PPO-style actor
 }
 #: Algorithm name -> the SB3 / sb3-contrib algorithm class name of the trained model.
 _MODEL_CLASSES: dict[str, str] = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3",
-                                  "recurrent_ppo": "RecurrentPPO"}
+                                  "recurrent_ppo": "RecurrentPPO", "dagger": "PPO"}
 #: Algorithms that can act in a ``Discrete`` action space (all act in a ``Box``).
 _DISCRETE_ALGORITHMS = frozenset({"ppo", "a2c", "recurrent_ppo"})
 #: The only policy classes that can be rebuilt: name -> (module, attribute).
@@ -912,7 +913,7 @@ def export_policy(
             the policy saw raw observations.
         clip_obs, epsilon: that ``VecNormalize``'s clip bound (> 0) and variance offset (>= 0).
         feature_names: the observation's feature names (empty, or one per observation dimension).
-        algorithm: ``ppo``, ``a2c``, ``sac``, ``td3`` or ``recurrent_ppo``.
+        algorithm: ``ppo``, ``a2c``, ``sac``, ``td3``, ``recurrent_ppo`` or ``dagger``.
         env, config, evaluation: JSON data stored in the manifest (env description, training config, whose
             :func:`config_hash` is stored too, and evaluation summary). Numpy scalars and small arrays become
             numbers and lists; NaN or infinite evaluation numbers are stored as ``null`` (elsewhere they are a

@@ -23,6 +23,9 @@ ALGORITHMS: dict[str, tuple[type[BaseAlgorithm], str]] = {
     "sac": (SAC, "MlpPolicy"),
     "td3": (TD3, "MlpPolicy"),
     "recurrent_ppo": (RecurrentPPO, "MlpLstmPolicy"),
+    # oracle distillation (adaptrx.agents.dagger): the student actor lives in a PPO container, so that it is
+    # checkpointed, exported and loaded like a PPO policy; its algo.kwargs are DAgger's, not PPO's
+    "dagger": (PPO, "MlpPolicy"),
 }
 #: Activation name -> torch.nn module class.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -69,7 +72,7 @@ def make_model(name: str, env: VecEnv, kwargs: Mapping[str, Any] | None = None,
         device: torch device (``cpu``: the networks are small).
     """
     cls = algorithm_class(name)
-    settings = dict(kwargs or {})
+    settings = dict(kwargs or {}) if name != "dagger" else {}
     if "policy_kwargs" in settings:
         raise ValueError("algo.kwargs.policy_kwargs: set the network in policy.net instead")
     net = dict(net or {})

@@ -51,11 +51,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from gymnasium import spaces
+from joblib import Parallel, delayed
 
-from adaptrx.envs import engine
+from adaptrx.envs import CohortEpisodes, engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
 from adaptrx.envs.batch import EnvConfig, EpisodeBatch
+from adaptrx.envs.cohort_run import EpisodeOutcomes
 from adaptrx.patient import HOME_ALONE, ModelConstants
 from adaptrx.protocols.base import DELIVERY, Policy, batch_obs, check_int, encode_prescription
 
@@ -318,3 +321,25 @@ class OraclePolicy(Policy):
             if not live.any():
                 break
         return value
+
+
+def _oracle_chunk(rows: pd.DataFrame, seed: int, env_kwargs: dict[str, Any], oracle_kwargs: dict[str, Any],
+                  name: str) -> EpisodeOutcomes:
+    episodes = CohortEpisodes(rows, seed=seed, **env_kwargs)
+    return episodes.run(OraclePolicy(episodes, **oracle_kwargs), name=name)
+
+
+def oracle_outcomes(cohort: pd.DataFrame, seed: int, env_kwargs: dict[str, Any], n_jobs: int = 1,
+                    name: str = "oracle", **oracle_kwargs: Any) -> EpisodeOutcomes:
+    """The oracle's paired episodes on ``cohort`` (noise ``seed``, env settings ``env_kwargs`` as for
+    :class:`~adaptrx.envs.CohortEpisodes`), its patients split over ``n_jobs`` worker processes. The outcomes
+    are those of one unsplit run (each patient's noise stream and the planner's keys depend on the patient,
+    not on the chunk). ``oracle_kwargs`` go to :class:`OraclePolicy`."""
+    n_jobs = check_int("n_jobs", n_jobs, 1, 256)
+    if n_jobs == 1 or len(cohort) < 2:
+        return _oracle_chunk(cohort, seed, env_kwargs, oracle_kwargs, name)
+    size = -(-len(cohort) // n_jobs)
+    chunks = [cohort.iloc[i:i + size] for i in range(0, len(cohort), size)]
+    parts = Parallel(n_jobs=n_jobs)(delayed(_oracle_chunk)(rows, seed, env_kwargs, oracle_kwargs, name)
+                                    for rows in chunks)
+    return EpisodeOutcomes.concat(list(parts))

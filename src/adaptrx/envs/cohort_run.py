@@ -20,7 +20,7 @@ The object also looks like an env to the oracle (``protocols.get("oracle", env=e
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,32 @@ class EpisodeOutcomes:
     @property
     def n(self) -> int:
         return len(self.patient_id)
+
+    @classmethod
+    def concat(cls, parts: list[EpisodeOutcomes]) -> EpisodeOutcomes:
+        """The outcomes of consecutive patient chunks of one policy run (same policy label, seed, split and
+        weeks) as one run, patients in the order of ``parts``."""
+        if not parts:
+            raise ValueError("parts: need at least one EpisodeOutcomes")
+        first = parts[0]
+        for p in parts[1:]:
+            if (p.policy, p.seed, p.split, p.weeks) != (first.policy, first.seed, first.split, first.weeks):
+                raise ValueError("parts: chunks of different runs (policy, seed, split or weeks differ)")
+
+        def join(arrays: list[np.ndarray]) -> np.ndarray:  # patients are axis 0 of (n,), axis 1 of (weeks, n, ...)
+            return np.concatenate(arrays, axis=0 if arrays[0].ndim == 1 else 1)
+
+        values: dict[str, Any] = {"policy": first.policy, "seed": first.seed, "split": first.split}
+        for f in fields(cls):
+            if f.name in values or f.name == "transitions":
+                continue
+            values[f.name] = join([getattr(p, f.name) for p in parts])
+        if all(p.transitions is not None for p in parts):
+            values["transitions"] = Transitions(**{f.name: join([getattr(p.transitions, f.name) for p in parts])
+                                                   for f in fields(Transitions)})
+        elif any(p.transitions is not None for p in parts):
+            raise ValueError("parts: some chunks recorded transitions and some did not")
+        return cls(**values)
 
     @property
     def weeks(self) -> int:

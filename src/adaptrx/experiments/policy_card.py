@@ -28,9 +28,11 @@ from tqdm.auto import tqdm
 
 from adaptrx import atomic
 from adaptrx.agents.export import policy_id
+from adaptrx.agents.oracle import oracle_outcomes
 from adaptrx.envs import CohortEpisodes
 from adaptrx.experiments.clinical_metrics import clinical_metrics, composite
 from adaptrx.experiments.stats import Estimate, paired_difference
+from adaptrx.experiments.trial_config import OracleConfig
 from adaptrx.experiments.trial_report import markdown_table
 from adaptrx.patient import make_cohort
 from adaptrx.protocols import get as get_protocol
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from adaptrx.experiments.training import TrainResult
 
 AGENT = "agent"
+ORACLE = "oracle"
 REFERENCE = "population_best"
 SAFETY_REFERENCE = "pain_monitoring"
 #: Columns of the per-policy summary of the comparison.
@@ -81,6 +84,12 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
         for name in names:
             protocol = get_protocol(name, condition=e.condition) if name == REFERENCE else get_protocol(name)
             outcomes[name] = episodes.run(protocol, name=name, progress=bar.update)
+    if cfg.budget.test_oracle:  # the upper reference: the planner that knows each patient (trial settings)
+        env_kwargs = {"condition": e.condition, "split": "test", "weeks": e.weeks, "modality": e.modality}
+        oracle = OracleConfig()
+        outcomes[ORACLE] = oracle_outcomes(cohort, cfg.eval_seed, env_kwargs, n_jobs=cfg.budget.n_jobs, name=ORACLE,
+                                           horizon=oracle.horizon, replicates=oracle.replicates, seed=oracle.seed)
+        names = [*names, ORACLE]
     metrics = {k: clinical_metrics(o) for k, o in outcomes.items()}
     summary = pd.DataFrame([{"policy": k, **{c: m[c] for c in SUMMARY_COLUMNS}} for k, m in metrics.items()])
     agent = outcomes[AGENT]
@@ -98,10 +107,11 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
         rows.append(row)
     diffs = pd.DataFrame(rows)
     flares = dict(zip(summary["policy"], summary["flares_per_patient"], strict=True))
-    beats_return = bool((diffs["return_low"] > 0).all())
-    beats_pain = bool((diffs["pain_w12_high"] < 0).all())
+    protocols = diffs[diffs["comparator"] != ORACLE]
+    beats_return = bool((protocols["return_low"] > 0).all())
+    beats_pain = bool((protocols["pain_w12_high"] < 0).all())
     safe = flares[AGENT] <= flares[SAFETY_REFERENCE]
-    fixed = summary[summary["policy"] != AGENT]
+    fixed = summary[~summary["policy"].isin([AGENT, ORACLE])]
     best_fixed = str(fixed.loc[fixed["return"].idxmax(), "policy"])
     ref_name = REFERENCE if REFERENCE in names else SAFETY_REFERENCE
     ref_row = diffs.set_index("comparator").loc[ref_name]
@@ -119,6 +129,11 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
         "no_more_flares_than_pain_monitoring": bool(safe), "best_fixed_protocol_by_return": best_fixed,
         "agent": metrics[AGENT],
     }
+    if ORACLE in outcomes and ref_name == REFERENCE:
+        # the share of the oracle - population_best return gap the agent closes (1: as good as the oracle)
+        gap = float(outcomes[ORACLE].returns.mean() - outcomes[REFERENCE].returns.mean())
+        numbers["oracle_return_vs_reference"] = gap
+        numbers["gap_closed"] = float(numbers["return_vs_reference"][0] / gap) if gap > 0 else float("nan")
 
     def fmt(key: str, scale: float = 1.0) -> str:
         value, low, high = (scale * v for v in triple(key))
@@ -128,6 +143,9 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
                 f"dropout {fmt('dropout', 100)} pp; beats every fixed protocol on the return: "
                 f"{'yes' if beats_return else 'no'}; flares {flares[AGENT]:.2f} vs pain_monitoring "
                 f"{flares[SAFETY_REFERENCE]:.2f}")
+    if "gap_closed" in numbers:
+        headline += (f"; closes {100 * numbers['gap_closed']:.0f} % of the oracle - {REFERENCE} return gap "
+                     f"({numbers['oracle_return_vs_reference']:+.2f})")
     if out_dir is not None:
         out_dir = Path(out_dir)
         for name, table in (("test_comparison.csv", summary), ("test_differences.csv", diffs)):

@@ -22,12 +22,13 @@ __all__ = ["ConfigError", "TrainConfig", "register_schema", "validate"]
 
 @dataclass
 class AlgoConfig:
-    """The RL algorithm: ``name`` (one of :data:`adaptrx.agents.factory.ALGORITHMS`) and constructor arguments
-    of the SB3 class."""
+    """The algorithm: ``name`` (one of :data:`adaptrx.agents.factory.ALGORITHMS`) and constructor arguments
+    of the SB3 class, or, for ``dagger``, :class:`adaptrx.agents.dagger.DaggerSettings` and the teacher."""
 
     name: str = "ppo"
     kwargs: dict[str, Any] = field(default_factory=dict)
     action_noise_std: float | None = None  # td3/sac: Gaussian exploration noise, action units (0-1)
+    teacher: str = "oracle"  # dagger: the planner distilled (adaptrx.agents.dagger.TEACHERS)
 
 
 @dataclass
@@ -87,6 +88,8 @@ class BudgetConfig:
     eval_patients: int = 500
     checkpoint_freq: int = 50_000
     test_patients: int = 1000
+    test_oracle: bool = True  # add the oracle (the trial's planner settings) to the test comparison
+    n_jobs: int = 2  # worker processes of the oracle's test episodes (split over patients)
     torch_threads: int = 1
 
 
@@ -122,6 +125,22 @@ def validate(cfg: TrainConfig | DictConfig) -> None:
     check_field(c.algo.name in ALGORITHMS, "algo.name", f"unknown {c.algo.name!r}; known: {', '.join(ALGORITHMS)}")
     check_field(not (c.env.discrete and c.algo.name in OFF_POLICY), "env.discrete",
            f"{c.algo.name} needs the Box action; use ppo, a2c or recurrent_ppo for the discrete moves")
+    if c.algo.name == "dagger":
+        from adaptrx.agents.dagger import TEACHERS, DaggerSettings
+
+        check_field(c.algo.teacher in TEACHERS, "algo.teacher",
+                    f"unknown {c.algo.teacher!r}; known: {', '.join(TEACHERS)}")
+        try:
+            DaggerSettings.from_kwargs(c.algo.kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from exc
+        check_field(not c.env.discrete, "env.discrete",
+                    "dagger distils a planner of the Box action; use env.discrete=false")
+        check_field(c.env.normalize_obs, "env.normalize_obs", "dagger normalises observations with the statistics "
+                    "of its labelled data; set env.normalize_obs=true")
+        check_field(not c.env.normalize_reward, "env.normalize_reward", "dagger has no reward to normalise")
+        check_field(not (c.resume or c.resume_from), "resume",
+                    "dagger runs are not resumable (the labelled data is not checkpointed); start a new run")
     std = c.algo.action_noise_std
     check_field(std is None or 0.0 <= std <= 1.0, "algo.action_noise_std", f"must be in [0, 1], got {std}")
     check_field(12 <= c.env.weeks <= 104, "env.weeks",
@@ -141,6 +160,7 @@ def validate(cfg: TrainConfig | DictConfig) -> None:
     check_field(b.eval_patients >= 1, "budget.eval_patients", f"must be >= 1, got {b.eval_patients}")
     check_field(b.checkpoint_freq >= 1, "budget.checkpoint_freq", f"must be >= 1, got {b.checkpoint_freq}")
     check_field(b.test_patients >= 0, "budget.test_patients", f"must be >= 0, got {b.test_patients}")
+    check_field(1 <= b.n_jobs <= 256, "budget.n_jobs", f"must be 1-256, got {b.n_jobs}")
     check_field(b.torch_threads >= 1, "budget.torch_threads", f"must be >= 1, got {b.torch_threads}")
     check_field(c.seed >= 0, "seed", f"must be >= 0, got {c.seed}")
     check_field(c.eval_seed >= 0, "eval_seed", f"must be >= 0, got {c.eval_seed}")
