@@ -3,8 +3,8 @@
 #   make demo       set up .venv, train PPO with the quick preset and compare it with the fixed protocols
 #   make test       ruff + the whole test suite, slow tests included (what .ci/run calls)
 #   make bench      performance benchmarks (benchmarks/run.py)
-#   make trial      rerun the committed knee-OA trial (experiments/knee_oa_trial/{test,ood}, ~3 min each)
-#   make policy     retrain the shipped policy agents/ppo-knee_oa-v0 with the paper preset (~5 min)
+#   make trial      rerun the committed trials (experiments/<condition>_trial/{test,ood}, ~3 min each)
+#   make policy     retrain the shipped policies agents/dagger-<condition>-v0 with the paper preset (~6 min each)
 #   make clinic-examples  regenerate the sample clinic histories and recommendations (experiments/clinic_examples)
 #   make calibrate  regenerate the calibration table and figures under envs/calibration/
 #   make lock       rewrite constraints.txt (exact dependency versions) from the current .venv
@@ -56,20 +56,24 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
-# The committed trial report: the paper preset on the test and the ood split (tables, figures, report.md; the
-# folder's README.md with the conclusions is written by hand and never overwritten).
-trial: $(STAMP)
-	for split in test ood; do rm -rf experiments/knee_oa_trial/$$split && \
-		$(BIN)/adaptrx-trial preset=paper cohort.split=$$split hydra.run.dir=experiments/knee_oa_trial/$$split || exit 1; done
+# The four conditions of the shipped policies and the committed trials.
+CONDITIONS := knee_oa chronic_low_back_pain fibromyalgia lumbar_spinal_stenosis
 
-# The shipped policy: train with the paper preset into a fixed run directory, copy its policy/ folder and
-# append the hand-written development notes (variants tried) to the generated card.
-POLICY := ppo-knee_oa-v0
+# The committed trial reports: the paper preset (its shipped agent, the oracle, population_best and the clinical
+# protocols) on the test and the ood split of each condition (tables, figures, report.md; a folder's README.md
+# with the conclusions is written by hand and never overwritten).
+trial: $(STAMP)
+	for c in $(CONDITIONS); do for split in test ood; do rm -rf experiments/$${c}_trial/$$split && \
+		$(BIN)/adaptrx-trial preset=paper cohort.condition=$$c cohort.split=$$split \
+			hydra.run.dir=experiments/$${c}_trial/$$split || exit 1; done; done
+
+# The shipped policies, one per condition: train with the paper preset into a fixed run directory, copy its
+# policy/ folder and append the hand-written development notes (methods and variants tried) to the card.
 policy: $(STAMP)
-	rm -rf outputs/paper/$(POLICY)
-	$(BIN)/adaptrx-train experiment=paper hydra.run.dir=outputs/paper/$(POLICY)
-	rm -rf agents/$(POLICY) && mkdir -p agents && cp -r outputs/paper/$(POLICY)/policy agents/$(POLICY)
-	cat agents/notes/$(POLICY).md >> agents/$(POLICY)/card.md
+	for c in $(CONDITIONS); do name=dagger-$$c-v0 && rm -rf outputs/paper/$$name && \
+		$(BIN)/adaptrx-train experiment=paper env=$$c hydra.run.dir=outputs/paper/$$name && \
+		rm -rf agents/$$name && mkdir -p agents && cp -r outputs/paper/$$name/policy agents/$$name && \
+		cat agents/notes/dagger.md >> agents/$$name/card.md || exit 1; done
 
 clinic-examples: $(STAMP)
 	$(BIN)/python experiments/clinic_examples/generate.py

@@ -1,4 +1,4 @@
-"""The shipped default policy (agents/ppo-knee_oa-v0): loads without pickle, and its card's test numbers are
+"""The shipped default policy (agents/dagger-knee_oa-v0): loads without pickle, and its card's test numbers are
 reproduced by re-running it on the same test patients (to float noise across machines: tests/cross_machine.py)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from adaptrx.experiments.clinical_metrics import clinical_metrics
 from adaptrx.patient import make_cohort
 from adaptrx.protocols.rules import SafetyRules
 
-SHIPPED = Path(__file__).resolve().parents[2] / "agents" / "ppo-knee_oa-v0"
+SHIPPED = Path(__file__).resolve().parents[2] / "agents" / "dagger-knee_oa-v0"
 
 
 def _no_pickle(*args, **kwargs):
@@ -32,7 +32,7 @@ def test_shipped_policy_loads_without_pickle(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(torch, "load", _no_pickle)
     policy = load_policy(SHIPPED)
     manifest = json.loads((SHIPPED / "manifest.json").read_text())
-    assert policy.sha256 == manifest["weights"]["sha256"] and policy.algorithm == "ppo"
+    assert policy.sha256 == manifest["weights"]["sha256"] and policy.algorithm == "dagger"
     obs = np.full((3, len(policy.feature_names)), 0.3, dtype=np.float32)
     actions, _ = policy.predict(obs)
     assert actions.shape == (3, 3) and np.all(np.abs(actions) <= 1.0)

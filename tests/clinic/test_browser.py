@@ -139,7 +139,7 @@ def test_page_recommends_and_shows_the_plot(server: str, document: dict[str, Any
             rx = page.inner_text("#rx-main")
             assert "session" in rx and "load" in rx and "baseline capacity" in rx
             assert "Prescription for week 9" in page.inner_text("#rx-title")
-            assert "ppo-knee_oa-v0" in page.inner_text("#policy")
+            assert "dagger-knee_oa-v0" in page.inner_text("#policy")
             assert page.locator("#forecast-table tbody tr").count() == 4
             page.wait_for_function("document.getElementById('plot').complete", timeout=10_000)
             width = page.eval_on_selector("#plot", "img => img.naturalWidth")

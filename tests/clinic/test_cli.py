@@ -32,7 +32,7 @@ def test_recommend_json_and_text(history_file: Path, tmp_path: Path) -> None:
     done = _run("recommend", "--history", str(history_file), "--format", "json", *FAST)
     assert done.returncode == 0, done.stderr
     rec = json.loads(done.stdout)
-    assert rec["policy"]["id"] == "ppo-knee_oa-v0" and 1 <= rec["prescription"]["sessions"] <= 5
+    assert rec["policy"]["id"] == "dagger-knee_oa-v0" and 1 <= rec["prescription"]["sessions"] <= 5
     out = tmp_path / "rec.txt"
     assert main(["recommend", "--history", str(history_file), "--output", str(out), *FAST]) == 0
     text = out.read_text()

@@ -90,9 +90,9 @@ def test_forecast_is_coherent(document: dict[str, Any]) -> None:
 
 def test_default_policy_is_the_shipped_one(document: dict[str, Any]) -> None:
     directory = default_policy_dir()
-    assert directory is not None and directory.name == "ppo-knee_oa-v0"
+    assert directory is not None and directory.name == "dagger-knee_oa-v0"
     rec = recommend(parse_history(document), **FAST).to_dict()
-    assert rec["policy"]["id"] == "ppo-knee_oa-v0" and rec["policy"]["kind"] == "trained"
+    assert rec["policy"]["id"] == "dagger-knee_oa-v0" and rec["policy"]["kind"] == "trained"
     assert rec["policy"]["manifest_sha256"] == hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
     # the same id the card and the trial reports print
     assert rec["policy"]["policy_id"] == load_policy(directory).policy_id

@@ -52,7 +52,7 @@ def _post_csv(client: TestClient, text: str | bytes, **params: Any) -> Any:
 
 
 def _check_recommendation(d: dict[str, Any], horizon: int) -> None:
-    assert d["policy"]["id"] == "ppo-knee_oa-v0" and d["policy"]["kind"] == "trained"
+    assert d["policy"]["id"] == "dagger-knee_oa-v0" and d["policy"]["kind"] == "trained"
     assert len(d["policy"]["manifest_sha256"]) == 64
     rx = d["prescription"]
     assert 1 <= rx["sessions"] <= 5 and 0.0 <= rx["load"] <= 1.5
@@ -90,7 +90,7 @@ def test_health(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
-    assert body["policy"]["id"] == "ppo-knee_oa-v0" and len(body["policy"]["manifest_sha256"]) == 64
+    assert body["policy"]["id"] == "dagger-knee_oa-v0" and len(body["policy"]["manifest_sha256"]) == 64
 
 
 def test_json_history_gives_a_prescription_with_forecast_bands(client: TestClient, document: dict[str, Any]) -> None:

@@ -60,7 +60,7 @@ def test_an_interrupted_export_never_looks_like_a_valid_policy(tmp_path: Path,
     the folder holds new weights and the old manifest: load_policy refuses it."""
     from adaptrx.agents import export
 
-    shipped = ROOT / "agents" / "ppo-knee_oa-v0"
+    shipped = ROOT / "agents" / "dagger-knee_oa-v0"
     out = Path(shutil.copytree(shipped, tmp_path / "policy"))
     policy = load_policy(out)
     real = atomic.write_bytes

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-AGENT = ROOT / "agents" / "ppo-knee_oa-v0"
+AGENT = ROOT / "agents" / "dagger-knee_oa-v0"
 TABLES = ("results.csv", "weekly.parquet", "dataset.parquet", "summary.csv", "differences.csv", "subgroups.csv")
 
 
@@ -33,7 +33,7 @@ def test_trial_tables_are_bit_identical_across_processes_and_workers(tmp_path: P
         _trial(out, n_jobs)
     reference = runs["first"][0]
     results = pd.read_parquet(reference / "results.parquet")
-    assert set(results["policy"]) == {"none", "pain_monitoring", "population_best", "ppo-knee_oa-v0", "oracle"}
+    assert set(results["policy"]) == {"none", "pain_monitoring", "population_best", "dagger-knee_oa-v0", "oracle"}
     assert len(results) == 5 * 24 * 2 and results["seed"].nunique() == 2
     for label, (out, _) in runs.items():
         for name in TABLES:

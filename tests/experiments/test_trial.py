@@ -21,7 +21,7 @@ from adaptrx.experiments.trial_config import parse_policy, validate
 from adaptrx.experiments.trial_gather import gather
 
 ROOT = Path(__file__).resolve().parents[2]
-AGENT = str(ROOT / "agents" / "ppo-knee_oa-v0")
+AGENT = str(ROOT / "agents" / "dagger-knee_oa-v0")
 #: Small and quick: 60 patients, few bootstrap replicates, no progress bars.
 TINY = ["cohort.n=60", "stats.n_boot=200", "progress=false"]
 #: Columns of DESIGN.md section 7's tidy table.
@@ -47,7 +47,7 @@ def test_tables_have_one_row_per_policy_patient_seed(trial) -> None:
     results = pd.read_parquet(out / "results.parquet")
     assert set(DESIGN_COLUMNS) <= set(results.columns)
     assert {"age_band", "sensitization_tercile", "adherence_class", "composite", "pain_change_w12"} <= set(results)
-    policies = ["population_best", "none", "pain_monitoring", "ppo-knee_oa-v0", "shielded", "oracle"]
+    policies = ["population_best", "none", "pain_monitoring", "dagger-knee_oa-v0", "shielded", "oracle"]
     assert list(dict.fromkeys(results["policy"])) == policies
     assert len(results) == 6 * 60 * 2 and not results.duplicated(["policy", "patient_id", "seed"]).any()
     # each seed draws its own patients; every policy meets all of them
@@ -96,7 +96,7 @@ def test_statistics_tables_and_report(trial) -> None:
     report = (out / "report.md").read_text()
     assert "adaptrx-trial" in report and "## Findings" in report and "figures/forest.png" in report
     meta = json.loads((out / "trial.json").read_text())
-    agent = next(p for p in meta["policies"] if p["label"] == "ppo-knee_oa-v0")
+    agent = next(p for p in meta["policies"] if p["label"] == "dagger-knee_oa-v0")
     manifest = json.loads((Path(AGENT) / "manifest.json").read_text())
     assert agent["sha256"] == manifest["weights"]["sha256"] and agent["kind"] == "agent"
     assert next(p for p in meta["policies"] if p["label"] == "shielded")["shield"] is True
@@ -104,7 +104,7 @@ def test_statistics_tables_and_report(trial) -> None:
 
 def test_shield_binds_only_the_shielded_agent(trial) -> None:
     r = trial[0].results
-    assert r[r["policy"] == "ppo-knee_oa-v0"]["shield_interventions"].sum() == 0
+    assert r[r["policy"] == "dagger-knee_oa-v0"]["shield_interventions"].sum() == 0
     assert r[r["policy"] == "shielded"]["shield_interventions"].mean() > 1
 
 
@@ -137,7 +137,7 @@ def test_tensorboard_hparams_per_policy(trial) -> None:
 
     result, out = trial
     means = result.summary.pivot_table(index="policy", columns="metric", values="mean")
-    for policy in ("oracle", "ppo-knee_oa-v0"):
+    for policy in ("oracle", "dagger-knee_oa-v0"):
         acc = EventAccumulator(str(out / "tb" / policy))
         acc.Reload()
         assert "hparams" in acc.PluginTagToContent("hparams") or acc.PluginTagToContent("hparams")
@@ -152,7 +152,7 @@ def test_tensorboard_hparams_per_policy(trial) -> None:
 def test_policy_strings() -> None:
     spec = parse_policy(f"mine:{AGENT}+shield")
     assert (spec.label, spec.shield, spec.is_directory) == ("mine", True, True)
-    assert parse_policy(AGENT).label == "ppo-knee_oa-v0"
+    assert parse_policy(AGENT).label == "dagger-knee_oa-v0"
     assert parse_policy("oracle") == parse_policy("oracle:oracle")
     for bad, field in (("nonsense_protocol", "policies"), ("a b:none", "policies"), ("", "policies")):
         with pytest.raises(ConfigError, match=field):
@@ -279,8 +279,8 @@ def test_committed_trial_is_reproduced(tmp_path: Path, split: str) -> None:
     # the agent's float32 network rounds differently on another machine: per-patient outcomes moved by up to 3e-6
     # (measured); PATIENT_ABS (1e-4) still fails on a changed flare, dropout or session count (integer columns and
     # pain/return shifts of 1e-2 and more)
-    a = committed[committed["policy"] == "ppo-knee_oa-v0"][cols].reset_index(drop=True)
-    b = out.results[out.results["policy"] == "ppo-knee_oa-v0"][cols].reset_index(drop=True)
+    a = committed[committed["policy"] == "dagger-knee_oa-v0"][cols].reset_index(drop=True)
+    b = out.results[out.results["policy"] == "dagger-knee_oa-v0"][cols].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False, atol=PATIENT_ABS, rtol=0)
 
 
@@ -305,11 +305,11 @@ def test_a_policy_folder_can_be_pinned_by_its_id(tmp_path: Path) -> None:
 
     real = load_policy(AGENT).policy_id
     spec = parse_policy(f"{AGENT}@{real[:10].upper()}")
-    assert (spec.target, spec.expect_id, spec.label) == (AGENT, real[:10], "ppo-knee_oa-v0")
+    assert (spec.target, spec.expect_id, spec.label) == (AGENT, real[:10], "dagger-knee_oa-v0")
     out = run(_cfg(f"policies=[none,{AGENT}@{real[:10]}]", "stats.reference=none", "cohort.n=5",
                    "output.figures=false", "output.tensorboard=false"), tmp_path / "ok")
     meta = json.loads((out.out_dir / "trial.json").read_text())
-    assert next(p for p in meta["policies"] if p["label"] == "ppo-knee_oa-v0")["policy_id"] == real
+    assert next(p for p in meta["policies"] if p["label"] == "dagger-knee_oa-v0")["policy_id"] == real
     assert real in (tmp_path / "ok" / "report.md").read_text()
     wrong = "0" * 10 if not real.startswith("0" * 10) else "1" * 10
     with pytest.raises(ValueError, match="does not match the expected"):

@@ -7,7 +7,7 @@
 * :mod:`adaptrx.agents.oracle`: the upper-bound planner (also ``adaptrx.protocols.get("oracle", env=env)``);
 * :mod:`adaptrx.agents.zoo`: the tuned RL Zoo3 hyperparameters.
 
-Shipped policies live in the repository's ``agents/<name>/`` folders (e.g. ``agents/ppo-knee_oa-v0``).
+Shipped policies live in the repository's ``agents/<name>/`` folders (e.g. ``agents/dagger-knee_oa-v0``).
 """
 
 from __future__ import annotations

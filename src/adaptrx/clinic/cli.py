@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--history", required=True, metavar="FILE", help="history file (.json or .csv, at most 1 MB)")
     rec.add_argument("--policy", metavar="DIR", default=None,
                      help="policy directory (safetensors + manifest.json) or a clinical protocol name "
-                          "(default: agents/ppo-knee_oa-v0, else pain_monitoring)")
+                          "(default: agents/dagger-knee_oa-v0, else pain_monitoring)")
     rec.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     rec.add_argument("--horizon", type=int, default=12, metavar="WEEKS", help="weeks to forecast, 4-12 (default 12)")
     rec.add_argument("--particles", type=int, default=4000, metavar="N", help="particles of the fit (default 4000)")

@@ -19,7 +19,7 @@
 
 Policies: a shipped policy directory (safetensors + manifest, :func:`adaptrx.agents.load_policy`; the
 manifest's sha256 is reported) or a protocol name (``pain_monitoring``, ``acsm``, ...: continued from the
-patient's current load). Default: ``agents/ppo-knee_oa-v0`` if it can be found (:func:`default_policy_dir`),
+patient's current load). Default: ``agents/dagger-knee_oa-v0`` if it can be found (:func:`default_policy_dir`),
 for knee OA patients; otherwise the pain-monitoring model, and the output says so.
 """
 
@@ -48,7 +48,7 @@ from adaptrx.protocols.base import Policy, batch_obs, encode_prescription
 from adaptrx.protocols.rules import SafetyRules
 
 #: Name of the shipped default policy (a directory under ``agents/``).
-DEFAULT_POLICY = "ppo-knee_oa-v0"
+DEFAULT_POLICY = "dagger-knee_oa-v0"
 #: Episode length the shipped policies were trained on (weeks); the observation's ``progress`` uses it.
 EPISODE_WEEKS = 26
 #: Particles forecast under each plan.
@@ -58,8 +58,8 @@ _NOT_CLINICAL = ("oracle", "population_best", "none")
 
 
 def default_policy_dir() -> Path | None:
-    """The shipped policy directory, if found: ``$ADAPTRX_POLICY``, ``./agents/ppo-knee_oa-v0``, or the
-    source checkout's ``agents/ppo-knee_oa-v0``."""
+    """The shipped policy directory, if found: ``$ADAPTRX_POLICY``, ``./agents/dagger-knee_oa-v0``, or the
+    source checkout's ``agents/dagger-knee_oa-v0``."""
     candidates = []
     if os.environ.get("ADAPTRX_POLICY"):
         candidates.append(Path(os.environ["ADAPTRX_POLICY"]))
@@ -182,7 +182,7 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
     if policy is None:
         directory = default_policy_dir()
         if directory is None:
-            note = ("the shipped policy (agents/ppo-knee_oa-v0) was not found; the pain-monitoring model "
+            note = ("the shipped policy (agents/dagger-knee_oa-v0) was not found; the pain-monitoring model "
                     "recommends instead")
             return None, None, {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
                                 "policy_id": None, "condition": None, "note": note}

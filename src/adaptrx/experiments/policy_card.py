@@ -18,6 +18,7 @@ flares per patient than ``pain_monitoring``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,6 +157,23 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     return {"summary": summary, "differences": diffs, "numbers": numbers, "headline": headline}
 
 
+def standing_table(summary: pd.DataFrame) -> str:
+    """Where the agent stands (markdown): the agent, ``population_best``, the oracle and ``pain_monitoring`` on
+    the headline objective and its components (means over the test patients)."""
+    order = [AGENT, REFERENCE, ORACLE, SAFETY_REFERENCE]
+    rows = summary.set_index("policy")
+    rows = rows.loc[[p for p in order if p in rows.index]]
+    table = pd.DataFrame({
+        "policy": rows.index,
+        "return (higher is better)": [f"{v:.2f}" for v in rows["return"]],
+        "pain change w12 (NRS)": [f"{v:+.2f}" for v in rows["pain_change_w12"]],
+        "dropout (%)": [f"{100 * v:.1f}" for v in rows["dropout_rate"]],
+        "flares / patient": [f"{v:.2f}" for v in rows["flares_per_patient"]],
+        "safety cost": [f"{v:.2f}" for v in rows["safety_cost"]],
+    })
+    return markdown_table(table)
+
+
 def differences_table(diffs: pd.DataFrame) -> str:
     """The paired differences (agent minus each comparator, 95 % CIs) as a markdown table."""
     columns = {"return (agent - protocol)": "return", "pain w12 (agent - protocol)": "pain_w12",
@@ -165,6 +183,25 @@ def differences_table(diffs: pd.DataFrame) -> str:
         label: [str(Estimate(*r)) for r in diffs[[f"{k}_diff", f"{k}_low", f"{k}_high"]].to_numpy()]
         for label, k in columns.items()}})
     return markdown_table(table)
+
+
+def _method(cfg: TrainConfig) -> str:
+    if cfg.algo.name == "dagger":
+        return f"policy distilled from the `{cfg.algo.teacher}` planner by DAgger (an MLP on the observation)"
+    return f"{cfg.algo.name.upper()} policy"
+
+
+def _budget(result: TrainResult, cfg: TrainConfig) -> str:
+    if cfg.algo.name == "dagger":
+        k = cfg.algo.kwargs
+        return (f"{result.timesteps:,} teacher-labelled patient-weeks of `{cfg.env.split}` patients "
+                f"({k.get('rounds')} DAgger rounds x {k.get('episodes')} fresh patients)")
+    return (f"{result.timesteps:,} env steps (patient-weeks) on `{cfg.env.split}` patients, {cfg.budget.n_envs} "
+            "parallel envs")
+
+
+def _eval_times(cfg: TrainConfig) -> str:
+    return "after every DAgger round" if cfg.algo.name == "dagger" else f"every {cfg.budget.eval_freq:,} steps"
 
 
 def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
@@ -183,7 +220,7 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
         f"the clinic print; pin it with `load_policy(dir, expect_id=...)` or `policies=[dir@{identity[:12]}]`); "
         f"weights sha256 `{manifest['weights']['sha256']}`.",
         "",
-        f"A {cfg.algo.name.upper()} policy for `AdaptRx/{'ProgressionDiscrete' if cfg.env.discrete else 'Progression'}"
+        f"A {_method(cfg)} for `AdaptRx/{'ProgressionDiscrete' if cfg.env.discrete else 'Progression'}"
         f"-v0` on the **{cfg.env.condition}** prior ({cfg.env.weeks}-week episodes, {cfg.env.modality} exercise"
         f"{', safety shield on' if cfg.env.shield else ''}). Load it with `adaptrx.agents.load_policy(dir)` "
         "(safetensors + manifest.json; no pickle; the weights' sha256 is checked).",
@@ -193,11 +230,11 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
         "",
         "## Training",
         "",
-        f"- {result.timesteps:,} env steps (patient-weeks) on `{cfg.env.split}` patients, {cfg.budget.n_envs} "
-        f"parallel envs, seed {cfg.seed}, {result.seconds / 60:.1f} min wall time.",
+        f"- {_budget(result, cfg)}, seed {cfg.seed}, {result.seconds / 60:.1f} min wall time on "
+        f"{os.cpu_count()} CPU core(s) (training, evaluations and the test comparison).",
         f"- Model selection: mean return under the env's default reward (the headline objective) of "
         f"{cfg.budget.eval_patients} paired `val` patients (eval seed "
-        f"{cfg.eval_seed}) every {cfg.budget.eval_freq:,} steps; selected step {result.best_step:,}.",
+        f"{cfg.eval_seed}) {_eval_times(cfg)}; selected step {result.best_step:,}.",
         f"- Config hash `{manifest.get('config_hash', '')[:16]}`; versions: "
         + ", ".join(f"{k} {val}" for k, val in manifest.get("versions", {}).items()),
         "",

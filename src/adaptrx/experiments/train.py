@@ -40,10 +40,13 @@ def _app(cfg: DictConfig) -> float:
         print(f"adaptrx-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
     if result.test:
-        from adaptrx.experiments.policy_card import differences_table
+        from adaptrx.experiments.policy_card import differences_table, standing_table
 
-        print(f"\nPaired comparison on {result.test['numbers']['test_patients']} test patients "
-              "(agent minus protocol, 95 % CI; lower is better):")
+        n = result.test["numbers"]["test_patients"]
+        print(f"\nWhere the agent stands on {n} paired test patients (means per patient):")
+        print(standing_table(result.test["summary"]), end="\n\n")
+        print("Paired differences, agent minus each comparator (95 % CI; the return is better higher, pain, "
+              "flares and dropout lower):")
         print(differences_table(result.test["differences"]), end="\n\n")
     print(result.summary_line())
     return float(result.val_metrics["return"])

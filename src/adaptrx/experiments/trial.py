@@ -18,7 +18,7 @@ same patients with the same random streams (:mod:`adaptrx.experiments.trial_runn
 Examples::
 
     adaptrx-trial preset=quick
-    adaptrx-trial policies=[pain_monitoring,agents/ppo-knee_oa-v0,oracle] cohort.split=ood n_seeds=3
+    adaptrx-trial policies=[pain_monitoring,agents/dagger-knee_oa-v0,oracle] cohort.split=ood n_seeds=3
     adaptrx-trial -m cohort.condition=knee_oa,fibromyalgia seed=0,1 hydra/launcher=joblib
     adaptrx-trial-gather outputs/trial/multirun/<date>     # one table and report for the whole sweep
 

@@ -8,7 +8,7 @@ A policy is named by a string ``[label:]target[+shield]`` (characters Hydra's ov
 unquoted):
 
 * ``target``: a protocol of :data:`adaptrx.protocols.NAMES` (``pain_monitoring``, ``population_best``,
-  ``oracle``, ...) or a shipped-policy directory (``agents/ppo-knee_oa-v0``: safetensors + manifest.json);
+  ``oracle``, ...) or a shipped-policy directory (``agents/dagger-knee_oa-v0``: safetensors + manifest.json);
 * ``label``: the name in the tables (default: the protocol name, or the manifest's ``name``);
 * ``+shield``: the default safety rules (:class:`adaptrx.protocols.SafetyRules`) bind every action.
 """
@@ -46,7 +46,7 @@ class CohortConfig:
 class OracleConfig:
     """Planner settings of the ``oracle`` policy (:class:`adaptrx.agents.oracle.OraclePolicy`)."""
 
-    horizon: int | None = 12  # weeks planned ahead (None: the rest of the episode)
+    horizon: int | None = None  # weeks planned ahead (None: the rest of the episode)
     replicates: int = 2  # noise replicates per candidate plan
     seed: int = 0
 
