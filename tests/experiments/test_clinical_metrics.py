@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -224,3 +225,30 @@ def test_response_figure_axes_and_png(reference, tmp_path) -> None:
     assert path.stat().st_size > 10_000
     with pytest.raises(ValueError, match="curves"):
         response_figure({})
+
+
+def test_load_follows_patient_ranks_loads_against_the_envelope(trial) -> None:
+    from scipy.stats import spearmanr
+
+    from adaptrx.experiments.clinical_metrics import load_follows_patient
+
+    out = trial["results"]["pain_monitoring"]
+    envelope = make_cohort("knee_oa", 200, 0, "val")["envelope"].to_numpy()
+    inside = out.in_programme[4:16]
+    keep = inside.any(axis=0)
+    mean = (out.load[4:16] * inside).sum(axis=0)[keep] / inside.sum(axis=0)[keep]
+    rho = load_follows_patient(out, envelope)
+    assert rho == pytest.approx(spearmanr(mean, envelope[keep]).statistic)
+    # a load that is the envelope itself ranks perfectly; reversed, perfectly wrong
+    exact = copy.deepcopy(out)
+    exact.load = np.tile(envelope, (out.weeks, 1))
+    exact.in_programme = np.ones_like(out.in_programme)
+    assert load_follows_patient(exact, envelope) == pytest.approx(1.0)
+    assert load_follows_patient(exact, -envelope) == pytest.approx(-1.0)
+    # a fixed protocol (the same load for everyone) does not follow anyone
+    exact.load = np.ones_like(exact.load)
+    assert load_follows_patient(exact, envelope) == 0.0
+    with pytest.raises(ValueError, match="envelope"):
+        load_follows_patient(out, envelope[:5])
+    with pytest.raises(ValueError, match="weeks"):
+        load_follows_patient(out, envelope, weeks=(10, 99))

@@ -323,23 +323,24 @@ class OraclePolicy(Policy):
         return value
 
 
-def _oracle_chunk(rows: pd.DataFrame, seed: int, env_kwargs: dict[str, Any], oracle_kwargs: dict[str, Any],
+def _oracle_chunk(rows: pd.DataFrame, noise_seed: int, env_kwargs: dict[str, Any], oracle_kwargs: dict[str, Any],
                   name: str) -> EpisodeOutcomes:
-    episodes = CohortEpisodes(rows, seed=seed, **env_kwargs)
+    episodes = CohortEpisodes(rows, seed=noise_seed, **env_kwargs)
     return episodes.run(OraclePolicy(episodes, **oracle_kwargs), name=name)
 
 
-def oracle_outcomes(cohort: pd.DataFrame, seed: int, env_kwargs: dict[str, Any], n_jobs: int = 1,
+def oracle_outcomes(cohort: pd.DataFrame, noise_seed: int, env_kwargs: dict[str, Any], n_jobs: int = 1,
                     name: str = "oracle", **oracle_kwargs: Any) -> EpisodeOutcomes:
-    """The oracle's paired episodes on ``cohort`` (noise ``seed``, env settings ``env_kwargs`` as for
-    :class:`~adaptrx.envs.CohortEpisodes`), its patients split over ``n_jobs`` worker processes. The outcomes
-    are those of one unsplit run (each patient's noise stream and the planner's keys depend on the patient,
-    not on the chunk). ``oracle_kwargs`` go to :class:`OraclePolicy`."""
+    """The oracle's paired episodes on ``cohort`` (the patients' noise seed ``noise_seed``, env settings
+    ``env_kwargs`` as for :class:`~adaptrx.envs.CohortEpisodes`), its patients split over ``n_jobs`` worker
+    processes. The outcomes are those of one unsplit run (each patient's noise stream and the planner's keys
+    depend on the patient, not on the chunk). ``oracle_kwargs`` go to :class:`OraclePolicy` (its planner
+    ``seed`` among them)."""
     n_jobs = check_int("n_jobs", n_jobs, 1, 256)
     if n_jobs == 1 or len(cohort) < 2:
-        return _oracle_chunk(cohort, seed, env_kwargs, oracle_kwargs, name)
+        return _oracle_chunk(cohort, noise_seed, env_kwargs, oracle_kwargs, name)
     size = -(-len(cohort) // n_jobs)
     chunks = [cohort.iloc[i:i + size] for i in range(0, len(cohort), size)]
-    parts = Parallel(n_jobs=n_jobs)(delayed(_oracle_chunk)(rows, seed, env_kwargs, oracle_kwargs, name)
+    parts = Parallel(n_jobs=n_jobs)(delayed(_oracle_chunk)(rows, noise_seed, env_kwargs, oracle_kwargs, name)
                                     for rows in chunks)
     return EpisodeOutcomes.concat(list(parts))

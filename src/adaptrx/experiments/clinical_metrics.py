@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from scipy.stats import spearmanr
 
 from adaptrx.envs.cohort_run import EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, LOW, SCALES
@@ -72,6 +73,26 @@ def composite(out: EpisodeOutcomes) -> np.ndarray:
     AUC / weeks, intention to treat: the no-exercise continuation after a dropout counts), flare weeks over
     the episode and dropout."""
     return composite_score(out.pain.mean(axis=0), out.flares.sum(axis=0), out.dropout_week > 0)
+
+
+def load_follows_patient(out: EpisodeOutcomes, envelope: np.ndarray, weeks: tuple[int, int] = (5, 16)) -> float:
+    """Spearman rank correlation (-1..1) between each patient's mean prescribed load over the in-programme weeks
+    ``weeks`` (1-based, inclusive; baseline-capacity units) and ``envelope`` (the patients' true tolerance
+    envelope, cohort column ``envelope``). Patients who left before ``weeks[0]`` are left out; 0 when the loads
+    do not vary (a fixed protocol prescribes everyone the same)."""
+    envelope = np.asarray(envelope, dtype=float)
+    if envelope.shape != (out.n,):
+        raise ValueError(f"envelope: expected one value per patient ({out.n},), got {envelope.shape}")
+    first, last = weeks
+    if not 1 <= first <= last <= out.weeks:
+        raise ValueError(f"weeks: need 1 <= first <= last <= {out.weeks}, got {weeks}")
+    inside = out.in_programme[first - 1:last]
+    count = inside.sum(axis=0)
+    keep = count > 0
+    mean_load = np.where(inside, out.load[first - 1:last], 0.0).sum(axis=0)[keep] / count[keep]
+    if keep.sum() < 3 or np.ptp(mean_load) <= 1e-12:
+        return 0.0
+    return float(spearmanr(mean_load, envelope[keep]).statistic)
 
 
 def _check_week(out: EpisodeOutcomes, week: int) -> int:

@@ -31,7 +31,7 @@ from adaptrx import atomic
 from adaptrx.agents.export import policy_id
 from adaptrx.agents.oracle import oracle_outcomes
 from adaptrx.envs import CohortEpisodes
-from adaptrx.experiments.clinical_metrics import clinical_metrics, composite
+from adaptrx.experiments.clinical_metrics import clinical_metrics, composite, load_follows_patient
 from adaptrx.experiments.stats import Estimate, paired_difference
 from adaptrx.experiments.trial_config import OracleConfig
 from adaptrx.experiments.trial_report import markdown_table
@@ -129,6 +129,8 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
         "flares_per_patient": float(flares[AGENT]), "flares_pain_monitoring": float(flares[SAFETY_REFERENCE]),
         "no_more_flares_than_pain_monitoring": bool(safe), "best_fixed_protocol_by_return": best_fixed,
         "agent": metrics[AGENT],
+        # does the load follow the patient? (Spearman, mean load in weeks 5-16 vs the true tolerance envelope)
+        "load_envelope_spearman": load_follows_patient(outcomes[AGENT], cohort["envelope"].to_numpy()),
     }
     if ORACLE in outcomes and ref_name == REFERENCE:
         # the share of the oracle - population_best return gap the agent closes (1: as good as the oracle)
@@ -231,7 +233,8 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
         "## Training",
         "",
         f"- {_budget(result, cfg)}, seed {cfg.seed}, {result.seconds / 60:.1f} min wall time on "
-        f"{os.cpu_count()} CPU core(s) (training, evaluations and the test comparison).",
+        f"{os.cpu_count()} CPU core(s) (labelling or training and the val evaluations; the test comparison not "
+        "counted).",
         f"- Model selection: mean return under the env's default reward (the headline objective) of "
         f"{cfg.budget.eval_patients} paired `val` patients (eval seed "
         f"{cfg.eval_seed}) {_eval_times(cfg)}; selected step {result.best_step:,}.",
@@ -270,6 +273,8 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
             f"- Flares per patient {n['flares_per_patient']:.2f} vs pain_monitoring {n['flares_pain_monitoring']:.2f}: "
             f"**{'no more' if n['no_more_flares_than_pain_monitoring'] else 'more'}**.",
             f"- Best fixed protocol on the return: `{n['best_fixed_protocol_by_return']}`.",
+            f"- Load follows the patient: Spearman {n['load_envelope_spearman']:.2f} between the mean prescribed "
+            "load in weeks 5-16 and the patient's true tolerance envelope (a fixed protocol: 0).",
             "",
             differences_table(result.test["differences"]),
             "",
