@@ -115,7 +115,7 @@ def _cfg(*overrides: str):
 def test_train_app_distils_logs_and_exports(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = train(_cfg(), tmp_path)
+    result = train(_cfg("budget.test_patients=20", "budget.n_jobs=1"), tmp_path)
     rows = (tmp_path / "evaluations.csv").read_text().strip().splitlines()
     assert len(rows) == 3  # header + one evaluation per round
     manifest = json.loads((result.policy_dir / "manifest.json").read_text())
@@ -126,13 +126,21 @@ def test_train_app_distils_logs_and_exports(tmp_path: Path) -> None:
     assert 24 * 2 * 10 < result.timesteps <= 24 * 2 * 26  # labelled in-programme patient-weeks
     events = [p for p in (tmp_path / "tb").rglob("events.out.tfevents.*")]
     tags: set[str] = set()
+    texts: set[str] = set()
     for path in events:
         acc = EventAccumulator(str(path))
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
+        texts |= set(acc.Tags()["tensors"])
     for tag in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "train/loss", "eval/mean_reward",
-                "dagger/teacher_share", "clinical/return"):
+                "dagger/teacher_share", "clinical/return", "test/return_vs_population_best", "test/gap_closed",
+                "test/agent_return", "test/load_envelope_spearman"):
         assert tag in tags, tag
+    # the test comparison's tables as TensorBoard text
+    assert {"test/standing/text_summary", "test/differences/text_summary"} <= texts, texts
+    # the test comparison includes the oracle, and its return is the agent's reference ceiling
+    summary = result.test["summary"].set_index("policy")
+    assert "oracle" in summary.index and "gap_closed" in result.test["numbers"]
 
 
 @pytest.mark.parametrize(("overrides", "field"), [

@@ -231,3 +231,19 @@ def test_a_checkpoint_swap_interrupted_falls_back_to_the_previous_one(tmp_path: 
     loaded = checkpoints.load_into(fresh, saved)
     for key, value in model.policy.state_dict().items():
         assert torch.equal(value, loaded.policy.state_dict()[key]), key
+
+
+def test_summary_says_when_the_selected_policy_is_not_the_last(tmp_path: Path) -> None:
+    from adaptrx.experiments.training import TrainResult
+
+    def row(step: int, ret: float, dropout: float) -> dict[str, float]:
+        return {"step": step, "return": ret, "dropout_rate": dropout}
+
+    history = [row(100, 3.0, 0.4), row(200, 4.1, 0.31), row(300, 2.5, 0.56), row(400, 2.9, 0.5)]
+    metrics = {"return": 4.1, "pain_w12": 4.0, "flares_per_patient": 2.0, "dropout_rate": 0.31}
+    result = TrainResult(tmp_path, tmp_path, tmp_path, 400, 60.0, 200, metrics, history=history)
+    note = result.decline()
+    assert "step 200" in note and "2.90" in note and "lowest 2.50" in note and "4.10" in note and "31 % -> 50 %" in note
+    assert "NOTE:" in result.summary_line()
+    last = TrainResult(tmp_path, tmp_path, tmp_path, 400, 60.0, 400, metrics, history=history)
+    assert last.decline() == "" and "NOTE:" not in last.summary_line()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from omegaconf import OmegaConf
+from stable_baselines3.common.logger import Logger
 from tqdm.auto import tqdm
 
 from adaptrx import atomic
@@ -159,6 +160,25 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     return {"summary": summary, "differences": diffs, "numbers": numbers, "headline": headline}
 
 
+def log_test_comparison(logger: Logger, test: dict[str, Any], step: int) -> None:
+    """Write the test comparison to the run's TensorBoard: scalars ``test/<outcome>_vs_<reference>`` (paired mean
+    difference, agent minus reference), ``test/agent_<metric>``, ``test/gap_closed`` and
+    ``test/load_envelope_spearman``, and the two tables as text (``test/standing``, ``test/differences``)."""
+    n = test["numbers"]
+    ref = n["reference"]
+    for key in ("return", "pain_w12", "flares", "dropout", "composite"):
+        logger.record(f"test/{key}_vs_{ref}", float(n[f"{key}_vs_reference"][0]))
+    for key in ("return", "pain_change_w12", "flares_per_patient", "dropout_rate", "safety_cost"):
+        logger.record(f"test/agent_{key}", float(n["agent"][key]))
+    for key in ("gap_closed", "load_envelope_spearman"):
+        if key in n:
+            logger.record(f"test/{key}", float(n[key]))
+    logger.record("test/standing", standing_table(test["summary"]), exclude=("stdout", "log", "json", "csv"))
+    logger.record("test/differences", differences_table(test["differences"]),
+                  exclude=("stdout", "log", "json", "csv"))
+    logger.dump(step)
+
+
 def standing_table(summary: pd.DataFrame) -> str:
     """Where the agent stands (markdown): the agent, ``population_best``, the oracle and ``pain_monitoring`` on
     the headline objective and its components (means over the test patients)."""
@@ -251,6 +271,7 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
         f"responders {100 * v['responder_rate_w12']:.0f} %, flares {v['flares_per_patient']:.2f}/patient, dropout "
         f"{100 * v['dropout_rate']:.0f} %, capacity {v['capacity_change']:+.2f} x baseline.",
         "",
+        *([f"Note: {result.decline()}.", ""] if result.decline() else []),
     ]
     if result.test:
         n = result.test["numbers"]

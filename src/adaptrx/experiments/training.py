@@ -107,6 +107,23 @@ class TrainResult:
     best_step: int
     val_metrics: dict[str, float]
     test: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)  # every val evaluation (step, metrics)
+
+    def decline(self) -> str:
+        """A sentence when the selected evaluation is not the last one: how far val return fell after it
+        (empty when the last evaluation is the selected one)."""
+        if not self.history or int(self.history[-1]["step"]) == self.best_step:
+            return ""
+        best = max((row for row in self.history if int(row["step"]) == self.best_step), key=lambda r: r["return"],
+                   default=None)
+        if best is None:
+            return ""
+        last = self.history[-1]
+        worst = min(self.history[self.history.index(best):], key=lambda r: r["return"])
+        return (f"the selected policy (step {self.best_step:,}) is not the last: later evaluations fell to val "
+                f"return {last['return']:.2f} at the last (step {int(last['step']):,}; lowest {worst['return']:.2f}) "
+                f"from {best['return']:.2f}, dropout {100 * best['dropout_rate']:.0f} % -> "
+                f"{100 * last['dropout_rate']:.0f} %")
 
     def summary_line(self) -> str:
         """One line: what ran, the selected policy's val numbers, the test verdict, and where things went."""
@@ -114,6 +131,8 @@ class TrainResult:
         line = (f"adaptrx-train: {self.timesteps:,} steps in {self.seconds / 60:.1f} min; best at step "
                 f"{self.best_step:,}: val return {m['return']:.2f}, pain w12 {m['pain_w12']:.2f}, flares "
                 f"{m['flares_per_patient']:.2f}/patient, dropout {100 * m['dropout_rate']:.0f} %")
+        if self.decline():
+            line += f"; NOTE: {self.decline()}"
         if self.test:
             line += f"; test: {self.test['headline']}"
         return line + f" | logs: {self.tensorboard_dir} | policy: {self.policy_dir}"
@@ -179,6 +198,10 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
         assert norm is not None  # validate() requires env.normalize_obs for dagger
         run_dagger(cfg, model, norm, callback, str(tb_dir))
     elif remaining > 0:
+        # SB3 collects whole rollouts (on-policy: n_steps per env; off-policy: one step per env): ask for the steps
+        # that will run, so the progress bar's total is the count it reaches
+        chunk = cfg.budget.n_envs * int(getattr(model, "n_steps", 1))
+        remaining = -(-remaining // chunk) * chunk
         model.learn(remaining, callback=callback, tb_log_name=cfg.algo.name.upper(), reset_num_timesteps=src is None,
                     progress_bar=cfg.progress)
     best, best_stats = _best_model(cfg, run_dir, model, env, norm)
@@ -203,11 +226,12 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
         response_figure(curves).savefig(figures / "load_response.png", dpi=110)
     result = TrainResult(run_dir=run_dir, tensorboard_dir=tb_dir, policy_dir=policy_dir,
                          timesteps=int(model.num_timesteps), seconds=time.perf_counter() - start,
-                         best_step=callback.best_step, val_metrics=val.metrics)
-    from adaptrx.experiments.policy_card import compare_on_test, write_card
+                         best_step=callback.best_step, val_metrics=val.metrics, history=list(callback.history))
+    from adaptrx.experiments.policy_card import compare_on_test, log_test_comparison, write_card
 
     if cfg.budget.test_patients > 0:
         result.test = compare_on_test(exported, cfg, run_dir, progress=cfg.progress)
+        log_test_comparison(model.logger, result.test, int(model.num_timesteps))
     export({"val": val.metrics, "best_step": callback.best_step, "test": result.test.get("numbers", {})})
     write_card(result, cfg, policy_dir)
     env.close()
