@@ -60,6 +60,7 @@ from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
 from adaptrx.envs.batch import EnvConfig, EpisodeBatch
 from adaptrx.envs.cohort_run import EpisodeOutcomes
 from adaptrx.patient import HOME_ALONE, ModelConstants
+from adaptrx.patient.noise import mix64
 from adaptrx.protocols.base import DELIVERY, Policy, batch_obs, check_int, encode_prescription
 
 #: Default grid of target loads (baseline-capacity units).
@@ -73,19 +74,7 @@ HOLD_ACTION = np.array([0.0, -1.0, -1.0], dtype=np.float32)
 #: The action contract's largest weekly load decrease (a[0] = -1 halves the load).
 _MAX_DECREASE = 0.5
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _SALT = np.uint64(0x6F7261636C65)  # "oracle": planning keys never collide with the env's key derivation
-
-
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finalizer of a ``uint64`` array (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = x + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
-        return z ^ (z >> np.uint64(31))
 
 
 def planning_keys(seed: int, true_keys: np.ndarray, week: np.ndarray, replicates: int) -> np.ndarray:
@@ -104,10 +93,10 @@ def planning_keys(seed: int, true_keys: np.ndarray, week: np.ndarray, replicates
     true_keys = np.asarray(true_keys, dtype=np.uint64).reshape(-1, 1)
     week = np.asarray(week, dtype=np.int64).astype(np.uint64).reshape(-1, 1)
     reps = np.arange(replicates, dtype=np.uint64).reshape(1, -1)
-    h = _splitmix(np.full((1, 1), np.uint64(seed)) ^ _SALT)
-    h = _splitmix(h ^ true_keys)
-    h = _splitmix(h ^ week)
-    keys = _splitmix(h ^ reps)
+    h = mix64(np.full((1, 1), np.uint64(seed)) ^ _SALT)
+    h = mix64(h ^ true_keys)
+    h = mix64(h ^ week)
+    keys = mix64(h ^ reps)
     return np.where(keys == true_keys, keys ^ np.uint64(1), keys)
 
 

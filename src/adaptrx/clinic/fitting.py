@@ -41,40 +41,25 @@ import numpy as np
 import pandas as pd
 
 from adaptrx.clinic.history import History
+from adaptrx.envs.belief import (
+    BANDWIDTHS,
+    DROPOUT_PENALTY,
+    FLARE_MISMATCH,
+    INTAKE_RECORDS,
+    BeliefFilter,
+    jitter_transforms,
+    kernel_loglik,
+)
 from adaptrx.patient import PatientSimulator
-from adaptrx.patient.cohort import load_prior, sample_patients
+from adaptrx.patient.cohort import sample_patients
 from adaptrx.patient.noise import patient_keys
 from adaptrx.patient.simulator import PARAM_COLUMNS, WeekResult
 
-#: Kernel bandwidths (sd of the Gaussian likelihood kernel), in the record's units.
-BANDWIDTHS: dict[str, float] = {
-    "age": 4.0,  # years
-    "baseline_pain": 1.2,  # NRS
-    "sensitization_score": 10.0,  # questionnaire points (report sd 7)
-    "fear_score": 4.5,  # questionnaire points (report sd 3)
-    "function": 9.0,  # 0-100 (report sd 6)
-    "preferred_sessions": 0.75,  # sessions/week
-    "attended": 0.6,  # sessions
-    "session_pain_mean": 1.0,  # NRS
-    "morning_pain_mean": 1.0,  # NRS
-    "morning_change_mean": 1.0,  # NRS
-    "rpe_mean": 1.3,  # 0-10
-}
-#: Log-likelihood of a week whose reported flare (or its absence) the particle did not produce.
-FLARE_MISMATCH = float(np.log(0.2))
-#: Log-likelihood of a particle that dropped out while the patient kept coming.
-DROPOUT_PENALTY = -30.0
 #: Parameters reported first (the ones the clinic and the policy's safety depend on most).
 KEY_PARAMETERS: tuple[str, ...] = ("sensitization", "envelope", "adaptation_gain", "fear", "capacity",
                                    "fluctuation_sd", "flare_hazard", "motivation")
 #: Latent state variables reported at the end of the history.
 STATE_SUMMARY: tuple[str, ...] = ("pain", "capacity", "sensitization", "irritation", "fear", "motivation", "habit")
-#: Intake record of the simulator behind each intake field of the history.
-_INTAKE_RECORDS: dict[str, str] = {"age": "age", "baseline_pain": "pain", "sensitization_score": "sensitization_score",
-                                   "fear_score": "fear_score", "function": "function",
-                                   "preferred_sessions": "preferred_sessions"}
-#: Parameters never jittered: known (age) or categorical.
-_FIXED = frozenset({"age"})
 #: Weekly records imputed from the particles (name -> WeekObservation attribute).
 IMPUTED: tuple[str, ...] = ("diary_pain", "diary_days", "function", "capacity_test", "morning_change_mean",
                             "flare_reported", "session_pain_max")
@@ -174,14 +159,6 @@ def _normalize(logw: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def _kernel(simulated: np.ndarray, observed: float, bandwidth: float) -> np.ndarray:
-    """Gaussian log kernel; 0 where either value is missing (no information)."""
-    if np.isnan(observed):
-        return np.zeros_like(simulated)
-    out = -0.5 * ((simulated - observed) / bandwidth) ** 2
-    return np.where(np.isnan(simulated), 0.0, out)
-
-
 @functools.lru_cache(maxsize=4)
 def _prior_pool(condition: str, modality: str, size: int, seed: int) -> tuple[dict[str, Any], np.ndarray,
                                                                                  dict[str, np.ndarray]]:
@@ -204,23 +181,23 @@ def _intake_loglik(records: dict[str, np.ndarray], history: History) -> np.ndarr
     """Log kernel weights of simulated intake ``records`` (the simulator's ``intake`` dict) given the history's."""
     intake = history.intake
     logw = np.zeros(len(records["age"]))
-    for field_name, record in _INTAKE_RECORDS.items():
+    for field_name, record in INTAKE_RECORDS.items():
         value = getattr(intake, field_name)
         if value is not None:
-            logw += _kernel(records[record], float(value), BANDWIDTHS[field_name])
+            logw += kernel_loglik(records[record], float(value), BANDWIDTHS[field_name])
     return logw
 
 
 def _week_loglik(result: WeekResult, week: pd.Series) -> np.ndarray:
     """Log-likelihood increment of one logged week given each particle's simulated week."""
     o = result.observation
-    logw = _kernel(o.sessions_attended, float(week["attended"]), BANDWIDTHS["attended"])
+    logw = kernel_loglik(o.sessions_attended, float(week["attended"]), BANDWIDTHS["attended"])
     if week["attended"] > 0:
         for name, simulated in (("session_pain_mean", o.session_pain_mean),
                                 ("morning_pain_mean", o.morning_pain_mean),
                                 ("morning_change_mean", o.morning_change_mean),
                                 ("rpe_mean", o.rpe_mean)):
-            logw += _kernel(simulated, float(week[name]), BANDWIDTHS[name])
+            logw += kernel_loglik(simulated, float(week[name]), BANDWIDTHS[name])
     logw += np.where(o.flare_reported == bool(week["flare"]), 0.0, FLARE_MISMATCH)
     logw += np.where(result.dropped_out, DROPOUT_PENALTY, 0.0)
     return logw
@@ -236,21 +213,6 @@ def _imputed_records(result: WeekResult, w: np.ndarray) -> dict[str, float]:
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def _transforms(condition: str) -> tuple[tuple[str, bool, float, float, bool], ...]:
-    """Per jittered parameter: ``(name, log scale, low, high, integer)`` from the condition's prior (cached:
-    read at every resampling)."""
-    spec = load_prior(condition)["parameters"]
-    out = []
-    for name in PARAM_COLUMNS:
-        if name in _FIXED or name not in spec:
-            continue
-        entry = spec[name]
-        out.append((name, entry["dist"] == "lognormal", float(entry.get("low", -np.inf)),
-                    float(entry.get("high", np.inf)), bool(entry.get("round", False))))
-    return tuple(out)
-
-
 def _rejuvenated(sim: PatientSimulator, weights: np.ndarray, index: np.ndarray, keys: np.ndarray,
                  rng: np.random.Generator, shrink: float) -> PatientSimulator:
     """The particles ``index`` with jittered parameters (Liu & West 2001 kernel shrinkage) in their current state.
@@ -260,7 +222,7 @@ def _rejuvenated(sim: PatientSimulator, weights: np.ndarray, index: np.ndarray, 
     while copies of one particle become distinct; values are clipped to the prior's range.
     """
     cohort = sim._current_columns()
-    transforms = _transforms(str(cohort["condition"][0]))
+    transforms = jitter_transforms(str(cohort["condition"][0]))
     x = np.stack([np.log(cohort[n]) if log else cohort[n] for n, log, *_ in transforms], axis=1)
     mean = weights @ x
     centred = x - mean
@@ -319,7 +281,7 @@ def fit_patient(history: History, n_particles: int = 4000, seed: int = 0, pool: 
     if intake.sex is not None:
         logw += np.where(np.asarray(cohort["sex"]) == intake.sex, 0.0, -np.inf)
     intake_records = {field_name: float(np.sum(_normalize(logw) * pool_intake[record]))
-                      for field_name, record in _INTAKE_RECORDS.items() if getattr(intake, field_name) is None}
+                      for field_name, record in INTAKE_RECORDS.items() if getattr(intake, field_name) is None}
     log_evidence = float(np.log(np.mean(np.exp(logw - logw.max()))) + logw.max())
     ess = [effective_sample_size(logw)]
     index = systematic_resample(_normalize(logw), n, rng) if pool > 1 else np.arange(n)
@@ -367,3 +329,23 @@ def summary(fit: PatientFit) -> dict[str, Any]:
         "effective_sample_size": round(float(1.0 / np.sum(fit.weights ** 2)), 1),
         "log_evidence": round(float(fit.log_evidence), 3),
     }
+
+
+def belief_features(history: History, particles: int = 64, seed: int = 0) -> np.ndarray:
+    """The belief features (:data:`adaptrx.envs.belief.BELIEF_FEATURES`, ``(n_features,)`` float32) after the
+    logged weeks: the envs' online filter (:class:`~adaptrx.envs.belief.BeliefFilter`, the same code and the
+    same number of ``particles`` the policy was trained with) run over the history's intake and weekly records.
+    ``seed`` keys its random streams."""
+    intake = history.intake
+    f = BeliefFilter(1, intake.condition, intake.modality, particles)
+    fields = {name: np.array([np.nan if getattr(intake, name) is None else float(getattr(intake, name))])
+              for name in INTAKE_RECORDS}
+    f.start(np.zeros(1, dtype=np.int64), fields, np.array([seed], dtype=np.uint64))
+    one = np.zeros(1, dtype=np.int64)
+    for row in history.weeks().itertuples(index=False):
+        load = 0.0 if np.isnan(row.load) else float(row.load)
+        records = {"attended": np.array([float(row.attended)]), "session_pain_mean": np.array([row.session_pain_mean]),
+                   "morning_change_mean": np.array([row.morning_change_mean]), "rpe_mean": np.array([row.rpe_mean]),
+                   "flare": np.array([float(row.flare)])}
+        f.advance(one, np.array([load]), np.array([float(row.sessions)]), np.array([float(row.delivery)]), records)
+    return f.features()[0]

@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from adaptrx.clinic.fitting import PatientFit, fit_patient, summary
+from adaptrx.clinic.fitting import PatientFit, belief_features, fit_patient, summary
 from adaptrx.clinic.history import DELIVERIES, History
 from adaptrx.envs import engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, decode_continuous
 from adaptrx.envs.batch import EnvConfig, EpisodeBatch
+from adaptrx.envs.belief import BELIEF_FEATURES
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
 from adaptrx.envs.progression import env_spaces
 from adaptrx.patient.kernel import Out
@@ -202,13 +203,34 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
         raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
     from adaptrx.agents.export import check_spaces
 
-    try:  # the observation the clinic builds is Progression-v0's, and it reads Box actions
-        check_spaces(loaded, *env_spaces(discrete=False), feature_names=FEATURE_NAMES)
+    belief = uses_beliefs(loaded)
+    try:  # the observation the clinic builds is Progression-v0's (with the belief features), and it reads Box actions
+        check_spaces(loaded, *env_spaces(discrete=False, belief=belief),
+                     feature_names=FEATURE_NAMES + (BELIEF_FEATURES if belief else ()))
     except ValueError as exc:
         raise ValueError(f"policy: {directory}: {exc}") from exc
     return directory, loaded, {"id": str(loaded.manifest.get("name", directory.name)), "kind": "trained",
                                "manifest_sha256": digest, "policy_id": loaded.policy_id,
                                "condition": env.get("condition"), "note": None}
+
+
+def uses_beliefs(policy: Any) -> bool:
+    """Whether a loaded policy reads the belief features (its feature names end with them)."""
+    return tuple(getattr(policy, "feature_names", ())[len(FEATURE_NAMES):]) == BELIEF_FEATURES
+
+
+class _WithBeliefs(Policy):
+    """A belief policy fed the clinical records plus fixed belief features (the forecast's simulated weeks
+    have no filter of their own: the beliefs are held at their value after the logged weeks)."""
+
+    def __init__(self, policy: Any, beliefs: np.ndarray) -> None:
+        self.policy, self.beliefs = policy, np.asarray(beliefs, dtype=np.float32)
+
+    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        x = np.atleast_2d(np.asarray(obs, dtype=np.float32))
+        full = np.hstack([x, np.repeat(self.beliefs[None, :], len(x), axis=0)])
+        return self.policy.predict(full, state, episode_start, deterministic)
 
 
 def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
@@ -476,7 +498,11 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
     fit = fit_patient(history, n_particles=n_particles, seed=seed)
     values = observation_values(history, fit)
     obs = _scaled(values)[None, :]
-    proposed, _ = resolved.policy.predict(obs, deterministic=True)
+    acting = resolved.policy
+    if uses_beliefs(acting):  # the envs' online filter over the same log, with the policy's particle count
+        particles = int((acting.manifest.get("env") or {}).get("belief_particles", 64))
+        acting = _WithBeliefs(acting, belief_features(history, particles=particles, seed=seed))
+    proposed, _ = acting.predict(obs, deterministic=True)
     proposed = np.asarray(proposed, dtype=np.float32).reshape(1, 3)
     allowed, bound = rules.constrain(obs, proposed)
     last_load = np.array([max(last["load"], LOAD_MIN)])
@@ -492,7 +518,7 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
     rng = np.random.default_rng([int(seed), 0xF0CA])
     m = min(FORECAST_PARTICLES, fit.particles.n)
     base = _start_batch(fit, values, last, m, rng)
-    plans = {"recommended": (resolved.policy, f"{resolved.id} (recommended, with the safety rules)"),
+    plans = {"recommended": (acting, f"{resolved.id} (recommended, with the safety rules)"),
              "hold": (_Hold(last), "hold: last week's prescription unchanged"),
              "pain_monitoring": (_protocol_policy("pain_monitoring", last),
                                  "pain-monitoring model from the current load")}

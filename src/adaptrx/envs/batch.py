@@ -24,7 +24,8 @@ import numpy as np
 
 from adaptrx.envs import engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, move_indices
-from adaptrx.envs.features import FEATURE_NAMES, FeatureBuffer
+from adaptrx.envs.belief import BELIEF_FEATURES, INTAKE_RECORDS, BeliefFilter
+from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW, FeatureBuffer
 from adaptrx.envs.reward import COMPONENTS, RewardWeights, dropout_cost
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
 from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patient
@@ -41,6 +42,10 @@ _INFO_ROWS = np.array(
     + [engine.W_RECORD + r for r in range(engine.R_DROPOUT + 1)] + [engine.W_RECORD + engine.R_COST]
 )
 _INFO_GETTER = operator.itemgetter(*_INFO_ROWS.tolist())
+# the week's records the belief filter weighs: name -> row of the simulator's week output
+_BELIEF_RECORDS = {"attended": int(Out.sessions_attended), "session_pain_mean": int(Out.session_pain_mean),
+                   "morning_change_mean": int(Out.morning_change_mean), "rpe_mean": int(Out.rpe_mean),
+                   "flare": int(Out.flare_reported)}
 
 
 @dataclass
@@ -57,6 +62,9 @@ class EnvConfig:
         initial_load: "last load" of week 1 (baseline-capacity units, 0.05-1.5).
         initial_sessions: planned sessions/week of the discrete env's first week (1-5).
         initial_delivery: the discrete env's first delivery (0 home, 1 remote, 2 supervised).
+        belief: add the belief features (:data:`adaptrx.envs.belief.BELIEF_FEATURES`, names ``belief_*``) of an
+            online particle filter over the patient's hidden parameters to the observation.
+        belief_particles: particles per patient of that filter (16-4096).
     """
 
     condition: str = "knee_oa"
@@ -67,6 +75,8 @@ class EnvConfig:
     initial_load: float = 0.3
     initial_sessions: int = 3
     initial_delivery: int = HOME_ALONE
+    belief: bool = False
+    belief_particles: int = 64
 
     def __post_init__(self) -> None:
         if self.condition not in conditions():
@@ -84,6 +94,23 @@ class EnvConfig:
             raise ValueError(f"initial_sessions: must be an integer 1-5, got {self.initial_sessions!r}")
         if self.initial_delivery not in (HOME_ALONE, REMOTE, SUPERVISED):
             raise ValueError(f"initial_delivery: must be 0, 1 or 2, got {self.initial_delivery!r}")
+        if not isinstance(self.belief, bool | np.bool_):
+            raise ValueError(f"belief: must be true or false, got {self.belief!r}")
+        p = self.belief_particles
+        if isinstance(p, bool) or not isinstance(p, int | np.integer) or not 16 <= p <= 4096:
+            raise ValueError(f"belief_particles: must be an integer in 16-4096, got {p!r}")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the observation's features (the clinical records, then the belief features if on)."""
+        return FEATURE_NAMES + (BELIEF_FEATURES if self.belief else ())
+
+    @property
+    def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` float32 bounds of the observation (belief features lie in [0, 1])."""
+        extra = len(BELIEF_FEATURES) if self.belief else 0
+        return (np.concatenate([LOW, np.zeros(extra, np.float32)]),
+                np.concatenate([HIGH, np.ones(extra, np.float32)]))
 
 
 def env_config(**kwargs: Any) -> EnvConfig:
@@ -226,6 +253,8 @@ class EpisodeBatch:
         self.features = FeatureBuffer(self.n)
         self.E = np.zeros((engine.N_EPISODE, self.n))  # rows engine.E_*: carried prescription, week, done
         self.E[engine.E_DONE] = 1.0  # no episode running until reset
+        self.belief = (BeliefFilter(self.n, config.condition, config.modality, config.belief_particles,
+                                    constants=constants) if config.belief else None)
         self._bind_config()
 
     def _bind_config(self) -> None:
@@ -267,7 +296,12 @@ class EpisodeBatch:
         self.keys[index] = keys
         self.E[:, index] = self._E0
         self.features.reset(index, self.sim.intake_matrix(), self.config.initial_load)
-        return self.features.observation(index)
+        obs = self.features.observation(index)
+        if self.belief is None:
+            return obs
+        intake = {field: self.sim.intake[record][index] for field, record in INTAKE_RECORDS.items()}
+        self.belief.start(index, intake, keys)
+        return np.hstack([obs, self.belief.features(index)])
 
     # ------------------------------------------------------------------- step
     def step_actions(self, actions: np.ndarray, discrete: bool) -> StepBatch:
@@ -317,6 +351,12 @@ class EpisodeBatch:
             work[engine.W_RECORD + engine.R_REWARD, index] += work[engine.W_RECORD + engine.R_DROPOUT, index]
             remaining = self.config.weeks - self.E[engine.E_WEEK, index]
             work[engine.W_RECORD + engine.R_COST, index] += dropout_cost(remaining)
+        if self.belief is not None:  # every patient was stepped (the engine refuses ended episodes)
+            out = work[engine.W_OUT : engine.W_RECORD]
+            records = {name: out[row] for name, row in _BELIEF_RECORDS.items()}
+            self.belief.advance(np.arange(self.n), work[engine.W_RX], work[engine.W_RX + 1], work[engine.W_RX + 2],
+                                records)
+            obs = np.hstack([obs, self.belief.features()])
         return StepBatch(obs=obs, work=work, pain_after_dropout=tails)
 
     def untreated_tails(self, index: np.ndarray, value: np.ndarray | None = None) -> dict[int, list[float]]:
@@ -388,7 +428,11 @@ class EpisodeBatch:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`get_state` snapshot (the patients may differ from the current ones)."""
+        """Restore a :meth:`get_state` snapshot (the patients may differ from the current ones). Not for a
+        batch with belief features: snapshots do not hold the particle filter."""
+        if self.belief is not None:
+            raise ValueError("state: a snapshot does not hold the belief filter; restore it into an env without "
+                             "belief=True")
         try:
             patients, keys = [dict(p) for p in state["patients"]], np.array(state["keys"], dtype=np.uint64)
             if len(patients) != self.n:
@@ -418,6 +462,7 @@ class EpisodeBatch:
         batch.features = FeatureBuffer(0)
         batch.features.values = values
         batch.E = episode
+        batch.belief = None  # copies are for planning: no particle filter (their observations have no beliefs)
         batch._bind_config()
         return batch
 

@@ -49,7 +49,6 @@ from adaptrx.envs.batch import (
     episode_patient,
 )
 from adaptrx.envs.engine import R_REWARD, R_TERMINATED, R_TRUNCATED, W_RECORD
-from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW
 from adaptrx.envs.render import AnsiRenderer, render_rgb
 from adaptrx.patient import ModelConstants
 
@@ -57,11 +56,12 @@ _FIRST = range(1)
 _END_ROWS = operator.itemgetter(W_RECORD + R_REWARD, W_RECORD + R_TERMINATED, W_RECORD + R_TRUNCATED)
 
 
-def env_spaces(discrete: bool = False) -> tuple[spaces.Box, spaces.Space]:
+def env_spaces(discrete: bool = False, belief: bool = False) -> tuple[spaces.Box, spaces.Space]:
     """The observation and action spaces of ``AdaptRx/Progression-v0`` (``AdaptRx/ProgressionDiscrete-v0`` when
-    ``discrete``), e.g. to check that a loaded policy was trained for them."""
+    ``discrete``; with the belief features when ``belief``), e.g. to check that a loaded policy was trained for
+    them."""
     action = spaces.Discrete(len(MOVES)) if discrete else spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
-    return spaces.Box(LOW, HIGH, dtype=np.float32), action
+    return spaces.Box(*env_config(belief=belief).observation_bounds, dtype=np.float32), action
 
 
 class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -75,6 +75,7 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
         reward: reward weights (mapping of overrides of :class:`~adaptrx.envs.reward.RewardWeights`).
         render_mode: ``None``, ``"ansi"`` or ``"rgb_array"``.
         initial_load: last load before week 1 (default 0.3 x baseline capacity).
+        belief: add the ``belief_*`` features of an online particle filter (:mod:`adaptrx.envs.belief`).
         constants: model constants (default: the calibrated ones).
     """
 
@@ -99,9 +100,9 @@ class ProgressionEnv(gym.Env[np.ndarray, np.ndarray]):
                                 initial_load=initial_load, **kwargs)
         self.render_mode = render_mode
         self.batch = EpisodeBatch(1, self.config, constants)
-        self.observation_space = env_spaces()[0]
+        self.observation_space = env_spaces(belief=self.config.belief)[0]
         self.action_space = self._action_space()
-        self.feature_names: tuple[str, ...] = FEATURE_NAMES
+        self.feature_names: tuple[str, ...] = self.config.feature_names
         self._renderer = AnsiRenderer()
         self._trace: list[dict[str, float]] = []
         self._index = np.zeros(1, dtype=np.int64)

@@ -23,7 +23,6 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from adaptrx.envs.actions import MOVES
 from adaptrx.envs.batch import EPISODE_SEED_HIGH, EpisodeBatch, env_config, episode_patient
-from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
 
@@ -35,6 +34,8 @@ class PatientVecEnv(VecEnv):
         num_envs: number of parallel patients (>= 1).
         condition, split, weeks, modality, reward, initial_load: as for ``AdaptRx/Progression-v0``.
         discrete: use the named clinical moves of ``ProgressionDiscrete-v0`` instead of the Box action.
+        **kwargs: further env settings (:class:`~adaptrx.envs.batch.EnvConfig`: ``initial_load``, ``belief``,
+            ``belief_particles``, ...).
         shield: optional safety shield applied to every action (see :mod:`adaptrx.envs.shield`).
         constants: model constants (default: the calibrated ones).
         render_mode: only ``None`` is supported (render single envs instead).
@@ -64,13 +65,13 @@ class PatientVecEnv(VecEnv):
         self.batch = EpisodeBatch(int(num_envs), self.config, constants)
         self.discrete = bool(discrete)
         self.shield = shield
-        self.feature_names: tuple[str, ...] = FEATURE_NAMES
+        self.feature_names: tuple[str, ...] = self.config.feature_names
         self._rngs: list[np.random.Generator | None] = [None] * int(num_envs)
         self._actions: np.ndarray | None = None
         self.shield_interventions = np.zeros(int(num_envs), dtype=np.int64)
         action_space: spaces.Space = (spaces.Discrete(len(MOVES)) if self.discrete
                                       else spaces.Box(-1.0, 1.0, (3,), dtype=np.float32))
-        super().__init__(int(num_envs), spaces.Box(LOW, HIGH, dtype=np.float32), action_space)
+        super().__init__(int(num_envs), spaces.Box(*self.config.observation_bounds, dtype=np.float32), action_space)
 
     # ---------------------------------------------------------------- episodes
     def _start(self, index: list[int]) -> np.ndarray:

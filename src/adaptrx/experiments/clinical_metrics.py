@@ -39,6 +39,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
+from adaptrx.envs.belief import OBSERVATION_WIDTHS
 from adaptrx.envs.cohort_run import EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, LOW, SCALES
 from adaptrx.envs.reward import COST_PAIN_THRESHOLD
@@ -208,9 +209,9 @@ def reference_observation(episodes_obs: np.ndarray) -> np.ndarray:
     typical history to warm a stateful policy up with).
     """
     x = np.asarray(episodes_obs, dtype=np.float64)
-    if x.ndim not in (2, 3) or x.shape[-1] != len(FEATURE_NAMES) or x.shape[-2] == 0:
-        raise ValueError(f"episodes_obs: expected shape (n, {len(FEATURE_NAMES)}) or (weeks, n, "
-                         f"{len(FEATURE_NAMES)}) with n > 0, got {x.shape}")
+    if x.ndim not in (2, 3) or x.shape[-1] not in OBSERVATION_WIDTHS or x.shape[-2] == 0:
+        raise ValueError(f"episodes_obs: expected shape (n, d) or (weeks, n, d) with n > 0 and d one of "
+                         f"{OBSERVATION_WIDTHS} (records, or records and belief features), got {x.shape}")
     return np.median(x, axis=-2).astype(np.float32)
 
 
@@ -252,10 +253,11 @@ def response_curve(policy: Any, reference_obs: np.ndarray, feature: str = "sessi
     """
     if feature not in FEATURE_INDEX:
         raise ValueError(f"feature: unknown feature {feature!r}; known: {', '.join(FEATURE_NAMES)}")
-    n_features = len(FEATURE_NAMES)
     ref = np.asarray(reference_obs, dtype=np.float32)
-    if ref.shape != (n_features,):
-        raise ValueError(f"reference_obs: expected one observation of shape ({n_features},), got {ref.shape}")
+    if ref.ndim != 1 or ref.shape[0] not in OBSERVATION_WIDTHS:
+        raise ValueError(f"reference_obs: expected one observation of shape ({len(FEATURE_NAMES)},) (+ the belief "
+                         f"features), got {ref.shape}")
+    n_features = ref.shape[0]
     vals = _default_values(feature) if values is None else np.asarray(values, dtype=np.float64).reshape(-1)
     if len(vals) == 0 or not np.isfinite(vals).all():
         raise ValueError("values: expected a non-empty array of finite numbers")

@@ -38,8 +38,7 @@ def run_dagger(cfg: TrainConfig, model: BaseAlgorithm, norm: VecNormalize, callb
     of the aggregated data. Evaluations, checkpoints and logs go through ``callback``."""
     settings = DaggerSettings.from_kwargs(cfg.algo.kwargs)
     e = cfg.env
-    env_kwargs = {"condition": e.condition, "split": e.split, "weeks": e.weeks, "modality": e.modality,
-                  "reward": e.reward.weights()}
+    env_kwargs = e.env_kwargs()
     model.set_logger(configure_logger(0, tb_dir, "DAGGER", True))
     callback.init_callback(model)
     callback.on_training_start({}, {})

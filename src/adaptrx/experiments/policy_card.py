@@ -76,8 +76,9 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     n = cfg.budget.test_patients if n is None else n
     cohort = make_cohort(e.condition, n, cfg.eval_seed, "test")
     # the env's default reward: test returns are comparable across runs whatever reward a run trained on
-    episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, condition=e.condition, split="test", weeks=e.weeks,
-                              modality=e.modality)
+    kwargs = e.env_kwargs("test")
+    del kwargs["reward"]  # the env's default reward
+    episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, **kwargs)
     names = comparators(e.condition)
     outcomes = {}
     with tqdm(total=(len(names) + 1) * e.weeks, desc="test comparison (policies x weeks)", disable=not progress) as bar:

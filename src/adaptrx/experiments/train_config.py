@@ -60,6 +60,15 @@ class EnvConfig:
     shield: bool = False  # default safety rules bind every action (training and evaluation)
     normalize_obs: bool = True
     normalize_reward: bool = False
+    belief: bool = False  # add the belief_* features of an online particle filter (adaptrx.envs.belief)
+    belief_particles: int = 64  # particles per patient of that filter (16-4096)
+
+    def env_kwargs(self, split: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of the env (``PatientVecEnv`` / ``CohortEpisodes``) for this config, on ``split``
+        (default: the training split), under the configured reward."""
+        return {"condition": self.condition, "split": self.split if split is None else split, "weeks": self.weeks,
+                "modality": self.modality, "reward": self.reward.weights(), "belief": self.belief,
+                "belief_particles": self.belief_particles}
 
 
 @dataclass
@@ -167,7 +176,6 @@ def validate(cfg: TrainConfig | DictConfig) -> None:
     try:
         from adaptrx.envs.batch import env_config
 
-        env_config(condition=c.env.condition, split=c.env.split, weeks=c.env.weeks, modality=c.env.modality,
-                   reward=c.env.reward.weights())
+        env_config(**c.env.env_kwargs())
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"env.{exc}") from exc

@@ -41,7 +41,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 from adaptrx.agents.export import export_policy, load_policy
 from adaptrx.agents.factory import make_model
 from adaptrx.envs import PatientVecEnv
-from adaptrx.envs.features import FEATURE_NAMES
+from adaptrx.envs.batch import env_config
 from adaptrx.experiments import checkpoints
 from adaptrx.experiments.clinical_metrics import response_curve, response_figure, trajectory_figure
 from adaptrx.experiments.distillation import run_dagger
@@ -75,15 +75,19 @@ def env_settings(cfg: TrainConfig) -> dict[str, Any]:
     """The env keyword arguments of the run (also stored in the exported manifest)."""
     e = cfg.env
     return {"condition": e.condition, "weeks": e.weeks, "modality": e.modality, "reward": e.reward.weights(),
-            "discrete": e.discrete, "shield": e.shield}
+            "discrete": e.discrete, "shield": e.shield, "belief": e.belief, "belief_particles": e.belief_particles}
+
+
+def feature_names(cfg: TrainConfig) -> tuple[str, ...]:
+    """The observation's feature names of the run's env (records, then belief features if ``env.belief``)."""
+    return env_config(**cfg.env.env_kwargs()).feature_names
 
 
 def make_train_env(cfg: TrainConfig) -> tuple[VecEnv, VecNormalize | None]:
     """The batched training env (seeded with ``cfg.seed``), normalised as configured."""
     e = cfg.env
     shield = SafetyRules() if e.shield else None
-    patients = PatientVecEnv(cfg.budget.n_envs, condition=e.condition, split=e.split, weeks=e.weeks,
-                             modality=e.modality, reward=e.reward.weights(), discrete=e.discrete, shield=shield)
+    patients = PatientVecEnv(cfg.budget.n_envs, discrete=e.discrete, shield=shield, **e.env_kwargs())
     patients.seed(cfg.seed)
     # episode statistics for SB3's standard rollout/ep_rew_mean and rollout/ep_len_mean (training reward)
     env: VecEnv = VecMonitor(patients)
@@ -209,7 +213,7 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
 
     def export(evaluation: dict[str, Any] | None = None) -> None:
         export_policy(best, policy_dir, obs_rms=best_stats, clip_obs=norm.clip_obs if norm else 10.0,
-                      epsilon=norm.epsilon if norm else 1e-8, feature_names=FEATURE_NAMES, algorithm=cfg.algo.name,
+                      epsilon=norm.epsilon if norm else 1e-8, feature_names=feature_names(cfg), algorithm=cfg.algo.name,
                       env=env_settings(cfg), config=config_dict(cfg), name=cfg.name,
                       evaluation=evaluation)
 

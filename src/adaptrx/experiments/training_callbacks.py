@@ -90,8 +90,9 @@ class ClinicalEvaluator:
         cohort = make_cohort(e.condition, n, cfg.eval_seed, split)
         # the headline objective: val returns under the env's default reward, whatever reward the run trains on
         # (a shaped training reward must not decide which checkpoint is selected)
-        self.episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, condition=e.condition, split=split,
-                                       weeks=e.weeks, modality=e.modality)
+        kwargs = e.env_kwargs(split)
+        del kwargs["reward"]  # the env's default reward
+        self.episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, **kwargs)
         self.discrete = e.discrete
         self.shield = SafetyRules() if e.shield else None
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from adaptrx.envs.belief import BELIEF_FEATURES
 from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_NAMES
 from adaptrx.experiments.trial_analysis import add_outcome_columns
@@ -52,14 +53,16 @@ def cohort_for(cfg: TrialConfig, seed: int) -> pd.DataFrame:
     return cohort
 
 
-def episodes_for(cfg: TrialConfig, cohort: pd.DataFrame, seed: int) -> CohortEpisodes:
-    """The paired episode batch of one seed (default reward weights: returns comparable across trials)."""
+def episodes_for(cfg: TrialConfig, cohort: pd.DataFrame, seed: int, belief: bool = False) -> CohortEpisodes:
+    """The paired episode batch of one seed (default reward weights: returns comparable across trials), with
+    the belief features in the observations when ``belief`` (for a policy trained with them)."""
     return CohortEpisodes(cohort, seed=seed, condition=cfg.cohort.condition, split=cfg.cohort.split,
-                          weeks=cfg.weeks, modality=cfg.modality)
+                          weeks=cfg.weeks, modality=cfg.modality, belief=belief)
 
 
 def build_policy(spec: PolicySpec, cfg: TrialConfig, episodes: CohortEpisodes) -> tuple[Any, bool]:
-    """The policy object of ``spec`` and whether it acts with discrete moves."""
+    """The policy object of a protocol or reference ``spec`` (not a policy folder: :func:`load_agent`) and
+    whether it acts with discrete moves."""
     from adaptrx.protocols import get
 
     if spec.target == "oracle":
@@ -67,15 +70,13 @@ def build_policy(spec: PolicySpec, cfg: TrialConfig, episodes: CohortEpisodes) -
         return get("oracle", env=episodes, horizon=o.horizon, replicates=o.replicates, seed=o.seed), False
     if spec.target == "population_best":
         return get("population_best", condition=cfg.cohort.condition), False
-    if not spec.is_directory:
-        return get(spec.target), False
-    return load_agent(spec)
+    return get(spec.target), False
 
 
-def load_agent(spec: PolicySpec) -> tuple[Any, bool]:
+def load_agent(spec: PolicySpec) -> tuple[Any, bool, bool]:
     """Load the exported policy folder of ``spec`` (every safety check of ``load_policy``) and check it against
-    the env's spaces and features; returns it and whether it acts with discrete moves. ``ValueError`` /
-    :class:`ConfigError` naming the folder otherwise."""
+    the env's spaces and features; returns it, whether it acts with discrete moves and whether it reads the
+    belief features. ``ValueError`` / :class:`ConfigError` naming the folder otherwise."""
     from gymnasium import spaces
 
     from adaptrx.agents import load_policy
@@ -85,11 +86,13 @@ def load_agent(spec: PolicySpec) -> tuple[Any, bool]:
     path = absolute_path(spec.target)
     policy = load_policy(path, expect_id=spec.expect_id)
     discrete = isinstance(policy.action_space, spaces.Discrete)
+    belief = tuple(policy.feature_names[len(FEATURE_NAMES):]) == BELIEF_FEATURES
     try:
-        check_spaces(policy, *env_spaces(discrete), feature_names=FEATURE_NAMES)
+        check_spaces(policy, *env_spaces(discrete, belief), feature_names=FEATURE_NAMES + (BELIEF_FEATURES if belief
+                                                                                            else ()))
     except ValueError as exc:
         raise ConfigError(f"policies: {path}: {exc}") from exc
-    return policy, discrete
+    return policy, discrete, belief
 
 
 def describe(spec: PolicySpec, agent: Any = None) -> dict[str, Any]:
@@ -112,8 +115,12 @@ def _run_one(spec: PolicySpec, cfg: TrialConfig, seed: int, rows: slice | None, 
     cohort = cohort_for(cfg, seed)
     if rows is not None:
         cohort = cohort.iloc[rows]
-    episodes = episodes_for(cfg, cohort, seed)
-    policy, discrete = build_policy(spec, cfg, episodes)
+    if spec.is_directory:
+        policy, discrete, belief = load_agent(spec)
+        episodes = episodes_for(cfg, cohort, seed, belief)
+    else:
+        episodes = episodes_for(cfg, cohort, seed)
+        policy, discrete = build_policy(spec, cfg, episodes)
     return episodes.run(policy, name=spec.label, shield=SafetyRules() if spec.shield else None, discrete=discrete,
                         record=record)
 

@@ -41,7 +41,23 @@ CHANNELS: dict[str, int] = {
     "obs_capacity": 12,  # capacity test noise (normal)
     "obs_intake": 13,  # intake questionnaires (normal)
     "enrolment": 14,  # enrolment-day fluctuation (normal)
+    "belief_resample": 15,  # belief filter: systematic resampling offset (uniform; adaptrx.envs.belief)
+    "belief_jitter": 16,  # belief filter: Liu-West parameter jitter (normal)
 }
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 of a ``uint64`` array (wrapping arithmetic): a bijective hash for deriving keys."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = x + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        return z ^ (z >> np.uint64(31))
 
 
 def patient_keys(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
+from adaptrx.envs.belief import BELIEF_FEATURES
 from adaptrx.envs.features import FEATURE_NAMES, to_units
 from adaptrx.patient import HOME_ALONE, REMOTE, SUPERVISED
 
@@ -58,13 +59,16 @@ class Policy(ABC):
 
 
 def batch_obs(obs: Any) -> tuple[np.ndarray, bool]:
-    """``obs`` as float64 ``(n, n_features)`` and whether a single observation was given."""
+    """``obs`` as float64 ``(n, n_features)`` (the clinical records: an env's belief features, if any, are
+    dropped; rule-based protocols read records only) and whether a single observation was given."""
     x = np.asarray(obs, dtype=np.float64)
     single = x.ndim == 1
     x = np.atleast_2d(x)
-    if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES):
-        raise ValueError(f"obs: expected shape ({len(FEATURE_NAMES)},) or (n_envs, {len(FEATURE_NAMES)}), "
+    d = len(FEATURE_NAMES)
+    if x.ndim != 2 or x.shape[1] not in (d, d + len(BELIEF_FEATURES)):
+        raise ValueError(f"obs: expected shape ({d},) or (n_envs, {d}) (+{len(BELIEF_FEATURES)} belief features), "
                          f"got {np.shape(obs)}")
+    x = x[:, :d]
     if not np.isfinite(x).all():
         raise ValueError("obs: must be finite")
     return x, single
