@@ -36,12 +36,13 @@ from joblib import Parallel, delayed
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from adaptrx.agents.oracle import OraclePolicy
+from adaptrx.agents.oracle import BeliefPlanner, OraclePolicy
 from adaptrx.envs import CohortEpisodes
 from adaptrx.protocols.base import Policy
 
-#: Teachers DAgger can distil (name -> what plans): built on the CohortEpisodes being labelled.
-TEACHERS: tuple[str, ...] = ("oracle",)
+#: Teachers DAgger can distil, built on the CohortEpisodes being labelled: ``oracle`` (MPC on the true patient)
+#: and ``belief_planner`` (the same MPC over posterior particles of the belief filter).
+TEACHERS: tuple[str, ...] = ("oracle", "belief_planner")
 
 #: numpy activations matching the torch modules a policy net may use.
 _NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
@@ -153,6 +154,9 @@ def make_teacher(name: str, episodes: CohortEpisodes, settings: DaggerSettings, 
     if name == "oracle":
         return OraclePolicy(episodes, replicates=settings.teacher_replicates, horizon=settings.teacher_horizon,
                             seed=seed)
+    if name == "belief_planner":
+        return BeliefPlanner(episodes, replicates=settings.teacher_replicates, horizon=settings.teacher_horizon,
+                             seed=seed)
     raise ValueError(f"algo.teacher: unknown {name!r}; known: {', '.join(TEACHERS)}")
 
 
@@ -197,7 +201,9 @@ def label_chunk(rows: pd.DataFrame, seed: int, env_kwargs: Mapping[str, Any], te
                 settings: DaggerSettings, learner: ActorSnapshot | None, share: float, mix_seed: int) -> Labels:
     """Play one episode per patient of ``rows`` (noise ``seed``) under the teacher/learner mixture and label
     every in-programme week with the teacher's action (what :func:`label_round` runs in each worker)."""
-    episodes = CohortEpisodes(rows, seed=seed, **env_kwargs)
+    # the belief planner plans on the belief filter's particles: its episodes need one
+    episodes = CohortEpisodes(rows, seed=seed, **{**env_kwargs, "belief": env_kwargs.get("belief", False)
+                                                  or teacher == "belief_planner"})
     labeller = _MixedLabeller(make_teacher(teacher, episodes, settings, seed), learner, share,
                               np.random.default_rng(mix_seed))
     out = episodes.run(labeller, name="dagger")

@@ -58,6 +58,7 @@ from joblib import Parallel, delayed
 from adaptrx.envs import CohortEpisodes, engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
 from adaptrx.envs.batch import EnvConfig, EpisodeBatch
+from adaptrx.envs.belief import grouped_systematic
 from adaptrx.envs.cohort_run import EpisodeOutcomes
 from adaptrx.patient import HOME_ALONE, ModelConstants
 from adaptrx.patient.noise import mix64
@@ -239,34 +240,48 @@ class OraclePolicy(Policy):
         """Actions ``(n, 3)`` float32 for the patients of an :meth:`EpisodeBatch.get_state` snapshot taken from
         a batch with ``config`` and ``constants`` (sets :attr:`last_values`; the snapshot is not modified)."""
         base = EpisodeBatch.from_state(snapshot, config, constants)
-        n, k, n_rep = base.n, self.n_candidates, self.replicates
-        E = base.E
-        week = E[engine.E_WEEK]
-        remaining = np.maximum(config.weeks - week, 0.0).astype(np.int64)
-        active = (E[engine.E_DONE] == 0.0) & (base.sim.state.dropped_out == 0.0) & (remaining > 0)
-        actions = np.tile(HOLD_ACTION, (n, 1))
-        self.last_values = np.full((n, k), np.nan)
-        if not active.any():
+        n_rep = self.replicates
+        patients, steps, actions = self._active(base.E, base.sim.state.dropped_out, config)
+        if not len(patients):
             return actions
-        steps = remaining if self.horizon is None else np.minimum(remaining, self.horizon)
-        # patients with similar horizons in the same chunks (no chunk steps far past its rows' ends)
-        patients = np.flatnonzero(active)
-        patients = patients[np.argsort(-steps[patients], kind="stable")]
+        week = base.E[engine.E_WEEK]
         if self.clairvoyant:  # diagnostic: plan on the very noise the patient will meet
             keys = np.repeat(base.keys[patients, None], n_rep, axis=1)
         else:
             keys = planning_keys(self.seed, base.keys[patients], week[patients], n_rep)  # (n_active, n_rep)
+        sources = np.repeat(patients[:, None], n_rep, axis=1)
+        return self._choose(base, sources, keys, patients, steps, base.E[engine.E_LAST_LOAD, patients], actions)
+
+    def _active(self, E: np.ndarray, dropped_out: np.ndarray, config: EnvConfig) -> tuple[np.ndarray, np.ndarray,
+                                                                                          np.ndarray]:
+        """The patients to plan for (episode running, not dropped out, weeks left), longest horizon first (no
+        chunk steps far past its rows' ends), their planning horizons ``(n,)`` and the hold actions ``(n, 3)``."""
+        n = E.shape[1]
+        remaining = np.maximum(config.weeks - E[engine.E_WEEK], 0.0).astype(np.int64)
+        active = (E[engine.E_DONE] == 0.0) & (dropped_out == 0.0) & (remaining > 0)
+        self.last_values = np.full((n, self.n_candidates), np.nan)
+        steps = remaining if self.horizon is None else np.minimum(remaining, self.horizon)
+        patients = np.flatnonzero(active)
+        patients = patients[np.argsort(-steps[patients], kind="stable")]
+        return patients, steps, np.tile(HOLD_ACTION, (n, 1))
+
+    def _choose(self, base: EpisodeBatch, sources: np.ndarray, keys: np.ndarray, patients: np.ndarray,
+                steps: np.ndarray, last: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Evaluate every candidate plan for each planned patient ``patients[j]`` as the mean over its rollouts,
+        one from each row ``sources[j, r]`` of ``base`` with noise key ``keys[j, r]``, and write the best
+        candidate's first-week action into ``actions`` (``last``: the patients' last loads)."""
+        k, n_rep = self.n_candidates, sources.shape[1]
         per_patient = k * n_rep
         total = len(patients) * per_patient
         values = np.empty(total)
         for start in range(0, total, self.max_batch):  # rows in (patient, candidate, replicate) order
             rows = np.arange(start, min(start + self.max_batch, total))
             j, cand, rep = rows // per_patient, (rows // n_rep) % k, rows % n_rep
-            values[rows] = self._rollout(base.take(patients[j], keys[j, rep]), cand, steps[patients[j]])
+            values[rows] = self._rollout(base.take(sources[j, rep], keys[j, rep]), cand, steps[patients[j]])
         mean = values.reshape(len(patients), k, n_rep).mean(axis=2)
+        assert self.last_values is not None
         self.last_values[patients] = mean
         best = np.argmax(mean, axis=1)  # first best candidate on ties
-        last = E[engine.E_LAST_LOAD, patients]
         actions[patients] = encode_prescription(self._next_load(last, self._target[best]), self._n_sessions[best],
                                                 self._delivery[best], last)
         return actions
@@ -333,3 +348,52 @@ def oracle_outcomes(cohort: pd.DataFrame, noise_seed: int, env_kwargs: dict[str,
     parts = Parallel(n_jobs=n_jobs)(delayed(_oracle_chunk)(rows, noise_seed, env_kwargs, oracle_kwargs, name)
                                     for rows in chunks)
     return EpisodeOutcomes.concat(list(parts))
+
+
+class BeliefPlanner(OraclePolicy):
+    """The oracle's receding-horizon MPC over posterior particles instead of the true patient (non-clairvoyant,
+    no training): ``DESIGN.md`` section 5's ``belief_planner``.
+
+    Each week, for each patient, ``replicates`` particles are drawn (systematic resampling by weight) from the
+    env's belief filter (:class:`adaptrx.envs.belief.BeliefFilter`, ``belief=True``): virtual patients
+    consistent with the patient's intake and records, in their current simulated state. Every candidate plan
+    is rolled out once from each particle with fresh noise (common to all candidates), and the plan with the
+    best mean env return is chosen, as the oracle does. What it reads: the filter's particles and weights, the
+    episode position and last prescription, and whether the patient is still coming; never the true
+    parameters or latent state.
+
+    Args:
+        env: an env with beliefs (``belief=True``: ``env.unwrapped.batch.belief`` is a filter).
+        replicates: posterior particles per patient and week (1-1000); the other arguments as for
+            :class:`OraclePolicy` (``clairvoyant`` is not available).
+    """
+
+    def __init__(self, env: Any, **kwargs: Any) -> None:
+        if kwargs.get("clairvoyant"):
+            raise ValueError("clairvoyant: the belief planner plans on particles; use the oracle's diagnostic")
+        super().__init__(env, **kwargs)
+        if getattr(self._unwrapped.batch, "belief", None) is None:
+            raise ValueError("env: the belief planner needs an env with belief features (belief=True)")
+
+    def plan(self, snapshot: dict[str, Any], config: EnvConfig, constants: ModelConstants | None = None) -> np.ndarray:
+        batch = self._unwrapped.batch
+        f = batch.belief
+        E = batch.E
+        patients, steps, actions = self._active(E, batch.sim.state.dropped_out, config)
+        if not len(patients):
+            return actions
+        n_rep, P = self.replicates, f.P
+        week = E[engine.E_WEEK, patients]
+        keys = planning_keys(self.seed, batch.keys[patients], week, n_rep + 1)  # the last column draws particles
+        u = (keys[:, -1] >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        w = np.exp(f.logw[patients] - f.logw[patients].max(axis=1, keepdims=True))
+        pick = grouped_systematic(w / w.sum(axis=1, keepdims=True), u, n_rep)  # (n_active, n_rep)
+        particle_rows = (patients[:, None] * P + pick).ravel()
+        copies = np.repeat(patients, n_rep)
+        base = EpisodeBatch.of_parts(config, constants, [batch.patients[i] for i in copies.tolist()],
+                                     keys[:, :n_rep].ravel().copy(), f.sim.take(particle_rows, keys[:, :n_rep].ravel()),
+                                     np.ascontiguousarray(batch.features.values[:, copies]),
+                                     np.ascontiguousarray(E[:, copies]))
+        sources = np.arange(len(copies)).reshape(len(patients), n_rep)
+        return self._choose(base, sources, base.keys[sources], patients, steps, E[engine.E_LAST_LOAD, patients],
+                            actions)

@@ -453,9 +453,12 @@ class EpisodeBatch:
 
     # ---------------------------------------------------------------- copies
     @classmethod
-    def _assemble(cls, config: EnvConfig, constants: ModelConstants | None, patients: list[dict[str, Any]],
-                  keys: np.ndarray, sim: PatientSimulator, values: np.ndarray, episode: np.ndarray) -> EpisodeBatch:
-        """A batch from its parts (owned by the new batch; no placeholder patients are sampled)."""
+    def of_parts(cls, config: EnvConfig, constants: ModelConstants | None, patients: list[dict[str, Any]],
+                 keys: np.ndarray, sim: PatientSimulator, values: np.ndarray, episode: np.ndarray) -> EpisodeBatch:
+        """A batch from its parts, owned by the new batch (no placeholder patients are sampled): cohort rows,
+        noise keys ``(m,)``, a simulator of ``m`` patients in their current state, feature values
+        ``(n_features, m)`` and episode columns ``(engine.N_EPISODE, m)``. For planners: copies have no belief
+        filter."""
         batch = cls.__new__(cls)
         batch.n, batch.config, batch.constants = len(patients), config, constants
         batch.patients, batch.keys, batch.sim = patients, keys, sim
@@ -494,7 +497,7 @@ class EpisodeBatch:
                              f"got {values.shape}")
         if episode.shape != (engine.N_EPISODE, n):
             raise ValueError(f"state.episode: expected shape {(engine.N_EPISODE, n)}, got {episode.shape}")
-        return cls._assemble(config, constants, patients, keys, sim, values, episode)
+        return cls.of_parts(config, constants, patients, keys, sim, values, episode)
 
     def take(self, index: np.ndarray, keys: np.ndarray | None = None) -> EpisodeBatch:
         """A new, independent batch of copies of patients ``index`` (repeats allowed), in their current state.
@@ -517,4 +520,4 @@ class EpisodeBatch:
         patients = [rows[i] for i in index.tolist()]
         values = np.ascontiguousarray(self.features.values[:, index])
         episode = np.ascontiguousarray(self.E[:, index])
-        return self._assemble(self.config, self.constants, patients, keys.copy(), sim, values, episode)
+        return self.of_parts(self.config, self.constants, patients, keys.copy(), sim, values, episode)

@@ -85,6 +85,8 @@ class TrialConfig:
     weeks: int = 26  # episode length (12-104)
     modality: str = "resistance"
     oracle: OracleConfig = field(default_factory=OracleConfig)
+    # the belief planner (adaptrx.agents.oracle.BeliefPlanner): replicates = posterior particles per patient-week
+    belief_planner: OracleConfig = field(default_factory=lambda: OracleConfig(replicates=4))
     stats: StatsConfig = field(default_factory=StatsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     n_jobs: int = 1  # worker processes (the oracle is split over patients; 1: in this process)
@@ -198,10 +200,11 @@ def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
     check_field(c.seed >= 0, "seed", f"must be >= 0, got {c.seed}")
     check_field(1 <= c.n_seeds <= 1000, "n_seeds", f"must be 1-1000, got {c.n_seeds}")
     check_field(12 <= c.weeks <= 104, "weeks", f"the outcomes read week 12; need 12-104, got {c.weeks}")
-    o = c.oracle
-    check_field(o.horizon is None or 1 <= o.horizon <= 104, "oracle.horizon", f"must be 1-104, got {o.horizon}")
-    check_field(1 <= o.replicates <= 1000, "oracle.replicates", f"must be 1-1000, got {o.replicates}")
-    check_field(o.seed >= 0, "oracle.seed", f"must be >= 0, got {o.seed}")
+    for part in ("oracle", "belief_planner"):
+        o = getattr(c, part)
+        check_field(o.horizon is None or 1 <= o.horizon <= 104, f"{part}.horizon", f"must be 1-104, got {o.horizon}")
+        check_field(1 <= o.replicates <= 1000, f"{part}.replicates", f"must be 1-1000, got {o.replicates}")
+        check_field(o.seed >= 0, f"{part}.seed", f"must be >= 0, got {o.seed}")
     s = c.stats
     check_field(100 <= s.n_boot <= 100_000, "stats.n_boot", f"must be 100-100000, got {s.n_boot}")
     check_field(0.5 <= s.level < 1.0, "stats.level", f"must be in [0.5, 1), got {s.level}")

@@ -29,6 +29,9 @@ from adaptrx.experiments.trial_analysis import add_outcome_columns
 from adaptrx.experiments.trial_config import ConfigError, PolicySpec, TrialConfig, absolute_path
 from adaptrx.patient import load_cohort, make_cohort
 
+#: The planners (slow: their patients are split over the worker processes; trial config sections of the same name).
+PLANNERS: tuple[str, ...] = ("oracle", "belief_planner")
+
 
 @dataclass
 class TrialData:
@@ -65,9 +68,9 @@ def build_policy(spec: PolicySpec, cfg: TrialConfig, episodes: CohortEpisodes) -
     whether it acts with discrete moves."""
     from adaptrx.protocols import get
 
-    if spec.target == "oracle":
-        o = cfg.oracle
-        return get("oracle", env=episodes, horizon=o.horizon, replicates=o.replicates, seed=o.seed), False
+    if spec.target in PLANNERS:
+        o = getattr(cfg, spec.target)
+        return get(spec.target, env=episodes, horizon=o.horizon, replicates=o.replicates, seed=o.seed), False
     if spec.target == "population_best":
         return get("population_best", condition=cfg.cohort.condition), False
     return get(spec.target), False
@@ -100,7 +103,7 @@ def describe(spec: PolicySpec, agent: Any = None) -> dict[str, Any]:
     :class:`~adaptrx.agents.export.ExportedPolicy`), its name, algorithm, policy id (sha256 over the canonical
     manifest and the weights) and the weights' sha256."""
     info: dict[str, Any] = {"label": spec.label, "target": spec.target, "shield": spec.shield,
-                            "kind": "oracle" if spec.target == "oracle" else "agent" if spec.is_directory
+                            "kind": spec.target if spec.target in PLANNERS else "agent" if spec.is_directory
                             else "protocol"}
     if agent is not None:
         info.update({"name": agent.name, "algorithm": agent.algorithm, "policy_id": agent.policy_id,
@@ -119,7 +122,7 @@ def _run_one(spec: PolicySpec, cfg: TrialConfig, seed: int, rows: slice | None, 
         policy, discrete, belief = load_agent(spec)
         episodes = episodes_for(cfg, cohort, seed, belief)
     else:
-        episodes = episodes_for(cfg, cohort, seed)
+        episodes = episodes_for(cfg, cohort, seed, belief=spec.target == "belief_planner")
         policy, discrete = build_policy(spec, cfg, episodes)
     return episodes.run(policy, name=spec.label, shield=SafetyRules() if spec.shield else None, discrete=discrete,
                         record=record)
@@ -131,7 +134,7 @@ def _jobs(specs: Sequence[PolicySpec], cfg: TrialConfig, n: int) -> list[tuple[P
     chunk = -(-n // cfg.n_jobs)
     for seed in range(cfg.seed, cfg.seed + cfg.n_seeds):
         for spec in specs:
-            if spec.target == "oracle" and cfg.n_jobs > 1 and n > 1:
+            if spec.target in PLANNERS and cfg.n_jobs > 1 and n > 1:
                 jobs += [(spec, seed, slice(i, min(i + chunk, n))) for i in range(0, n, chunk)]
             else:
                 jobs.append((spec, seed, None))

@@ -9,6 +9,9 @@
   (:mod:`adaptrx.protocols.population_best`; ``condition=`` picks the stored search, default knee OA);
 * ``oracle``: the planner that knows the true parameters and state (:mod:`adaptrx.agents.oracle`), built
   with the env it controls: ``get("oracle", env=env)``.
+* ``belief_planner``: the oracle's planner over posterior particles of the env's belief filter instead of
+  the true patient (:class:`adaptrx.agents.oracle.BeliefPlanner`), built with an env with ``belief=True``:
+  ``get("belief_planner", env=env)``.
 
 :class:`~adaptrx.protocols.rules.SafetyRules` is the shield of section 4 and
 :class:`~adaptrx.protocols.rules.ShieldedPolicy` puts it around any policy.
@@ -24,7 +27,7 @@ from adaptrx.protocols.clinical import PROTOCOLS
 from adaptrx.protocols.rules import RULES, SafetyRules, ShieldedPolicy
 
 #: Every name :func:`get` accepts.
-NAMES: tuple[str, ...] = (*PROTOCOLS, "population_best", "oracle")
+NAMES: tuple[str, ...] = (*PROTOCOLS, "population_best", "oracle", "belief_planner")
 
 
 def get(name: str, **params: Any) -> Policy:
@@ -50,6 +53,13 @@ def get(name: str, **params: Any) -> Policy:
         if "env" not in params:
             raise ValueError("oracle: needs the env it controls: get('oracle', env=env)")
         return OraclePolicy(**params)
+    if name == "belief_planner":
+        from adaptrx.agents.oracle import BeliefPlanner
+
+        if "env" not in params:
+            raise ValueError("belief_planner: needs the env it controls (with belief=True): "
+                             "get('belief_planner', env=env)")
+        return BeliefPlanner(**params)
     raise ValueError(f"name: unknown protocol {name!r}; known: {', '.join(NAMES)}")
 
 
