@@ -153,3 +153,34 @@ def test_train_app_distils_logs_and_exports(tmp_path: Path) -> None:
 def test_config_refuses_what_dagger_cannot_do(overrides: list[str], field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         validate(_cfg(*overrides))
+
+
+def test_belief_agent_runs_in_trials_and_the_clinic_and_is_refused_without_beliefs(tmp_path: Path) -> None:
+    """A DAgger student with belief features (teacher: the belief planner) exports its feature names; trials
+    run it on belief episodes next to the belief planner; the clinic feeds it the same filter's features from a
+    session log; an env without beliefs refuses it."""
+    from adaptrx.agents.export import check_spaces
+    from adaptrx.clinic import recommend
+    from adaptrx.clinic.history import parse_history
+    from adaptrx.envs.belief import BELIEF_FEATURES
+    from adaptrx.envs.features import FEATURE_NAMES
+    from adaptrx.envs.progression import env_spaces
+    from adaptrx.experiments.trial import run
+
+    result = train(_cfg("env.belief=true", "algo.teacher=belief_planner", "algo.kwargs.rounds=1",
+                        "algo.kwargs.episodes=8", "algo.kwargs.teacher_horizon=2"), tmp_path / "run")
+    policy = load_policy(result.policy_dir)
+    assert policy.feature_names == FEATURE_NAMES + BELIEF_FEATURES
+    with pytest.raises(ValueError, match="feature_names: the policy reads the belief features"):
+        check_spaces(policy, *env_spaces(False), feature_names=FEATURE_NAMES)
+    with initialize_config_module("adaptrx.configs", version_base="1.3"):
+        cfg = compose("trial", overrides=["cohort.n=12", "stats.n_boot=100", "progress=false", "weeks=12",
+                                          f"policies=[population_best,belief_planner,{result.policy_dir}]",
+                                          "belief_planner.replicates=2", "belief_planner.horizon=2"])
+    out = run(cfg, tmp_path / "trial")
+    assert set(out.results["policy"]) == {"population_best", "belief_planner", "dagger-knee_oa-s0"}
+    assert np.isfinite(out.results["return"]).all()
+    document = json.loads((Path(__file__).resolve().parents[2] / "experiments" / "clinic_examples"
+                           / "after_flare.json").read_text())
+    rec = recommend(parse_history(document), policy=result.policy_dir, n_particles=500, horizon=4).to_dict()
+    assert rec["policy"]["kind"] == "trained" and 1 <= rec["prescription"]["sessions"] <= 5

@@ -311,3 +311,35 @@ def test_oracle_outcomes_split_over_workers_equal_one_run() -> None:
     other = oracle_outcomes(cohort.iloc[:2], 5, kw, replicates=1, horizon=4)
     with pytest.raises(ValueError, match="different runs"):
         EpisodeOutcomes.concat([one, other])
+
+
+def test_belief_planner_plans_on_particles_not_on_the_truth() -> None:
+    """The belief planner's actions do not change when the true patients' hidden parameters and latent state
+    are replaced (it reads the belief filter, never the truth), and it needs an env with beliefs."""
+    from adaptrx.agents.oracle import BeliefPlanner
+    from adaptrx.envs import CohortEpisodes
+    from adaptrx.patient.simulator import PARAM_COLUMNS
+    from adaptrx.protocols import get
+
+    cohort = make_cohort("knee_oa", 6, 4, "val")
+    with pytest.raises(ValueError, match="belief"):
+        BeliefPlanner(CohortEpisodes(cohort, seed=0, weeks=8))
+    episodes = CohortEpisodes(cohort, seed=0, weeks=8, belief=True)
+    obs = episodes.reset()
+    protocol = get("pain_monitoring")
+    for _ in range(3):  # a few weeks of records for the filter
+        a, _ = protocol.predict(obs)
+        obs = episodes.batch.step_actions(a, discrete=False).obs
+    planner = BeliefPlanner(episodes, replicates=2, horizon=3)
+    first, _ = planner.predict(obs)
+    again, _ = planner.predict(obs)
+    np.testing.assert_array_equal(first, again)
+    P, S, _, _ = episodes.batch.sim.kernel_arrays()
+    for name in ("envelope", "sensitization", "adaptation_gain", "flare_hazard"):
+        P[int(PARAM_COLUMNS[name])] *= 1.7
+    S[:] = S[:, ::-1]  # the patients' latent states swapped around
+    S[:, :] = np.where(np.isfinite(S), S, 0.0)
+    episodes.batch.sim.state.dropped_out[:] = 0.0
+    swapped, _ = planner.predict(obs)
+    np.testing.assert_array_equal(first, swapped)
+    assert first.shape == (6, 3) and np.isfinite(first).all()

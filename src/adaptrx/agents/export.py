@@ -720,12 +720,17 @@ def check_spaces(policy: ExportedPolicy, observation_space: spaces.Space | None 
     Box spaces must agree in shape, dtype and bounds (to float32 precision); Discrete spaces in ``n`` and
     ``start``; feature names (when the manifest records them) in order.
     """
+    names = tuple(policy.feature_names)
+    policy_beliefs = any(n.startswith("belief_") for n in names)
+    if feature_names is not None and policy_beliefs != any(n.startswith("belief_") for n in feature_names):
+        raise ValueError("feature_names: the policy " + ("reads" if policy_beliefs else "does not read")
+                         + " the belief features (belief_*) and the env " + ("has none: make it with belief=True"
+                                                                            if policy_beliefs else "has them"))
     for field, expected, got in (("observation_space", observation_space, policy.observation_space),
                                  ("action_space", action_space, policy.action_space)):
         if expected is not None and not _same_space(expected, got):
             raise ValueError(f"{field}: the policy {policy.name!r} was exported for {_describe(got)}, but the env "
                              f"has {_describe(expected)}{_bounds_difference(expected, got)}")
-    names = tuple(policy.feature_names)
     if feature_names is not None and names and names != tuple(feature_names):
         diff = next(i for i, (a, b) in enumerate(itertools.zip_longest(names, feature_names)) if a != b)
         raise ValueError(f"feature_names: the policy's observation differs from the env's at position {diff} "
