@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 from stable_baselines3.common.logger import Logger
@@ -135,10 +136,11 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
         "load_envelope_spearman": load_follows_patient(outcomes[AGENT], cohort["envelope"].to_numpy()),
     }
     if ORACLE in outcomes and ref_name == REFERENCE:
-        # the share of the oracle - population_best return gap the agent closes (1: as good as the oracle)
-        gap = float(outcomes[ORACLE].returns.mean() - outcomes[REFERENCE].returns.mean())
-        numbers["oracle_return_vs_reference"] = gap
-        numbers["gap_closed"] = float(numbers["return_vs_reference"][0] / gap) if gap > 0 else float("nan")
+        # the share of the oracle - population_best return gap the agent closes (1: as good as the oracle); only
+        # where there is a gap (its CI above 0): a share of nothing is not a result
+        gap = paired_difference(outcomes[ORACLE].returns, outcomes[REFERENCE].returns, seed=cfg.eval_seed)
+        numbers["oracle_return_vs_reference"] = [gap.value, gap.low, gap.high]
+        numbers["gap_closed"] = float(numbers["return_vs_reference"][0] / gap.value) if gap.low > 0 else float("nan")
 
     def fmt(key: str, scale: float = 1.0) -> str:
         value, low, high = (scale * v for v in triple(key))
@@ -149,8 +151,11 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
                 f"{'yes' if beats_return else 'no'}; flares {flares[AGENT]:.2f} vs pain_monitoring "
                 f"{flares[SAFETY_REFERENCE]:.2f}")
     if "gap_closed" in numbers:
+        g = numbers["oracle_return_vs_reference"]
+        gap_text = f"{g[0]:+.2f} [{g[1]:+.2f}, {g[2]:+.2f}]"
         headline += (f"; closes {100 * numbers['gap_closed']:.0f} % of the oracle - {REFERENCE} return gap "
-                     f"({numbers['oracle_return_vs_reference']:+.2f})")
+                     f"({gap_text})" if np.isfinite(numbers["gap_closed"]) else
+                     f"; the oracle does not beat {REFERENCE} on the return here ({gap_text}): no gap to close")
     if out_dir is not None:
         out_dir = Path(out_dir)
         for name, table in (("test_comparison.csv", summary), ("test_differences.csv", diffs)):
