@@ -247,3 +247,28 @@ def test_summary_says_when_the_selected_policy_is_not_the_last(tmp_path: Path) -
     assert "NOTE:" in result.summary_line()
     last = TrainResult(tmp_path, tmp_path, tmp_path, 400, 60.0, 400, metrics, history=history)
     assert last.decline() == "" and "NOTE:" not in last.summary_line()
+
+
+def test_programme_end_is_terminal_for_sb3() -> None:
+    """The programme's last week reaches SB3 without TimeLimit.truncated (no bootstrapped value past it); a
+    dropout is terminal anyway."""
+    from adaptrx.envs import PatientVecEnv
+    from adaptrx.envs.programme_end import ProgrammeEnd
+
+    env = ProgrammeEnd(PatientVecEnv(3, weeks=12))
+    env.seed(0)
+    env.reset()
+    ended = 0
+    for _ in range(12):
+        _, _, dones, infos = env.step(np.zeros((3, 3), dtype=np.float32))
+        assert not any("TimeLimit.truncated" in info for info in infos)
+        ended += int(dones.sum())
+    assert env.programme_ends >= 1 and ended >= 3  # every env's first episode ended by week 12
+    raw = PatientVecEnv(3, weeks=12)
+    raw.seed(0)
+    raw.reset()
+    flags = []
+    for _ in range(12):
+        _, _, dones, infos = raw.step(np.zeros((3, 3), dtype=np.float32))
+        flags += [info["TimeLimit.truncated"] for info in infos if "TimeLimit.truncated" in info]
+    assert sum(flags) == env.programme_ends  # exactly the time-limit ends were made terminal

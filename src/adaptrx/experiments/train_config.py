@@ -60,6 +60,7 @@ class EnvConfig:
     shield: bool = False  # default safety rules bind every action (training and evaluation)
     normalize_obs: bool = True
     normalize_reward: bool = False
+    programme_end: bool = True  # the last week ends the objective: no bootstrapped value past it (ProgrammeEnd)
     belief: bool = False  # add the belief_* features of an online particle filter (adaptrx.envs.belief)
     belief_particles: int = 64  # particles per patient of that filter (16-4096)
 

@@ -42,6 +42,7 @@ from adaptrx.agents.export import export_policy, load_policy
 from adaptrx.agents.factory import make_model
 from adaptrx.envs import PatientVecEnv
 from adaptrx.envs.batch import env_config
+from adaptrx.envs.programme_end import ProgrammeEnd
 from adaptrx.experiments import checkpoints
 from adaptrx.experiments.clinical_metrics import response_curve, response_figure, trajectory_figure
 from adaptrx.experiments.distillation import run_dagger
@@ -89,8 +90,10 @@ def make_train_env(cfg: TrainConfig) -> tuple[VecEnv, VecNormalize | None]:
     shield = SafetyRules() if e.shield else None
     patients = PatientVecEnv(cfg.budget.n_envs, discrete=e.discrete, shield=shield, **e.env_kwargs())
     patients.seed(cfg.seed)
+    # the programme's last week ends the objective: no value bootstrapped past it (adaptrx.envs.programme_end)
+    env: VecEnv = ProgrammeEnd(patients) if e.programme_end else patients
     # episode statistics for SB3's standard rollout/ep_rew_mean and rollout/ep_len_mean (training reward)
-    env: VecEnv = VecMonitor(patients)
+    env = VecMonitor(env)
     norm = None
     if e.normalize_obs or e.normalize_reward:
         gamma = float(cfg.algo.kwargs.get("gamma", 0.99))
