@@ -162,3 +162,15 @@ def test_bad_arguments(document: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "model.zip").write_bytes(b"PK\x03\x04")
     with pytest.raises(ValueError, match=r"pickle-based model file, not a policy directory"):
         recommend(history, policy=str(tmp_path / "model.zip"))
+
+
+def test_belief_planner_recommends_from_the_fitted_posterior() -> None:
+    """--policy belief_planner: the oracle's planner over posterior particles of the fit; the forecast's first
+    week is its recommendation and the output names it as a planner."""
+    history = parse_history(json.loads((Path(__file__).resolve().parents[2] / "experiments" / "clinic_examples"
+                                        / "after_flare.json").read_text()))
+    rec = recommend(history, policy="belief_planner", n_particles=1000, horizon=6).to_dict()
+    assert rec["policy"]["id"] == "belief_planner" and rec["policy"]["kind"] == "planner"
+    assert 0 <= rec["prescription"]["sessions"] <= 5
+    again = recommend(history, policy="belief_planner", n_particles=1000, horizon=6).to_dict()
+    assert again["prescription"] == rec["prescription"]

@@ -397,3 +397,50 @@ class BeliefPlanner(OraclePolicy):
         sources = np.arange(len(copies)).reshape(len(patients), n_rep)
         return self._choose(base, sources, base.keys[sources], patients, steps, E[engine.E_LAST_LOAD, patients],
                             actions)
+
+
+class _Posterior:
+    """An env-like view of a batch of posterior particles of one patient (what :class:`OraclePolicy` checks)."""
+
+    def __init__(self, batch: EpisodeBatch) -> None:
+        self.batch = batch
+        self.unwrapped = self
+        self.action_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"batch": self.batch.get_state()}
+
+
+def plan_for_posterior(particles: EpisodeBatch, **planner: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """The belief planner for one patient whose posterior is given as particles: every row of ``particles`` is
+    an equally weighted posterior draw of the same patient in its current state (episode columns included),
+    with its own noise key. Every candidate plan is rolled out once from each particle (common noise across
+    candidates) and the best mean return wins, as :class:`BeliefPlanner` does with the env's filter.
+
+    Args:
+        particles: the posterior draws (e.g. the clinic's fit, resampled), their episodes running.
+        **planner: :class:`OraclePolicy` arguments (``loads``, ``sessions``, ``deliveries``, ``ramp``,
+            ``horizon``, ...; ``replicates`` is the number of rows).
+
+    Returns:
+        ``(action, plan)``: the ``Progression-v0`` Box action ``(3,)`` and the chosen open-loop plan
+        ``{"target_load", "sessions", "delivery", "value"}`` (target ``None``: hold the load; value: its mean
+        return over the particles).
+    """
+    policy = OraclePolicy(_Posterior(particles), replicates=1, **planner)
+    m = particles.n
+    E = particles.E
+    remaining = int(max(particles.config.weeks - E[engine.E_WEEK, 0], 0))
+    actions = np.tile(HOLD_ACTION, (1, 1))
+    policy.last_values = np.full((1, policy.n_candidates), np.nan)
+    if remaining == 0 or E[engine.E_DONE, 0] != 0.0:
+        return actions[0], {"target_load": None, "sessions": 0, "delivery": HOME_ALONE, "value": float("nan")}
+    steps = np.array([remaining if policy.horizon is None else min(remaining, policy.horizon)])
+    sources = np.arange(m)[None, :]
+    policy._choose(particles, sources, particles.keys[sources], np.array([0]), steps, E[engine.E_LAST_LOAD, :1],
+                   actions)
+    best = int(np.argmax(policy.last_values[0]))
+    target = policy._target[best]
+    return actions[0], {"target_load": None if np.isnan(target) else float(target),
+                        "sessions": int(policy._n_sessions[best]), "delivery": int(policy._delivery[best]),
+                        "value": float(policy.last_values[0, best])}

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from adaptrx.agents.oracle import plan_for_posterior
 from adaptrx.clinic.fitting import PatientFit, belief_features, fit_patient, summary
 from adaptrx.clinic.history import DELIVERIES, History
 from adaptrx.envs import engine
@@ -43,6 +44,7 @@ from adaptrx.envs.belief import BELIEF_FEATURES
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
 from adaptrx.envs.progression import env_spaces
 from adaptrx.patient.kernel import Out
+from adaptrx.patient.noise import mix64
 from adaptrx.protocols import NAMES as PROTOCOL_NAMES
 from adaptrx.protocols import get as get_protocol
 from adaptrx.protocols.base import Policy, batch_obs, encode_prescription
@@ -56,6 +58,10 @@ EPISODE_WEEKS = 26
 FORECAST_PARTICLES = 1000
 #: Protocols that cannot be continued from a real patient's log.
 _NOT_CLINICAL = ("oracle", "population_best", "none")
+#: The policy name that plans from the fitted posterior (the belief planner; no trained weights).
+PLANNER = "belief_planner"
+#: Posterior particles the belief planner rolls every candidate plan out from.
+PLANNER_PARTICLES = 128
 
 
 def default_policy_dir() -> Path | None:
@@ -188,6 +194,9 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
             return None, None, {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
                                 "policy_id": None, "condition": None, "note": note}
         policy = directory
+    if isinstance(policy, str) and policy == PLANNER and not Path(policy).exists():
+        return policy, None, {"id": PLANNER, "kind": "planner", "manifest_sha256": None, "policy_id": None,
+                              "condition": None, "note": None}
     if isinstance(policy, str) and policy in PROTOCOL_NAMES and not Path(policy).exists():
         if policy in _NOT_CLINICAL:
             raise ValueError(f"policy: {policy!r} cannot be continued from a patient's log; use a clinical "
@@ -236,6 +245,8 @@ class _WithBeliefs(Policy):
 def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
     """The policy acting for this patient: a directory policy trained on their condition, else a protocol."""
     _, loaded, info = check_policy(policy)
+    if info["kind"] == "planner":
+        return _Policy(None, PLANNER, "planner")
     if loaded is None:
         return _Policy(_protocol_policy(info["id"], last), info["id"], "protocol", note=info["note"])
     condition = history.intake.condition
@@ -311,6 +322,24 @@ def _last_prescription(history: History) -> dict[str, Any]:
     last = with_sessions.iloc[-1]
     return {"load": float(weeks["load"].iloc[-1]), "sessions": int(weeks["sessions"].iloc[-1]),
             "held_sessions": int(last["sessions"]), "delivery": int(last["delivery"])}
+
+
+class _OpenLoop(Policy):
+    """The belief planner's chosen plan followed open-loop (what its forecast shows): the load moves toward the
+    plan's target by at most the planner's ramp up and -50 % down per week, sessions and delivery held."""
+
+    def __init__(self, plan: dict[str, Any], ramp: float = 0.2) -> None:
+        self.plan, self.ramp = plan, ramp
+
+    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        x, single = batch_obs(obs)
+        n = len(x)
+        last = np.maximum(x[:, FEATURE_INDEX["load"]] * SCALES[FEATURE_INDEX["load"]], LOAD_MIN)
+        target = last if self.plan["target_load"] is None else np.full(n, self.plan["target_load"])
+        load = np.minimum(np.maximum(target, 0.5 * last), last * (1.0 + self.ramp))
+        actions = encode_prescription(load, np.full(n, self.plan["sessions"]), np.full(n, self.plan["delivery"]), last)
+        return (actions[0] if single else actions), state
 
 
 class _Hold(Policy):
@@ -498,8 +527,16 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
     fit = fit_patient(history, n_particles=n_particles, seed=seed)
     values = observation_values(history, fit)
     obs = _scaled(values)[None, :]
+    rng = np.random.default_rng([int(seed), 0xF0CA])
+    m = min(FORECAST_PARTICLES, fit.particles.n)
+    base = _start_batch(fit, values, last, m, rng)
     acting = resolved.policy
-    if uses_beliefs(acting):  # the envs' online filter over the same log, with the policy's particle count
+    if resolved.kind == "planner":  # the oracle's planner from posterior particles (equally weighted draws)
+        rows = np.arange(min(PLANNER_PARTICLES, m))
+        # other noise than the forecast's: the plan is not chosen on the futures it is then shown with
+        _, plan = plan_for_posterior(base.take(rows, keys=mix64(base.keys[rows] ^ np.uint64(0xB1A9))))
+        acting = _OpenLoop(plan)
+    elif uses_beliefs(acting):  # the envs' online filter over the same log, with the policy's particle count
         particles = int((acting.manifest.get("env") or {}).get("belief_particles", 64))
         acting = _WithBeliefs(acting, belief_features(history, particles=particles, seed=seed))
     proposed, _ = acting.predict(obs, deterministic=True)
@@ -515,9 +552,6 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
         "proposed": {"sessions": int(p_sessions[0]), "load": round(float(p_load[0]), 3),
                      "delivery": DELIVERIES[int(p_delivery[0])]},
     }
-    rng = np.random.default_rng([int(seed), 0xF0CA])
-    m = min(FORECAST_PARTICLES, fit.particles.n)
-    base = _start_batch(fit, values, last, m, rng)
     plans = {"recommended": (acting, f"{resolved.id} (recommended, with the safety rules)"),
              "hold": (_Hold(last), "hold: last week's prescription unchanged"),
              "pain_monitoring": (_protocol_policy("pain_monitoring", last),
