@@ -1,8 +1,9 @@
 """Benchmark of ``adaptrx-train`` (``adaptrx.experiments.train``): time to quality of the quick preset.
 
-* ``time_to_quality``: wall time, from the start of the process, of ``adaptrx-train experiment=quick`` (PPO,
-  knee OA, 100k env steps, an evaluation on 300 ``val`` patients every 20k steps, the selected policy
-  compared on 1000 ``test`` patients) until its periodic val evaluation first beats ``population_best``.
+* ``time_to_quality``: wall time, from the start of the process, of ``adaptrx-train experiment=quick`` (oracle
+  distillation by DAgger on knee OA, 5 rounds of 300 train patients, an evaluation on 300 ``val`` patients
+  after every round, the selected policy compared on 1000 ``test`` patients with the protocols and the oracle)
+  until its periodic val evaluation first beats ``population_best``.
   No target (the issue asks to report it).
 
 How the app evaluates: its callback (``ClinicalEvalCallback`` in ``adaptrx/experiments/training.py``) plays
@@ -29,7 +30,7 @@ evaluation with its gaps, time to beat and env steps at that point, best and fin
 
 The run is a subprocess into a temporary directory (nothing is written into the repository) with
 ``progress=false`` (no progress bars; not a setting of the preset). ``--quick`` overrides the budget:
-40k steps, an evaluation every 10k, no test comparison (a smoke run; the normal mode is the preset as is).
+2 rounds of 150 patients, no test comparison (a smoke run; the normal mode is the preset as is).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import Any
 
 NAME = "train"
 PRESET = ["experiment=quick", "progress=false"]
-QUICK_BUDGET = ["budget.total_timesteps=40000", "budget.eval_freq=10000", "budget.test_patients=0"]
+QUICK_BUDGET = ["algo.kwargs.rounds=2", "algo.kwargs.episodes=150", "budget.test_patients=0"]
 #: (metric of evaluations.csv, +1 if higher is better else -1)
 CRITERIA: tuple[tuple[str, int], ...] = (("composite", -1), ("return", +1))
 
