@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptrx.patient import SPLITS, SUPERVISED, conditions, make_cohort
+from adaptrx.patient.cohort import programme_modality
 from adaptrx.patient.trials import Arm, ArmOutcome, gradual_load, no_exercise, programme, run_arm
 
 #: Weeks of the supervised programme, and the week the trial follows patients to.
@@ -30,8 +31,6 @@ RESAMPLES = 2000
 #: Largest cohort the command line accepts (about 20 s and 1 GB of memory on one core).
 MAX_PATIENTS = 100_000
 
-#: Programme modality per condition (as in the calibration suite); resistance where not listed.
-_MODALITY = {"fibromyalgia": "aerobic"}
 
 #: Display names of the arms.
 ARM_LABELS = {"none": "no exercise", "exercise_2x": "exercise 2x/wk"}
@@ -53,7 +52,7 @@ def exercise_arm(condition: str) -> Arm:
 
     The modality follows the calibration suite: aerobic for fibromyalgia, resistance otherwise.
     """
-    modality = _MODALITY.get(condition, "resistance")
+    modality = programme_modality(condition)
     return programme(
         "exercise_2x", 2, SUPERVISED, TREATMENT_WEEKS, gradual_load, modality=modality,
         description=f"GLA:D-like, 2x/week supervised {modality}, progressive load, {TREATMENT_WEEKS} weeks",

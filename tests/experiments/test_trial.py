@@ -318,3 +318,16 @@ def test_a_policy_folder_can_be_pinned_by_its_id(tmp_path: Path) -> None:
     assert not (tmp_path / "wrong" / "results.parquet").exists()
     with pytest.raises(ConfigError, match="only a policy directory can be pinned"):
         parse_policy("pain_monitoring@0123456789")
+
+
+def test_modality_follows_the_condition_and_must_match_the_agent() -> None:
+    """Unset, the trial's modality is the condition's programme (aerobic for fibromyalgia); an agent trained
+    with another modality is refused by name before any arm runs."""
+    from adaptrx.experiments.trial_config import policy_specs
+    from adaptrx.experiments.trial_runner import run_trial
+
+    assert validate(_cfg("cohort.condition=fibromyalgia", "policies=[none]")).modality == "aerobic"
+    assert validate(_cfg("policies=[none]")).modality == "resistance"
+    c = validate(_cfg("modality=aerobic", f"policies=[none,{AGENT}]"))
+    with pytest.raises(ConfigError, match="modality: the trial runs aerobic exercise"):
+        run_trial(c, policy_specs(c))

@@ -83,7 +83,7 @@ class TrialConfig:
     seed: int = 0  # first seed: seeds are seed, seed + 1, ..., seed + n_seeds - 1
     n_seeds: int = 1  # each seed draws its own patients (cohort seed) and noise
     weeks: int = 26  # episode length (12-104)
-    modality: str = "resistance"
+    modality: str | None = None  # exercise modality; None: the condition's (adaptrx.patient.cohort.programme_modality)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     # the belief planner (adaptrx.agents.oracle.BeliefPlanner): replicates = posterior particles per patient-week
     belief_planner: OracleConfig = field(default_factory=lambda: OracleConfig(replicates=4))
@@ -212,6 +212,10 @@ def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
                 f"unknown {s.subgroup_metric!r}; known: {', '.join(METRICS)}")
     check_field(1 <= c.n_jobs <= 256, "n_jobs", f"must be 1-256, got {c.n_jobs}")
     policy_specs(c)
+    if c.modality is None:
+        from adaptrx.patient.cohort import programme_modality
+
+        c.modality = programme_modality(k.condition)
     try:
         from adaptrx.envs.batch import env_config
 

@@ -189,6 +189,11 @@ def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
     on a seed, or an oracle chunk). Returns the tidy tables with the subgroup covariates added."""
     # every policy folder is loaded and checked before any arm is simulated (and described from what was loaded)
     agents = {i: load_agent(spec)[0] for i, spec in enumerate(specs) if spec.is_directory}
+    for i, agent in agents.items():  # an agent meets the exercise it was trained to prescribe
+        trained = (agent.manifest.get("env") or {}).get("modality")
+        if trained is not None and trained != cfg.modality:
+            raise ConfigError(f"modality: the trial runs {cfg.modality} exercise but {specs[i].target} was trained "
+                              f"with {trained}; set modality={trained} (or leave it unset for the condition's)")
     n = len(cohort_for(cfg, cfg.seed))
     jobs = _jobs(specs, cfg, n)
     record = cfg.output.dataset

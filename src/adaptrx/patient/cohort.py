@@ -38,6 +38,16 @@ def prior_dir() -> Path:
     return Path(str(resources.files("adaptrx.patient") / "cohorts"))
 
 
+#: The exercise modality of each condition's programmes where it is not resistance training (the calibration
+#: suite's and the env configs' choice: aerobic exercise is the trial-supported programme for fibromyalgia).
+PROGRAMME_MODALITY: dict[str, str] = {"fibromyalgia": "aerobic"}
+
+
+def programme_modality(condition: str) -> str:
+    """The exercise modality of ``condition``'s programmes: ``aerobic`` for fibromyalgia, else ``resistance``."""
+    return PROGRAMME_MODALITY.get(condition, "resistance")
+
+
 def conditions() -> list[str]:
     """Names of the conditions with a shipped prior, sorted."""
     return list(_conditions())
