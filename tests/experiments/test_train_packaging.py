@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _compose_job(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     code = ("import adaptrx, sys; print('ADAPTRX', adaptrx.__file__); "
-            "from adaptrx.experiments.train import main; main(['--cfg', 'job', 'experiment=quick', 'algo=td3'])")
+            "from adaptrx.experiments.train import main; main(['--cfg', 'job', 'experiment=quick', 'env=fibromyalgia'])")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=300)
 
@@ -23,8 +23,9 @@ def _compose_job(cwd: Path, env: dict[str, str] | None = None) -> subprocess.Com
 def test_configs_from_the_clone(tmp_path: Path) -> None:
     proc = _compose_job(tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "total_timesteps: 100000" in proc.stdout and "name: td3" in proc.stdout
-    assert "action_noise_std: 0.1" in proc.stdout
+    # the experiment (algo override and budget), the env group and the algo group's file all composed
+    assert "rounds: 5" in proc.stdout and "name: dagger" in proc.stdout and "eval_patients: 300" in proc.stdout
+    assert "modality: aerobic" in proc.stdout and "teacher: oracle" in proc.stdout
 
 
 @pytest.mark.slow
@@ -47,4 +48,4 @@ def test_configs_from_an_installed_wheel(tmp_path: Path) -> None:
     proc = _compose_job(tmp_path, env)
     assert proc.returncode == 0, proc.stderr
     assert f"ADAPTRX {site}" in proc.stdout  # the wheel's copy, not the clone's
-    assert "total_timesteps: 100000" in proc.stdout and "name: td3" in proc.stdout
+    assert "rounds: 5" in proc.stdout and "name: dagger" in proc.stdout and "modality: aerobic" in proc.stdout
