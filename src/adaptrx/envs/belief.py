@@ -223,7 +223,7 @@ class BeliefFilter:
             intake: the patients' intake fields (:data:`INTAKE_RECORDS` names -> ``(len(index),)``; ``age``
                 required; NaN or absent fields are not recorded).
             patient_keys: one ``uint64`` key per patient from which its belief streams are derived (the env
-                passes the patient's noise key; the clinic a hash of the history).
+                passes the patient's noise key, hashed again here; the clinic its seed).
         """
         index = np.asarray(index, dtype=np.int64)
         self.keys[index] = mix64(np.asarray(patient_keys, dtype=np.uint64) ^ _SALT)
