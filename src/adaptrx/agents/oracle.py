@@ -386,8 +386,7 @@ class BeliefPlanner(OraclePolicy):
         week = E[engine.E_WEEK, patients]
         keys = planning_keys(self.seed, batch.keys[patients], week, n_rep + 1)  # the last column draws particles
         u = (keys[:, -1] >> np.uint64(11)).astype(np.float64) * 2.0**-53
-        w = np.exp(f.logw[patients] - f.logw[patients].max(axis=1, keepdims=True))
-        pick = grouped_systematic(w / w.sum(axis=1, keepdims=True), u, n_rep)  # (n_active, n_rep)
+        pick = grouped_systematic(f.weights(patients), u, n_rep)  # (n_active, n_rep)
         particle_rows = (patients[:, None] * P + pick).ravel()
         copies = np.repeat(patients, n_rep)
         base = EpisodeBatch.of_parts(config, constants, [batch.patients[i] for i in copies.tolist()],

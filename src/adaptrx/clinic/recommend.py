@@ -40,7 +40,7 @@ from adaptrx.clinic.history import DELIVERIES, History
 from adaptrx.envs import engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, decode_continuous
 from adaptrx.envs.batch import EnvConfig, EpisodeBatch
-from adaptrx.envs.belief import BELIEF_FEATURES
+from adaptrx.envs.belief import reads_beliefs
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
 from adaptrx.envs.progression import env_spaces
 from adaptrx.patient.kernel import Out
@@ -212,20 +212,15 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
         raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
     from adaptrx.agents.export import check_spaces
 
-    belief = uses_beliefs(loaded)
+    belief = reads_beliefs(loaded.feature_names)
     try:  # the observation the clinic builds is Progression-v0's (with the belief features), and it reads Box actions
         check_spaces(loaded, *env_spaces(discrete=False, belief=belief),
-                     feature_names=FEATURE_NAMES + (BELIEF_FEATURES if belief else ()))
+                     feature_names=EnvConfig(belief=belief).feature_names)
     except ValueError as exc:
         raise ValueError(f"policy: {directory}: {exc}") from exc
     return directory, loaded, {"id": str(loaded.manifest.get("name", directory.name)), "kind": "trained",
                                "manifest_sha256": digest, "policy_id": loaded.policy_id,
                                "condition": env.get("condition"), "note": None}
-
-
-def uses_beliefs(policy: Any) -> bool:
-    """Whether a loaded policy reads the belief features (its feature names end with them)."""
-    return tuple(getattr(policy, "feature_names", ())[len(FEATURE_NAMES):]) == BELIEF_FEATURES
 
 
 class _WithBeliefs(Policy):
@@ -536,7 +531,7 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
         # other noise than the forecast's: the plan is not chosen on the futures it is then shown with
         _, plan = plan_for_posterior(base.take(rows, keys=mix64(base.keys[rows] ^ np.uint64(0xB1A9))))
         acting = _OpenLoop(plan)
-    elif uses_beliefs(acting):  # the envs' online filter over the same log, with the policy's particle count
+    elif reads_beliefs(getattr(acting, "feature_names", ())):  # the envs' filter over the log, the policy's particles
         particles = int((acting.manifest.get("env") or {}).get("belief_particles", 64))
         acting = _WithBeliefs(acting, belief_features(history, particles=particles, seed=seed))
     proposed, _ = acting.predict(obs, deterministic=True)

@@ -69,6 +69,11 @@ BELIEF_PARAMETERS: dict[str, float] = {"envelope": 1.5, "sensitization": 3.0, "f
                                        "adaptation_gain": 0.3}
 #: Feature names, in order: ``belief_<parameter>_mean`` then ``belief_<parameter>_sd`` per parameter.
 BELIEF_FEATURES: tuple[str, ...] = tuple(f"belief_{p}_{s}" for p in BELIEF_PARAMETERS for s in ("mean", "sd"))
+def reads_beliefs(feature_names: tuple[str, ...] | list[str]) -> bool:
+    """Whether an observation with these feature names (e.g. a loaded policy's) ends with the belief features."""
+    return tuple(feature_names[len(FEATURE_NAMES):]) == BELIEF_FEATURES
+
+
 #: Widths an observation may have: the clinical records alone, or followed by the belief features.
 OBSERVATION_WIDTHS: tuple[int, int] = (len(FEATURE_NAMES), len(FEATURE_NAMES) + len(BELIEF_FEATURES))
 #: Parameters never jittered: known (age).
@@ -250,7 +255,7 @@ class BeliefFilter:
         index = np.asarray(index, dtype=np.int64)
         # resample where the effective sample size has fallen below half the particles (before the week, as the
         # clinic's fit does)
-        w = _normalized(self.logw[index])
+        w = self.weights(index)
         ess = 1.0 / np.sum(w * w, axis=1)
         low = index[ess < 0.5 * self.P]
         if len(low):
@@ -268,7 +273,7 @@ class BeliefFilter:
         """Systematic resampling of patients ``index`` with Liu-West parameter jitter; copies in their current
         state with fresh noise keys."""
         P, k = self.P, len(index)
-        w = _normalized(self.logw[index])  # (k, P)
+        w = self.weights(index)  # (k, P)
         streams = NoiseStreams(self.keys[index])
         u = streams.uniform(["belief_resample"], self.step[index] + 1)[0, 0, :, 0]
         rows = self._rows(index).reshape(k, P)
@@ -301,11 +306,15 @@ class BeliefFilter:
         self.sim.kernel_arrays()[1][:, flat] = state  # the copies continue from their sources' current state
         self.logw[index] = 0.0
 
+    def weights(self, index: np.ndarray) -> np.ndarray:
+        """Normalized posterior weights ``(len(index), particles)`` of patients ``index``."""
+        return _normalized(self.logw[np.asarray(index, dtype=np.int64)])
+
     def features(self, index: np.ndarray | None = None) -> np.ndarray:
         """Belief features of patients ``index`` (default: all), ``(m, len(BELIEF_FEATURES))`` float32 in [0, 1]:
         posterior mean and sd of each of :data:`BELIEF_PARAMETERS` divided by its scale."""
         index = np.arange(self.n) if index is None else np.asarray(index, dtype=np.int64)
-        w = _normalized(self.logw[index])
+        w = self.weights(index)
         P_matrix = self.sim.kernel_arrays()[0]
         rows = self._rows(index).reshape(len(index), self.P)
         out = np.empty((len(index), len(BELIEF_FEATURES)), dtype=np.float64)
@@ -321,4 +330,4 @@ class BeliefFilter:
         index = np.arange(self.n) if index is None else np.asarray(index, dtype=np.int64)
         rows = self._rows(index).reshape(len(index), self.P)
         x = self.sim.kernel_arrays()[0][int(PARAM_COLUMNS[name])][rows]
-        return np.sum(_normalized(self.logw[index]) * x, axis=1)
+        return np.sum(self.weights(index) * x, axis=1)

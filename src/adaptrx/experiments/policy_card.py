@@ -77,9 +77,7 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     n = cfg.budget.test_patients if n is None else n
     cohort = make_cohort(e.condition, n, cfg.eval_seed, "test")
     # the env's default reward: test returns are comparable across runs whatever reward a run trained on
-    kwargs = e.env_kwargs("test")
-    del kwargs["reward"]  # the env's default reward
-    episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, **kwargs)
+    episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, **e.env_kwargs("test", default_reward=True))
     names = comparators(e.condition)
     outcomes = {}
     with tqdm(total=(len(names) + 1) * e.weeks, desc="test comparison (policies x weeks)", disable=not progress) as bar:

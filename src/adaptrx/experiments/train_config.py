@@ -64,12 +64,13 @@ class EnvConfig:
     belief: bool = False  # add the belief_* features of an online particle filter (adaptrx.envs.belief)
     belief_particles: int = 64  # particles per patient of that filter (16-4096)
 
-    def env_kwargs(self, split: str | None = None) -> dict[str, Any]:
+    def env_kwargs(self, split: str | None = None, default_reward: bool = False) -> dict[str, Any]:
         """Keyword arguments of the env (``PatientVecEnv`` / ``CohortEpisodes``) for this config, on ``split``
-        (default: the training split), under the configured reward."""
-        return {"condition": self.condition, "split": self.split if split is None else split, "weeks": self.weeks,
-                "modality": self.modality, "reward": self.reward.weights(), "belief": self.belief,
-                "belief_particles": self.belief_particles}
+        (default: the training split), under the configured reward or, with ``default_reward``, the env's
+        default one (the headline objective: evaluations compare runs whatever reward they trained on)."""
+        kwargs = {"condition": self.condition, "split": self.split if split is None else split, "weeks": self.weeks,
+                  "modality": self.modality, "belief": self.belief, "belief_particles": self.belief_particles}
+        return kwargs if default_reward else {**kwargs, "reward": self.reward.weights()}
 
 
 @dataclass

@@ -90,9 +90,7 @@ class ClinicalEvaluator:
         cohort = make_cohort(e.condition, n, cfg.eval_seed, split)
         # the headline objective: val returns under the env's default reward, whatever reward the run trains on
         # (a shaped training reward must not decide which checkpoint is selected)
-        kwargs = e.env_kwargs(split)
-        del kwargs["reward"]  # the env's default reward
-        self.episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, **kwargs)
+        self.episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, **e.env_kwargs(split, default_reward=True))
         self.discrete = e.discrete
         self.shield = SafetyRules() if e.shield else None
 

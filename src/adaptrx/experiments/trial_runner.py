@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from adaptrx.envs.belief import BELIEF_FEATURES
+from adaptrx.envs.batch import env_config
+from adaptrx.envs.belief import reads_beliefs
 from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_NAMES
 from adaptrx.experiments.trial_analysis import add_outcome_columns
@@ -89,10 +90,9 @@ def load_agent(spec: PolicySpec) -> tuple[Any, bool, bool]:
     path = absolute_path(spec.target)
     policy = load_policy(path, expect_id=spec.expect_id)
     discrete = isinstance(policy.action_space, spaces.Discrete)
-    belief = tuple(policy.feature_names[len(FEATURE_NAMES):]) == BELIEF_FEATURES
+    belief = reads_beliefs(policy.feature_names)
     try:
-        check_spaces(policy, *env_spaces(discrete, belief), feature_names=FEATURE_NAMES + (BELIEF_FEATURES if belief
-                                                                                            else ()))
+        check_spaces(policy, *env_spaces(discrete, belief), feature_names=env_config(belief=belief).feature_names)
     except ValueError as exc:
         raise ConfigError(f"policies: {path}: {exc}") from exc
     return policy, discrete, belief
