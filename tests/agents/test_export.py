@@ -572,3 +572,18 @@ def test_export_refuses_what_it_cannot_store_safely(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"policy_kwargs\.activation_fn: cannot export"):
         export_policy(model, out, algorithm="ppo")
     assert not out.exists()  # nothing is written when the export is refused
+
+
+def test_source_date_epoch_makes_a_re_export_keep_its_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reproducible-builds convention: with SOURCE_DATE_EPOCH set, ``created`` is that time, so exporting the
+    same weights and evaluation twice gives the same policy id; without it the time is now."""
+    t = _trained("ppo")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1796601600")
+    first, second = _export(t, tmp_path / "a" / "p"), _export(t, tmp_path / "b" / "p")  # same name
+    assert json.loads((first / MANIFEST_FILE).read_text())["created"] == "2026-12-07T00:00:00+00:00"
+    assert load_policy(first).policy_id == load_policy(second).policy_id
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(ValueError, match="SOURCE_DATE_EPOCH"):
+        _export(t, tmp_path / "c")
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert load_policy(_export(t, tmp_path / "d")).policy_id != load_policy(first).policy_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import wilcoxon
+from scipy.stats import norm
 
 from adaptrx.experiments.stats import (
     bootstrap_iqm,
@@ -12,11 +12,11 @@ from adaptrx.experiments.stats import (
     bootstrap_statistic,
     holm,
     iqm,
+    outcome_shares,
     paired_difference,
-    paired_win_rate,
     probability_of_improvement,
+    sign_flip_p,
     stratified_resample_index,
-    wilcoxon_p,
 )
 
 
@@ -132,17 +132,35 @@ def test_bad_values_are_rejected(bad: np.ndarray) -> None:
 # --- tests and multiplicity -----------------------------------------------------------------------------------
 
 
-def test_wilcoxon_p() -> None:
-    rng = np.random.default_rng(7)
-    a, b = rng.normal(0, 1, 40), rng.normal(0.2, 1, 40)
-    assert wilcoxon_p(a, b) == pytest.approx(wilcoxon(a, b).pvalue)
-    assert wilcoxon_p(a, a.copy()) == 1.0
-    a = rng.normal(0, 1, 200)
-    assert wilcoxon_p(a + 1.0 + rng.normal(0, 1, 200), a) < 1e-6
-    with pytest.raises(ValueError, match="same shape"):
-        wilcoxon_p(a, a[:10])
-    with pytest.raises(ValueError, match="a:"):
-        wilcoxon_p(np.r_[a[:-1], np.nan], a)
+def test_sign_flip_p_exact_enumeration() -> None:
+    """Small samples: every sign pattern is enumerated; p is the share with |sum| >= the observed |sum|."""
+    d = np.array([1.0, 2.0, 3.0, -0.5])  # |sum| 5.5; flips reaching it: +-(1, 2, 3, +-0.5) -> 4 of 16
+    assert sign_flip_p(d) == pytest.approx(4 / 16)
+    assert sign_flip_p(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(2 / 16)  # only all + and all -
+    assert sign_flip_p(np.zeros(5)) == 1.0  # no evidence of any difference
+    np.testing.assert_allclose(sign_flip_p(np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]])),
+                               [2 / 16, 1.0])
+
+
+def test_sign_flip_p_is_the_test_of_the_mean() -> None:
+    """Monte Carlo flips: p is valid under the null (about 5 % of null samples below 0.05), agrees with the
+    z-test of the mean for large n, and follows the mean, not the median, when the two disagree."""
+    rng = np.random.default_rng(3)
+    null = sign_flip_p(rng.normal(0.0, 1.0, (400, 60)), n_perm=2000, seed=1)
+    assert 0.02 <= (null < 0.05).mean() <= 0.09
+    d = rng.normal(0.08, 1.0, (6, 2000))
+    z = np.abs(d.mean(axis=1)) / np.sqrt((d**2).sum(axis=1)) * d.shape[1]
+    np.testing.assert_allclose(sign_flip_p(d, n_perm=20_000, seed=2), 2 * norm.sf(z), atol=0.01)
+    skewed = np.r_[np.full(900, 0.5), np.full(100, -6.0)]  # median +0.5, mean -0.15
+    rng.shuffle(skewed)
+    est = paired_difference(skewed, np.zeros_like(skewed), seed=0)
+    p = sign_flip_p(skewed, n_perm=20_000)
+    assert est.high < 0 and p < 0.05  # CI and test agree: the mean is below 0
+    assert np.median(skewed) > 0  # although most patients are above 0
+    with pytest.raises(ValueError, match="differences"):
+        sign_flip_p(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="n_perm"):
+        sign_flip_p(np.ones(200), n_perm=10)
 
 
 def test_holm() -> None:
@@ -201,12 +219,12 @@ def test_probability_of_improvement_ci() -> None:
         probability_of_improvement(np.array([]), np.array([]))
 
 
-def test_paired_win_rate() -> None:
-    a, b = np.array([1.0, 2, 3, 4]), np.array([2.0, 2, 1, 5])  # a wins, tie, loses, wins
-    assert paired_win_rate(a, b) == pytest.approx(2.5 / 4)
-    assert paired_win_rate(a, b, lower_is_better=False) == pytest.approx(1.5 / 4)
+def test_outcome_shares() -> None:
+    a, b = np.array([1.0, 2, 3, 4]), np.array([2.0, 2, 1, 5])  # a better, tied, worse, better
+    assert outcome_shares(a, b) == pytest.approx((0.5, 0.25, 0.25))
+    assert outcome_shares(a, b, lower_is_better=False) == pytest.approx((0.25, 0.5, 0.25))
     with pytest.raises(ValueError, match="b:"):
-        paired_win_rate(a, np.array([1.0, np.nan, 1, 1]))
+        outcome_shares(a, np.array([1.0, np.nan, 1, 1]))
 
 
 def test_weighted_bootstrap_replicates_equal_the_resampled_statistics() -> None:

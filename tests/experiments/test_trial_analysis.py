@@ -93,8 +93,10 @@ def test_compare_has_one_row_per_other_policy_and_metric(table: pd.DataFrame) ->
     assert set(table["policy"]) == {"B", "C"}
     assert (table["reference"] == REF).all()
     assert (table["n"] == 800).all()  # 400 patients x 2 seeds
-    assert list(table.columns) == ["policy", "reference", "metric", "n", "diff", "low", "high", "p_wilcoxon",
-                                   "p_holm", "poi", "poi_low", "poi_high", "win_rate", "lower_is_better"]
+    assert list(table.columns) == ["policy", "reference", "metric", "n", "diff", "low", "high", "p", "p_holm",
+                                   "median", "better", "worse", "tied", "poi", "poi_low", "poi_high", "mcid",
+                                   "clinical", "lower_is_better"]
+    np.testing.assert_allclose(table[["better", "worse", "tied"]].sum(axis=1), 1.0)
 
 
 def test_compare_recovers_a_shift_of_half_a_point(table: pd.DataFrame) -> None:
@@ -103,8 +105,11 @@ def test_compare_recovers_a_shift_of_half_a_point(table: pd.DataFrame) -> None:
     assert r["low"] <= 0.5 <= r["high"]
     assert r["low"] > 0.0
     assert r["high"] - r["low"] < 0.05  # paired: the between-patient spread (sd 1.5) cancels
-    assert r["p_holm"] < 1e-6
-    assert r["win_rate"] < 0.01  # B is worse (higher pain change) on virtually every patient
+    assert r["p"] == pytest.approx(1 / 100_001)  # no sign flip reaches the observed mean
+    assert r["p_holm"] < 1e-3
+    assert r["worse"] > 0.99 and r["better"] < 0.01  # B is worse (higher pain change) on virtually every patient
+    assert abs(r["median"] - 0.5) < 0.05
+    assert r["mcid"] == 1.0 and r["clinical"] == "worse, below MCID"  # +0.5 NRS, MCID 1 NRS
     # P(a B patient has a lower change than a reference patient): Phi(-0.5 / (1.5 sqrt 2)) ~ 0.41
     assert 0.35 < r["poi"] < 0.47
     assert r["poi_low"] <= r["poi"] <= r["poi_high"] < 0.5
@@ -113,8 +118,9 @@ def test_compare_recovers_a_shift_of_half_a_point(table: pd.DataFrame) -> None:
 def test_compare_identical_policy_has_no_difference(table: pd.DataFrame) -> None:
     c = table[table["policy"] == "C"]
     assert (c["diff"] == 0.0).all() and (c["low"] == 0.0).all() and (c["high"] == 0.0).all()
-    assert (c["p_wilcoxon"] == 1.0).all() and (c["p_holm"] == 1.0).all()
-    assert (c["poi"] == 0.5).all() and (c["win_rate"] == 0.5).all()
+    assert (c["p"] == 1.0).all() and (c["p_holm"] == 1.0).all()
+    assert (c["poi"] == 0.5).all() and (c["tied"] == 1.0).all() and (c["median"] == 0.0).all()
+    assert set(c["clinical"]) <= {"equivalent", ""}  # a CI of width 0 rules out every important effect
     assert np.allclose(c["poi_low"], 0.5) and np.allclose(c["poi_high"], 0.5)
 
 
@@ -125,7 +131,7 @@ def test_compare_directions_of_better(table: pd.DataFrame) -> None:
     assert _row(table, "B", "flares")["lower_is_better"]
     # more function is better: B (+2 points) wins; more flares is worse: B loses
     assert _row(table, "B", "function_change")["poi"] > 0.5
-    assert _row(table, "B", "function_change")["win_rate"] > 0.99
+    assert _row(table, "B", "function_change")["better"] > 0.99
     flares = _row(table, "B", "flares")
     assert abs(flares["diff"] - 0.3) < 0.06 and flares["low"] > 0 and flares["poi"] < 0.5
     # same responders in B and the reference
@@ -133,7 +139,7 @@ def test_compare_directions_of_better(table: pd.DataFrame) -> None:
 
 
 def test_compare_holm_adjusts_over_the_whole_table(table: pd.DataFrame) -> None:
-    p, adj = table["p_wilcoxon"].to_numpy(), table["p_holm"].to_numpy()
+    p, adj = table["p"].to_numpy(), table["p_holm"].to_numpy()
     assert (adj >= p).all()
     assert (adj <= 1.0).all()
     np.testing.assert_allclose(adj, _hand_holm(p), rtol=1e-12, atol=0)

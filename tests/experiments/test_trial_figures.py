@@ -221,15 +221,17 @@ def test_forest_markers_whiskers_colors_and_p_text() -> None:
     for ax, metric in zip(fig.axes, metrics, strict=True):
         d = diffs[diffs["metric"] == metric]
         assert metric in ax.get_title()
+        scale = 100.0 if metric == "responder_w12" else 1.0  # a rate: drawn in percentage points
+        assert ("(pp" in ax.get_title()) == (scale == 100.0)
         assert ax.get_xlabel() == f"difference vs {REFERENCE}"
         [points] = scatter_collections(ax)
         offsets = points.get_offsets()
-        np.testing.assert_allclose(offsets[:, 0], d["diff"].to_numpy())
+        np.testing.assert_allclose(offsets[:, 0], scale * d["diff"].to_numpy())
         np.testing.assert_array_equal(offsets[:, 1], [0, 1, 2])
         [whiskers] = line_collections(ax)
         segs = whiskers.get_segments()
-        np.testing.assert_allclose([s[0][0] for s in segs], d["low"].to_numpy())
-        np.testing.assert_allclose([s[1][0] for s in segs], d["high"].to_numpy())
+        np.testing.assert_allclose([s[0][0] for s in segs], scale * d["low"].to_numpy())
+        np.testing.assert_allclose([s[1][0] for s in segs], scale * d["high"].to_numpy())
         assert any(np.allclose(ln.get_xdata(), 0.0) for ln in ax.get_lines())  # the zero line
         np.testing.assert_array_equal(ax.get_yticks(), [0, 1, 2])
         texts = [t.get_text() for t in ax.texts]
@@ -371,3 +373,15 @@ def test_save_figures_writes_readable_pngs(tmp_path: Path) -> None:
         save_figures({"../escape": figures["safety"]}, tmp_path)
     with pytest.raises(ValueError, match="Figure"):
         save_figures({"x": "not a figure"}, tmp_path)  # type: ignore[dict-item]
+
+
+def test_forest_marks_the_mcid_in_the_units_drawn() -> None:
+    diffs = make_differences()
+    diffs["mcid"] = diffs["metric"].map({"pain_w12": 1.0, "responder_w12": 0.10, "flares": np.nan})
+    fig = forest_figure(diffs)
+    for ax, (metric, want) in zip(fig.axes, [("pain_w12", [-1.0, 1.0]), ("responder_w12", [-10.0, 10.0]),
+                                             ("flares", [])], strict=True):
+        assert metric in ax.get_title()
+        marks = sorted(float(ln.get_xdata()[0]) for ln in ax.get_lines() if ln.get_linestyle() == ":")
+        np.testing.assert_allclose(marks, want)
+    assert "+-MCID" in [t.get_text() for t in fig.legends[0].get_texts()]

@@ -894,6 +894,18 @@ def _check_model(model: BaseAlgorithm, algorithm: str) -> str:
     return policy_class
 
 
+def _created() -> str:
+    """The manifest's ``created`` timestamp: now, or ``SOURCE_DATE_EPOCH`` (seconds since 1970, UTC) when set,
+    the reproducible-builds convention: a re-export of the same weights and evaluation then keeps its policy id
+    (``make policy`` sets it to the shipped manifest's time)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch:
+        return datetime.now(UTC).isoformat(timespec="seconds")
+    if not epoch.isdigit():
+        raise ValueError(f"SOURCE_DATE_EPOCH: expected whole seconds since 1970, got {epoch!r}")
+    return datetime.fromtimestamp(int(epoch), UTC).isoformat(timespec="seconds")
+
+
 def export_policy(
     model: BaseAlgorithm,
     out_dir: str | Path,
@@ -975,7 +987,7 @@ def export_policy(
         "versions": _versions(),
         "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                     "tensors": len(tensors)},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": _created(),
     }
     _parse_manifest(manifest)  # the same checks as load_policy, before anything is written
     text = _pretty(manifest) + "\n"

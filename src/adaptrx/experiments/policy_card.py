@@ -202,12 +202,12 @@ def standing_table(summary: pd.DataFrame) -> str:
 
 def differences_table(diffs: pd.DataFrame) -> str:
     """The paired differences (agent minus each comparator, 95 % CIs) as a markdown table."""
-    columns = {"return (agent - protocol)": "return", "pain w12 (agent - protocol)": "pain_w12",
-               "flares (agent - protocol)": "flares", "dropout (agent - protocol)": "dropout",
-               "composite (agent - protocol)": "composite"}
+    columns = {"return (agent - protocol)": ("return", 1.0), "pain w12, NRS (agent - protocol)": ("pain_w12", 1.0),
+               "flares (agent - protocol)": ("flares", 1.0), "dropout, pp (agent - protocol)": ("dropout", 100.0),
+               "composite (agent - protocol)": ("composite", 1.0)}
     table = pd.DataFrame({"comparator": diffs["comparator"], **{
-        label: [str(Estimate(*r)) for r in diffs[[f"{k}_diff", f"{k}_low", f"{k}_high"]].to_numpy()]
-        for label, k in columns.items()}})
+        label: [str(Estimate(*(scale * r))) for r in diffs[[f"{k}_diff", f"{k}_low", f"{k}_high"]].to_numpy()]
+        for label, (k, scale) in columns.items()}})
     return markdown_table(table)
 
 
@@ -287,8 +287,9 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
             "(common random numbers); intention-to-treat (dropouts keep their simulated no-exercise outcomes). "
             "The headline objective is the episode return under the env's default reward weights (whatever the "
             "run trained on; higher is better); its components follow. Composite (secondary) = mean weekly pain "
-            "(NRS) + flare weeks + 2 if dropped out; lower is better. Dropout differences are fractions (0-1). "
-            "Differences are means over patients with percentile-bootstrap 95 % CIs.",
+            "(NRS) + flare weeks + 2 if dropped out; lower is better. Dropout differences are in percentage "
+            "points (pp). Differences are means over patients (agent minus comparator) with percentile-bootstrap "
+            "95 % CIs; the trial reports (experiments/) add p-values, MCIDs and the definitions of every column.",
             "",
             f"**Headline:** {result.test['headline']}.",
             "",

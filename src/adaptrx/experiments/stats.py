@@ -6,9 +6,13 @@ patient-population label per patient) patients are resampled within their stratu
 the stratum sizes of the trial. All randomness comes from ``np.random.default_rng(seed)``; the bootstrap is
 vectorised over replicates (an ``(n_boot, n)`` index array).
 
-Tests between policies: ``wilcoxon_p`` (paired signed-rank test) with ``holm`` for a family of comparisons;
-effect sizes: ``paired_difference`` (mean of a - b), ``probability_of_improvement`` (Agarwal et al. 2021) and
-``paired_win_rate``.
+One estimand per comparison: the paired mean difference ``mean(a - b)``. Its interval is
+``paired_difference`` (bootstrap) and its test ``sign_flip_p`` (the paired permutation test of the mean:
+under "no effect" each patient's difference is as likely to have either sign), Holm-adjusted over a family
+with ``holm``. Both describe the mean, so a CI that excludes 0 and a small p agree (up to the Holm adjustment and
+Monte Carlo error). Descriptive companions, labelled as what they are: ``median`` of the differences,
+``outcome_shares`` (the share of patients better, worse and tied), ``probability_of_improvement`` (Agarwal et
+al. 2021; a different estimand, with its own CI).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import trim_mean, wilcoxon
+from scipy.stats import trim_mean
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 """Reduces a ``(r, n)`` array along axis 1 to shape ``(r,)``."""
@@ -187,18 +191,55 @@ def _iqm_replicates(x: np.ndarray, index: np.ndarray) -> np.ndarray:
     return (cum[:, :-1] @ (xs[:-1] - xs[1:]) + tail) / (n - 2 * cut)
 
 
-def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value (in [0, 1]) of the paired differences ``a - b``.
+def sign_flip_p(differences: np.ndarray, n_perm: int = 100_000, seed: int = 0) -> np.ndarray:
+    """Two-sided paired permutation (sign-flip) p-values of the mean of each row of ``differences``.
 
-    Zero differences are discarded (``zero_method="wilcox"``, Wilcoxon's original test and scipy's default):
-    patients on whom both policies do exactly the same carry no evidence on the direction. ``method="auto"``
-    (exact distribution for small samples, normal approximation otherwise). Returns 1.0 when every difference
-    is zero (no evidence of any difference; scipy would give NaN).
+    ``differences``: ``(k, n)`` (or ``(n,)``) paired differences ``a - b``, finite. Under the null hypothesis of no
+    effect each difference is as likely to be ``+d`` as ``-d``, so the p-value is the share of random sign flips
+    whose ``|sum|`` is at least the observed ``|sum|``. Exact (every ``2**n`` flip enumerated) when ``2**n <=
+    n_perm``; otherwise Monte Carlo with ``n_perm`` flips (shared by the rows; ``default_rng(seed)``), reported as
+    ``(1 + hits) / (1 + n_perm)`` so that no p-value is 0 (the smallest is ``1 / (1 + n_perm)``). A row of zero
+    differences gets 1. Returns a ``(k,)`` array in (0, 1] (a float for a 1-D input).
+
+    The statistic is the mean, the estimand of :func:`paired_difference`: for large ``n`` the test is the paired
+    z-test of the mean, so it agrees with that bootstrap CI (unlike a signed-rank test, which tests a location
+    shift and can point the other way when the mean and the median differ).
     """
+    d = np.asarray(differences, dtype=np.float64)
+    one = d.ndim == 1
+    d = np.atleast_2d(d)
+    if d.ndim != 2 or d.shape[1] == 0 or not np.isfinite(d).all():
+        raise ValueError("differences: expected a non-empty (k, n) array of finite numbers")
+    if n_perm < 100:
+        raise ValueError(f"n_perm: expected at least 100 sign flips, got {n_perm}")
+    n = d.shape[1]
+    observed = np.abs(d.sum(axis=1))
+    slack = 1e-9 * np.abs(d).sum(axis=1)  # a flip equal to the observed sum up to rounding counts as a hit
+    hits = np.zeros(len(d), dtype=np.int64)
+    exact = n < 63 and 2**n <= n_perm
+    total = 2**n if exact else n_perm
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(total, 2**22 // n))
+    for start in range(0, total, chunk):
+        rows = min(chunk, total - start)
+        if exact:  # the bits of start..start+rows-1 are every sign pattern once
+            bits = (np.arange(start, start + rows)[:, None] >> np.arange(n)[None, :]) & 1
+        else:
+            bits = rng.integers(0, 2, size=(rows, n), dtype=np.int8)
+        sums = (1.0 - 2.0 * bits) @ d.T  # (rows, k)
+        hits += (np.abs(sums) >= observed - slack).sum(axis=0)
+    p = hits / total if exact else (hits + 1) / (n_perm + 1)
+    p = np.minimum(p, 1.0)
+    return float(p[0]) if one else p
+
+
+def outcome_shares(a: np.ndarray, b: np.ndarray, lower_is_better: bool = True) -> tuple[float, float, float]:
+    """Shares of patients (each in [0, 1], summing to 1) on whom ``a`` is better than, worse than and tied with
+    ``b`` (exactly equal: e.g. both arms gave the same outcome under common random numbers)."""
     a, b = _pair(a, b)
-    if np.all(a == b):
-        return 1.0
-    return float(wilcoxon(a, b, zero_method="wilcox", alternative="two-sided", method="auto").pvalue)
+    better = a < b if lower_is_better else a > b
+    tied = a == b
+    return float(better.mean()), float((~better & ~tied).mean()), float(tied.mean())
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:
@@ -289,10 +330,3 @@ def probability_of_improvement(a: np.ndarray, b: np.ndarray, lower_is_better: bo
     index = _resamples(index, strata, len(a), n_boot, seed)
     value = _improvement(a, b, np.arange(len(a))[None, :], groups, memo=False)[0]
     return _percentile_ci(value, _improvement(a, b, index, groups), level)
-
-
-def paired_win_rate(a: np.ndarray, b: np.ndarray, lower_is_better: bool = True) -> float:
-    """Fraction of patients (in [0, 1]) on whom ``a`` is better than ``b``; ties count one half."""
-    a, b = _pair(a, b)
-    wins = a < b if lower_is_better else a > b
-    return float(np.mean(wins + 0.5 * (a == b)))

@@ -8,7 +8,9 @@ same patients with the same random streams (:mod:`adaptrx.experiments.trial_runn
     weekly.parquet           per-week trajectories, one row per (policy, patient, seed, week)
     dataset.parquet          offline-RL transitions (output.dataset=true)
     summary.csv              per policy x metric: mean and IQM with stratified bootstrap CIs
-    differences.csv          paired differences vs stats.reference: CI, Wilcoxon + Holm p, P(improvement)
+    differences.csv          paired mean differences vs stats.reference: CI, sign-flip + Holm p, clinical
+                             reading (MCIDs), median, shares better/worse/tied, P(improvement)
+    safety_differences.csv   the same for cost, flares and dropout vs stats.safety_reference (pain_monitoring)
     subgroups.csv            paired differences within age band, sensitization tercile, adherence class, sex
     figures/*.png            trajectories, forest plot, flares/dropout/responders, subgroup forest plot
     tb/<policy>/, tb/figures TensorBoard: HParams metrics per policy, figures as images
@@ -28,6 +30,7 @@ A bad config value is reported as ``adaptrx-trial: error: <field>: <why>`` with 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -41,8 +44,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from adaptrx import atomic
+from adaptrx.experiments import trial_figures as tf
 from adaptrx.experiments.hydra_cli import ConfigError, check_job, run_app
-from adaptrx.experiments.trial_config import TrialConfig, policy_specs, register_schema, to_container, validate
+from adaptrx.experiments.trial_analysis import SAFETY, Mcid, compare, mcids, subgroups, summarize
+from adaptrx.experiments.trial_config import (
+    TrialConfig,
+    policy_specs,
+    register_schema,
+    stats_mcid,
+    to_container,
+    validate,
+)
+from adaptrx.experiments.trial_report import differences_table, write_report
+from adaptrx.experiments.trial_tensorboard import write_tensorboard
 
 register_schema()
 
@@ -79,27 +93,29 @@ def _version() -> str:
 def analyse(results: pd.DataFrame, weekly: pd.DataFrame | None, out_dir: Path, *, reference: str,
             n_boot: int, level: float, seed: int, subgroup_metric: str, figures: bool, tensorboard: bool,
             report: bool, policies: Sequence[Mapping[str, Any]], command: str, config: Mapping[str, Any],
-            seconds: float, title: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Statistics, figures, TensorBoard and report of a results table (a trial's or a gathered sweep's).
+            seconds: float, title: str, mcid: Mapping[str, Mcid] | None = None, n_perm: int = 100_000,
+            safety_reference: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Statistics, figures, TensorBoard and report of a results table (a trial's or a gathered sweep's);
+    ``mcid``: the MCIDs of the clinical reading (default: the packaged ones), ``n_perm``: sign flips per p-value;
+    ``safety_reference``: a policy of the trial to compare every other with on :data:`SAFETY` outcomes
+    (``safety_differences.csv`` and a report section; its own Holm family), ``None`` for none.
 
     Returns ``(summary, differences, subgroups)`` and writes them as CSV into ``out_dir``.
     """
-    from adaptrx.experiments.trial_analysis import compare, subgroups, summarize
-
+    mcid = mcids() if mcid is None else mcid
     summary = summarize(results, n_boot=n_boot, seed=seed, level=level)
-    differences = compare(results, reference, n_boot=n_boot, seed=seed, level=level)
+    differences = compare(results, reference, n_boot=n_boot, seed=seed, level=level, mcid=mcid, n_perm=n_perm)
     groups = subgroups(results, reference, subgroup_metric, n_boot=min(n_boot, 1000), seed=seed, level=level)
-    for name, table in (("summary", summary), ("differences", differences), ("subgroups", groups)):
+    tables = {"summary": summary, "differences": differences, "subgroups": groups}
+    if safety_reference not in (None, reference) and safety_reference in set(results["policy"]):
+        tables["safety_differences"] = compare(results, safety_reference, SAFETY, n_boot=n_boot, seed=seed,
+                                               level=level, mcid=mcid, n_perm=n_perm)
+    for name, table in tables.items():
         with atomic.replacing(out_dir / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
-    conditions = sorted(set(results["condition"].astype(str)))
-    seeds = sorted(set(int(s) for s in results["seed"]))
-    context = {"condition": ",".join(conditions), "split": ",".join(sorted(set(results["split"].astype(str)))),
-               "seeds": ",".join(map(str, seeds)), "patients": int(results.groupby("policy").size().max())}
+    context = _context(results)
     figs: dict[str, Any] = {}
     if figures or tensorboard:
-        from adaptrx.experiments import trial_figures as tf
-
         order = list(dict.fromkeys(results["policy"]))
         colors = tf.policy_colors(order)
         if weekly is not None and len(weekly):
@@ -112,20 +128,91 @@ def analyse(results: pd.DataFrame, weekly: pd.DataFrame | None, out_dir: Path, *
         if figures:
             tf.save_figures(figs, out_dir / "figures")
     if tensorboard:
-        from adaptrx.experiments.trial_tensorboard import write_tensorboard
-
         write_tensorboard(out_dir / "tb", summary, policies, context, figs)
     if report:
-        from adaptrx.experiments.trial_report import write_report
-
-        shown = {f"figures/{name}.png": FIGURES[name] for name in figs} if figures else {}
-        facts = {**context, "weeks": config.get("weeks"), "level": level, "seconds": seconds,
-                 "version": _version()}
-        write_report(out_dir / "report.md", title=title, command=command,
-                     config_yaml=OmegaConf.to_yaml(OmegaConf.create(dict(config))), policies=policies,
-                     summary=summary, differences=differences, subgroup_table=groups, figures=shown, facts=facts,
-                     reference=reference)
+        _write_report(out_dir, summary, differences, groups, tables.get("safety_differences"), context,
+                      figures=figures, title=title, command=command,
+                      config=config, policies=policies, seconds=seconds, level=level, n_perm=n_perm,
+                      reference=reference, mcid=mcid)
     return summary, differences, groups
+
+
+def _context(results: pd.DataFrame) -> dict[str, Any]:
+    """What the report and TensorBoard say about a results table: conditions, splits, seeds, patients/policy."""
+    seeds = sorted(set(int(s) for s in results["seed"]))
+    return {"condition": ",".join(sorted(set(results["condition"].astype(str)))),
+            "split": ",".join(sorted(set(results["split"].astype(str)))), "seeds": ",".join(map(str, seeds)),
+            "patients": int(results.groupby("policy").size().max())}
+
+
+def _write_report(out_dir: Path, summary: pd.DataFrame, differences: pd.DataFrame, groups: pd.DataFrame,
+                  safety: pd.DataFrame | None, context: Mapping[str, Any], *, figures: bool, title: str,
+                  command: str, config: Mapping[str, Any],
+                  policies: Sequence[Mapping[str, Any]], seconds: float, level: float, n_perm: int, reference: str,
+                  mcid: Mapping[str, Mcid], path: Path | None = None) -> Path:
+    """``report.md`` of a trial from its statistics tables; shows the figures ``out_dir/figures`` holds."""
+    shown = {f"figures/{name}.png": caption for name, caption in FIGURES.items()
+             if figures and (out_dir / "figures" / f"{name}.png").is_file()}
+    facts = {**context, "weeks": config.get("weeks"), "level": level, "seconds": seconds, "version": _version(),
+             "n_perm": n_perm}
+    return write_report(out_dir / "report.md" if path is None else path, title=title, command=command,
+                        config_yaml=OmegaConf.to_yaml(OmegaConf.create(dict(config))), policies=policies,
+                        summary=summary, differences=differences, subgroup_table=groups, figures=shown, facts=facts,
+                        reference=reference, mcid=mcid, safety=safety)
+
+
+def _title(c: TrialConfig) -> str:
+    return f"Trial {c.name}: {c.cohort.condition}, {c.cohort.split}"
+
+
+def _stored_run(run_dir: Path) -> tuple[TrialConfig, dict[str, Any]]:
+    """The validated config of a finished run (fields it predates take today's defaults) and its trial.json."""
+    meta_file = Path(run_dir) / "trial.json"
+    if not meta_file.is_file() or not (Path(run_dir) / "results.parquet").is_file():
+        raise ValueError(f"run_dir: {run_dir} holds no finished trial (trial.json and results.parquet)")
+    meta = json.loads(meta_file.read_text())
+    return validate(OmegaConf.merge(OmegaConf.structured(TrialConfig), meta["config"])), meta
+
+
+def reanalyse(run_dir: str | Path) -> TrialOutput:
+    """Recompute the statistics, figures, TensorBoard runs and report of a finished trial in ``run_dir`` from its
+    stored tables (``results.parquet``; ``weekly.parquet`` if kept, else the trajectory figure already there is
+    kept) and its ``trial.json`` config, with today's analysis code. Nothing is simulated: the per-patient results
+    are the run's. ``trial.json`` is rewritten with the config as validated today."""
+    run_dir = Path(run_dir)
+    c, meta = _stored_run(run_dir)
+    results = pd.read_parquet(run_dir / "results.parquet")
+    weekly = pd.read_parquet(run_dir / "weekly.parquet") if (run_dir / "weekly.parquet").is_file() else None
+    config = to_container(c)
+    atomic.write_text(run_dir / "trial.json", json.dumps({**meta, "config": config}, indent=2, default=str))
+    if c.output.tensorboard:
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    s = c.stats
+    summary, differences, groups = analyse(
+        results, weekly, run_dir, reference=s.reference, n_boot=s.n_boot, level=s.level, seed=c.seed,
+        subgroup_metric=s.subgroup_metric, figures=c.output.figures, tensorboard=c.output.tensorboard,
+        report=c.output.report, policies=meta["policies"], command=meta["command"], config=config,
+        seconds=float(meta["seconds_simulation"]), title=_title(c), mcid=stats_mcid(c), n_perm=s.n_perm,
+        safety_reference=s.safety_reference)
+    return TrialOutput(run_dir, results, summary, differences, groups, float(meta["seconds_simulation"]))
+
+
+def render_report(run_dir: str | Path, path: str | Path) -> Path:
+    """Write the report of a finished run to ``path`` from its stored statistics tables (``summary.csv``,
+    ``differences.csv``, ``subgroups.csv``) and ``trial.json``: equal to its ``report.md`` unless one of them was
+    edited by hand or the report drifted from the tables."""
+    run_dir = Path(run_dir)
+    c, meta = _stored_run(run_dir)
+    tables = {name: pd.read_csv(run_dir / f"{name}.csv") for name in ("summary", "differences", "subgroups")}
+    safety_file = run_dir / "safety_differences.csv"
+    safety = pd.read_csv(safety_file) if safety_file.is_file() else None
+    results = pd.read_parquet(run_dir / "results.parquet")
+    s = c.stats
+    return _write_report(run_dir, tables["summary"], tables["differences"], tables["subgroups"], safety,
+                         _context(results),
+                         figures=c.output.figures, title=_title(c), command=meta["command"], config=meta["config"],
+                         policies=meta["policies"], seconds=float(meta["seconds_simulation"]), level=s.level,
+                         n_perm=s.n_perm, reference=s.reference, mcid=stats_mcid(c), path=Path(path))
 
 
 def run(cfg: TrialConfig | DictConfig, out_dir: str | Path, command: str = "adaptrx-trial") -> TrialOutput:
@@ -149,7 +236,7 @@ def run(cfg: TrialConfig | DictConfig, out_dir: str | Path, command: str = "adap
         data.results, data.weekly, out_dir, reference=s.reference, n_boot=s.n_boot, level=s.level, seed=c.seed,
         subgroup_metric=s.subgroup_metric, figures=c.output.figures, tensorboard=c.output.tensorboard,
         report=c.output.report, policies=data.policies, command=command, config=config, seconds=seconds,
-        title=f"Trial {c.name}: {c.cohort.condition}, {c.cohort.split}")
+        title=_title(c), mcid=stats_mcid(c), n_perm=s.n_perm, safety_reference=s.safety_reference)
     return TrialOutput(out_dir, data.results, summary, differences, groups, seconds)
 
 
@@ -171,8 +258,6 @@ def write_tables(out_dir: Path, results: pd.DataFrame, weekly: pd.DataFrame | No
 
 def headline(out: TrialOutput, reference: str) -> str:
     """The primary outcomes' paired differences as a printed table."""
-    from adaptrx.experiments.trial_report import differences_table
-
     d = out.differences[out.differences["metric"].isin(["return", "pain_change_w12", "function_change", "flares",
                                                          "dropped_out", "cost"])]
     return (f"Paired differences vs {reference} ({out.results.groupby('policy').size().max()} patient-episodes "

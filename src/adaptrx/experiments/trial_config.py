@@ -25,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from adaptrx.experiments.hydra_cli import ConfigError, check_field, check_known_keys
+from adaptrx.experiments.trial_analysis import METRICS, Mcid, mcid_config, mcids
 
 __all__ = ["ConfigError", "PolicySpec", "TrialConfig", "parse_policy", "register_schema", "validate"]
 
@@ -56,9 +57,14 @@ class StatsConfig:
     """The statistics: the reference of the paired differences, the bootstrap and the subgroup outcome."""
 
     reference: str = "population_best"  # a policy label of the trial
+    # the safety comparison (cost, flares, dropout of every policy minus this one's), if the trial runs it; null: none
+    safety_reference: str | None = "pain_monitoring"
     n_boot: int = 2000  # bootstrap replicates (100-100000)
     level: float = 0.95  # confidence level of every interval
     subgroup_metric: str = "pain_change_w12"
+    n_perm: int = 100_000  # sign-flip permutations of each p-value (1000-1000000)
+    # outcome -> {value, unit, source}: minimal clinically important differences (configs/mcid/default.yaml)
+    mcid: dict[str, Any] = field(default_factory=mcid_config)
 
 
 @dataclass
@@ -182,7 +188,6 @@ def policy_specs(cfg: TrialConfig) -> list[PolicySpec]:
 
 def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
     """Check ranges and names of a composed config; returns it as a :class:`TrialConfig`."""
-    from adaptrx.experiments.trial_analysis import METRICS
     from adaptrx.patient import conditions
 
     if not isinstance(cfg, TrialConfig):
@@ -210,6 +215,8 @@ def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
     check_field(0.5 <= s.level < 1.0, "stats.level", f"must be in [0.5, 1), got {s.level}")
     check_field(s.subgroup_metric in METRICS, "stats.subgroup_metric",
                 f"unknown {s.subgroup_metric!r}; known: {', '.join(METRICS)}")
+    check_field(1000 <= s.n_perm <= 1_000_000, "stats.n_perm", f"must be 1000-1000000, got {s.n_perm}")
+    stats_mcid(c)
     check_field(1 <= c.n_jobs <= 256, "n_jobs", f"must be 1-256, got {c.n_jobs}")
     policy_specs(c)
     if c.modality is None:
@@ -223,6 +230,17 @@ def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{exc}") from exc
     return c
+
+
+def stats_mcid(cfg: TrialConfig) -> dict[str, Mcid]:
+    """The trial's MCIDs (``stats.mcid``), checked; raises :class:`ConfigError` naming the field."""
+    raw = cfg.stats.mcid
+    if isinstance(raw, DictConfig):
+        raw = OmegaConf.to_container(raw, resolve=True)
+    try:
+        return mcids(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def to_container(cfg: TrialConfig) -> dict[str, Any]:

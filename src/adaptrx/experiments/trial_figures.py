@@ -32,6 +32,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from adaptrx import atomic
+from adaptrx.experiments.trial_analysis import BINARY
 
 #: An RGBA colour, components in 0-1.
 Color = tuple[float, float, float, float]
@@ -238,11 +239,13 @@ def forest_figure(differences: pd.DataFrame, metrics: Sequence[str] | None = Non
                   reference: str | None = None) -> Figure:
     """Paired differences vs the reference policy: one panel per metric, one row per policy.
 
-    Each row is the policy-minus-reference difference ``diff`` (a point, metric units) with its 95 % CI
-    ``[low, high]`` (a whisker); a dashed vertical line marks 0 (no difference), the x label names the reference
-    (``difference vs <reference>``) and a text column right of each panel gives the Holm-adjusted p-value
-    (:func:`format_p`). Points and whiskers are coloured by :func:`effect_direction` (``lower_is_better`` per row):
-    green if the CI excludes 0 on the better side, red on the worse side, gray otherwise (:data:`DIRECTION_COLORS`).
+    Each row is the policy-minus-reference mean difference ``diff`` (a point, metric units; rates in percentage
+    points) with its 95 % CI ``[low, high]`` (a whisker); a dashed vertical line marks 0 (no difference), dotted
+    lines mark +-MCID where the table has a finite ``mcid``, the x label names the reference
+    (``difference vs <reference>``) and a text column right of each panel gives the Holm-adjusted p-value of the
+    same mean (:func:`format_p`). Points and whiskers are coloured by :func:`effect_direction`
+    (``lower_is_better`` per row): green if the CI excludes 0 on the better side, red on the worse side, gray
+    otherwise (:data:`DIRECTION_COLORS`).
 
     ``metrics`` picks and orders the panels (default: all, in order of appearance). Rows are the policies in order
     of first appearance, shared by all panels; a policy without a row for a metric leaves its line empty. If the
@@ -275,14 +278,19 @@ def forest_figure(differences: pd.DataFrame, metrics: Sequence[str] | None = Non
     for ax, metric in zip(axes, chosen, strict=True):
         d = df[df["metric"].astype(str) == metric]
         y = d["policy"].astype(str).map(rows).to_numpy(np.float64)
-        diff = d["diff"].to_numpy(np.float64)
-        low = d["low"].to_numpy(np.float64)
-        high = d["high"].to_numpy(np.float64)
+        scale = 100.0 if metric in BINARY else 1.0  # rate differences in percentage points
+        diff = scale * d["diff"].to_numpy(np.float64)
+        low = scale * d["low"].to_numpy(np.float64)
+        high = scale * d["high"].to_numpy(np.float64)
         lib = d["lower_is_better"].astype(bool).to_numpy()
         dirs = [effect_direction(lo, hi, bool(b)) for lo, hi, b in zip(low, high, lib, strict=True)]
         cols = [DIRECTION_COLORS[k] for k in dirs]
         finite = np.isfinite(diff)
         ax.axvline(0.0, color="black", ls="--", lw=0.9)
+        mcid = d["mcid"].to_numpy(np.float64) if "mcid" in d else np.array([np.nan])
+        if np.isfinite(mcid).any():  # the clinically important difference on either side
+            for x in (-1.0, 1.0):
+                ax.axvline(x * scale * float(np.nanmax(mcid)), color="tab:purple", ls=":", lw=1.0)
         whisker = np.isfinite(low) & np.isfinite(high)
         ax.hlines(y[whisker], low[whisker], high[whisker], colors=[c for c, w in zip(cols, whisker, strict=True)
                                                                   if w], lw=1.8)
@@ -294,13 +302,16 @@ def forest_figure(differences: pd.DataFrame, metrics: Sequence[str] | None = Non
         ax.set_yticks(np.arange(len(policies)), policies, fontsize=8)
         ax.set_ylim(len(policies) - 0.5, -0.5)  # first policy on top
         better = "lower is better" if bool(lib.all()) else ("higher is better" if not lib.any() else "")
-        ax.set_title(metric + (f" ({better})" if better else ""), fontsize=10)
+        ax.set_title(metric + (" (pp" if scale != 1.0 else " (") + (f"; {better})" if better else ")")
+                     if better or scale != 1.0 else metric, fontsize=10)
         ax.set_xlabel(f"difference vs {ref}")
         ax.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], color=DIRECTION_COLORS[k], marker="o", lw=1.8, label=label) for k, label in
                (("better", "CI excludes 0, better"), ("worse", "CI excludes 0, worse"), ("neither", "CI includes 0"))]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
-    fig.suptitle(title or f"Paired differences vs {ref} (95 % CI, Holm-adjusted p)", fontsize=11)
+    if "mcid" in df and np.isfinite(df["mcid"].to_numpy(np.float64)).any():
+        handles.append(Line2D([], [], color="tab:purple", ls=":", lw=1.0, label="+-MCID"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(title or f"Paired mean differences vs {ref} (95 % CI; Holm-adjusted sign-flip p)", fontsize=11)
     return fig
 
 

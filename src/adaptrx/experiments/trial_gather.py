@@ -7,6 +7,10 @@ single trial would, into ``<sweep>/gathered`` (or ``--out``). Bootstrap strata a
 over conditions and seeds is analysed as one stratified paired trial.
 
     adaptrx-trial-gather outputs/trial/multirun/2026-11-25_10-00-00 [--out DIR] [--reference NAME]
+
+``adaptrx-trial-report RUN_DIR [RUN_DIR ...]`` re-analyses finished trials in place (today's statistics, figures,
+TensorBoard runs and report from their stored ``results.parquet`` and ``trial.json``; nothing is simulated):
+``make trial-report`` refreshes the committed reports after a change of the analysis.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from adaptrx.experiments.trial_analysis import KEYS
+from adaptrx.experiments.trial import analyse, reanalyse, write_tables
+from adaptrx.experiments.trial_analysis import KEYS, mcids
 
 GATHERED = "gathered"
 
@@ -46,8 +51,6 @@ def collect(sweep_dir: Path, exclude: Path | None = None) -> tuple[pd.DataFrame,
 def gather(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str | None = None,
            n_boot: int = 2000, level: float = 0.95) -> Path:
     """Analyse a sweep as one trial into ``out_dir`` (default ``<sweep_dir>/gathered``); returns it."""
-    from adaptrx.experiments.trial import analyse, write_tables
-
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / GATHERED
     start = time.perf_counter()
@@ -66,7 +69,13 @@ def gather(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: 
     commands = [m.get("command", "") for m in meta]
     config = {"sweep_dir": str(sweep_dir), "runs": len(meta), "reference": reference, "n_boot": n_boot,
               "level": level, "weeks": meta[0]["config"].get("weeks") if meta else None, "commands": commands}
-    analyse(results, weekly, out, reference=reference, n_boot=n_boot, level=level, seed=0,
+    stored = [json.dumps(m["config"]["stats"].get("mcid"), sort_keys=True) for m in meta]
+    if len(set(stored)) > 1:
+        raise ValueError("stats.mcid: the runs declared different MCIDs; gather runs of one analysis plan")
+    mcid = mcids(meta[0]["config"]["stats"].get("mcid") if meta else None)
+    safety = {m["config"]["stats"].get("safety_reference") for m in meta}
+    analyse(results, weekly, out, reference=reference, n_boot=n_boot, level=level, seed=0, mcid=mcid,
+            safety_reference=safety.pop() if len(safety) == 1 else None,
             subgroup_metric="pain_change_w12", figures=True, tensorboard=True, report=True,
             policies=list(policies.values()) or [{"label": p} for p in dict.fromkeys(results["policy"])],
             command=f"adaptrx-trial-gather {sweep_dir}", config=config,
@@ -90,6 +99,21 @@ def main(argv: list[str] | None = None) -> None:
         print(f"adaptrx-trial-gather: error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(f"gathered into {out} (report.md, results.parquet, summary.csv, differences.csv)")
+
+
+def report_main(argv: list[str] | None = None) -> None:
+    """Console entry point of ``adaptrx-trial-report``; a bad argument exits with code 2 and one line."""
+    parser = argparse.ArgumentParser(prog="adaptrx-trial-report",
+                                     description="re-analyse finished adaptrx-trial runs in place (no simulation)")
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="run directories (trial.json, results.parquet)")
+    args = parser.parse_args(argv)
+    for run_dir in args.run_dirs:
+        try:
+            out = reanalyse(run_dir)
+        except ValueError as exc:  # ConfigError included
+            print(f"adaptrx-trial-report: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        print(f"re-analysed {out.out_dir} (report.md, summary.csv, differences.csv, subgroups.csv, figures, tb)")
 
 
 if __name__ == "__main__":
