@@ -4,7 +4,8 @@
   ``population_best``, five clinical protocols, ``none`` and the oracle with the preset's planner settings) on
   2000 test patients, ``n_jobs=2`` (the oracle's patients split over two worker processes). Target: under
   60 s. Measured side by side in the same run: the 8 non-oracle policies alone, and the statistics (summary,
-  paired differences with Wilcoxon/Holm/probability of improvement, subgroups; 2000 bootstrap replicates).
+  paired mean differences with sign-flip/Holm p-values and probability of improvement, the safety comparison,
+  subgroups; 2000 bootstrap replicates).
 
 ``--quick`` uses 500 patients (a smoke run; the target is for 2000).
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from hydra import compose, initialize_config_module
 
+from adaptrx.experiments.trial_analysis import SAFETY, compare, subgroups, summarize
 from adaptrx.experiments.trial_config import policy_specs, register_schema, validate
 from adaptrx.experiments.trial_runner import run_trial
 
@@ -31,8 +33,6 @@ def _cfg(n: int, *overrides: str) -> Any:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    from adaptrx.experiments.trial_analysis import compare, subgroups, summarize
-
     n = 500 if quick else 2000
     cfg = _cfg(n)
     specs = policy_specs(cfg)
@@ -46,7 +46,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     t_all = time.perf_counter() - t0
     t0 = time.perf_counter()
     summarize(data.results, n_boot=cfg.stats.n_boot)
-    compare(data.results, cfg.stats.reference, n_boot=cfg.stats.n_boot)
+    compare(data.results, cfg.stats.reference, n_boot=cfg.stats.n_boot, n_perm=cfg.stats.n_perm)
+    compare(data.results, cfg.stats.safety_reference, SAFETY, n_boot=cfg.stats.n_boot, n_perm=cfg.stats.n_perm)
     subgroups(data.results, cfg.stats.reference, n_boot=1000)
     t_stats = time.perf_counter() - t0
     label = f"{len(specs)} policies x {n} patients"
