@@ -140,6 +140,9 @@ def test_page_recommends_and_shows_the_plot(server: str, document: dict[str, Any
             assert "session" in rx and "load" in rx and "baseline capacity" in rx
             assert "Prescription for week 9" in page.inner_text("#rx-title")
             assert "dagger-knee_oa-v0" in page.inner_text("#policy")
+            changes = page.inner_text("#rx-changes")
+            assert "Last week:" in changes and "sessions" in changes and "volume" in changes
+            assert "trial id" in page.inner_text("#evidence")  # why this policy: the shipped trial's evidence
             assert page.locator("#forecast-table tbody tr").count() == 4
             page.wait_for_function("document.getElementById('plot').complete", timeout=10_000)
             width = page.eval_on_selector("#plot", "img => img.naturalWidth")

@@ -36,7 +36,8 @@ def test_recommend_json_and_text(history_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "rec.txt"
     assert main(["recommend", "--history", str(history_file), "--output", str(out), *FAST]) == 0
     text = out.read_text()
-    assert "PRESCRIPTION:" in text and "safety:" in text and "pain_monitoring" in text
+    assert "NEXT WEEK'S PRESCRIPTION" in text and "PROPOSAL AND SAFETY RULES" in text and "WARNINGS" in text
+    assert "pain_monitoring" in text and "WHY THIS POLICY" in text
 
 
 def test_csv_with_intake_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

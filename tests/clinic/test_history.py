@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adaptrx.clinic.history import MAX_BYTES, MAX_SESSIONS, HistoryError, load_history, parse_history
+from adaptrx.clinic.history import CONDITION_ALIASES, MAX_BYTES, MAX_SESSIONS, HistoryError, load_history, parse_history
 
 CSV = """# condition: knee_oa
 # age: 61
@@ -55,6 +55,24 @@ def test_csv_intake_from_caller_overrides() -> None:
         parse_history(body)
     h = parse_history(body, intake={"condition": "chronic_low_back_pain", "age": 50, "baseline_pain": 5})
     assert h.intake.condition == "chronic_low_back_pain"
+
+
+@pytest.mark.parametrize(("written", "condition"), [
+    ("CLBP", "chronic_low_back_pain"), ("clbp", "chronic_low_back_pain"), ("LBP", "chronic_low_back_pain"),
+    ("knee OA", "knee_oa"), ("Knee-OA", "knee_oa"), ("KNEE_OA", "knee_oa"), ("fibro", "fibromyalgia"),
+    ("FM", "fibromyalgia"), ("lss", "lumbar_spinal_stenosis"), ("Lumbar spinal stenosis", "lumbar_spinal_stenosis"),
+])
+def test_condition_aliases_any_case(written: str, condition: str) -> None:
+    body = CSV.split("\n", 3)[3]
+    h = parse_history(body, intake={"condition": written, "age": 50, "baseline_pain": 5})
+    assert h.intake.condition == condition
+
+
+def test_unknown_condition_lists_names_and_aliases() -> None:
+    body = CSV.split("\n", 3)[3]
+    with pytest.raises(HistoryError, match=r"patient\.condition.*'hip'.*knee_oa.*clbp.*fibro.*lss") as info:
+        parse_history(body, intake={"condition": "hip", "age": 50, "baseline_pain": 5})
+    assert all(alias in str(info.value) for alias in CONDITION_ALIASES)
 
 
 def test_weeks_without_sessions_are_kept(document: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -13,14 +14,16 @@ import pytest
 
 from adaptrx import protocols
 from adaptrx.agents import load_policy
+from adaptrx.clinic import evidence
 from adaptrx.clinic.history import parse_history
-from adaptrx.clinic.recommend import default_policy_dir, observation_values, recommend
+from adaptrx.clinic.recommend import default_policy_dir, gap_warnings, observation_values, recommend, risk_warnings
 from adaptrx.clinic.synthetic import simulate_history
 from adaptrx.envs.features import FEATURE_INDEX
 from adaptrx.patient import make_cohort
 from adaptrx.protocols.rules import SafetyRules
 
 FAST = {"n_particles": 1000, "horizon": 4}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _check_rules(rec: dict[str, Any], history: Any, rules: SafetyRules) -> None:
@@ -99,11 +102,88 @@ def test_default_policy_is_the_shipped_one(document: dict[str, Any]) -> None:
     assert rec["policy"]["policy_id"][:12] in (directory / "card.md").read_text()
 
 
-def test_other_condition_falls_back_to_pain_monitoring(document: dict[str, Any]) -> None:
+def test_a_policy_of_another_condition_falls_back_to_pain_monitoring(document: dict[str, Any]) -> None:
     document["patient"]["condition"] = "chronic_low_back_pain"
-    rec = recommend(parse_history(document), **FAST).to_dict()
+    knee = default_policy_dir("knee_oa")
+    rec = recommend(parse_history(document), policy=str(knee), **FAST).to_dict()
     assert rec["policy"]["id"] == "pain_monitoring" and "knee_oa" in rec["policy"]["note"]
     assert rec["policy"]["note"] in rec["notes"]
+
+
+@pytest.mark.parametrize("condition", ["knee_oa", "chronic_low_back_pain", "fibromyalgia", "lumbar_spinal_stenosis"])
+def test_default_is_the_conditions_best_evidenced_policy(document: dict[str, Any], condition: str) -> None:
+    """The default follows the patient's condition, shows the shipped trial's evidence for it with the trial's
+    id, and warns where that policy does not beat the trial's reference."""
+    document["patient"]["condition"] = condition
+    rec = recommend(parse_history(document), **FAST)
+    d = rec.to_dict()
+    entry = evidence.load()[condition]
+    assert d["policy"]["id"] == entry["policy"] == f"dagger-{condition}-v0"
+    assert d["policy"]["evidence"]["trial"] == f"experiments/{condition}_trial/test"
+    assert d["policy"]["evidence"]["trial_id"] == evidence.trial_id(ROOT / entry["trial"])
+    assert d["policy"]["policy_id"] == entry["policy_id"]  # the agent the trial tested
+    ret = entry["differences"]["return"]
+    assert f"return {ret['diff']:+.2f} [{ret['low']:+.2f}, {ret['high']:+.2f}]" in d["policy"]["evidence_text"]
+    weak = [w for w in d["warnings"] if "does not beat population_best" in w]
+    assert bool(weak) == (not entry["beats_reference"])
+    assert entry["beats_reference"] == (ret["low"] > 0)
+    text = rec.to_text()
+    assert d["policy"]["evidence_text"] in text and entry["trial_id"] in text
+
+
+def test_evidence_file_is_the_committed_trials() -> None:
+    """The packaged evidence is what the code reads off the committed trials (make trial-report rewrites it)."""
+    assert evidence.load() == json.loads(json.dumps(evidence.build(ROOT)))
+    assert set(evidence.load()) == {"knee_oa", "chronic_low_back_pain", "fibromyalgia", "lumbar_spinal_stenosis"}
+
+
+def test_population_best_runs_as_the_conditions_fixed_programme(document: dict[str, Any]) -> None:
+    rec = recommend(parse_history(document), policy="population_best", **FAST).to_dict()
+    best = protocols.get("population_best", condition="knee_oa")
+    assert rec["policy"]["id"] == "population_best"
+    assert rec["prescription"]["proposed"]["sessions"] == best.sessions
+    # its fixed load, reached at the action's pace (at most +50 % a week: Progression-v0's load change)
+    last = rec["prescription"]["last_week"]["load"]
+    assert rec["prescription"]["proposed"]["load"] == pytest.approx(min(best.load, 1.5 * last), abs=2e-3)
+
+
+def test_text_report_reads_in_a_physiotherapists_order(document: dict[str, Any]) -> None:
+    rec = recommend(parse_history(document), **FAST)
+    text = rec.to_text()
+    heads = ["NEXT WEEK'S PRESCRIPTION", "PROPOSAL AND SAFETY RULES", "FORECAST:", "WARNINGS", "WHY THIS POLICY",
+             "MODEL DETAILS"]
+    positions = [text.index(h) for h in heads]
+    assert positions == sorted(positions)
+    rx = rec.to_dict()["prescription"]
+    assert f"sessions:  {rx['sessions']} a week (last week {rx['last_week']['sessions']}" in text
+    assert "x baseline capacity" in text and "load unit:" in text and "weekly mean daily pain" in text
+    assert "flare:" in text
+    # model jargon only in the details at the end
+    assert text.index("envelope") > text.index("MODEL DETAILS")
+    assert rx["volume"] == pytest.approx(rx["sessions"] * rx["load"], abs=2e-3)
+
+
+def test_gaps_in_the_log_are_named_with_their_dates(document: dict[str, Any]) -> None:
+    history = parse_history(document)
+    start = history.start
+    gap_first = start + dt.timedelta(days=7 * 3 + 1)  # weeks 4 and 5 (1-based) lose every session row
+    gap_last = gap_first + dt.timedelta(days=13)
+    document["sessions"] = [x for x in document["sessions"]
+                            if not gap_first.isoformat() <= x["date"] <= gap_last.isoformat()]
+    gappy = parse_history(document)
+    assert gap_warnings(history) == []
+    [warning] = gap_warnings(gappy)
+    assert f"from {gap_first.isoformat()} to {gap_last.isoformat()} (weeks 4-5)" in warning
+    rec = recommend(gappy, **FAST).to_dict()
+    assert warning in rec["warnings"]
+
+
+def test_risk_and_fit_warnings() -> None:
+    hold = {"flare_probability": 0.10, "dropout_probability": 0.07}
+    assert risk_warnings({"flare_probability": 0.14, "dropout_probability": 0.11}, hold) == []  # within 5 points
+    [w] = risk_warnings({"flare_probability": 0.12, "dropout_probability": 0.16}, hold)
+    assert "dropping out" in w and "16%" in w and "7%" in w
+    assert len(risk_warnings({"flare_probability": 0.30, "dropout_probability": 0.20}, hold)) == 2
 
 
 def test_same_seed_same_recommendation(document: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from adaptrx.clinic import web
+from adaptrx.clinic import evidence, web
 from adaptrx.clinic.history import HISTORY_JSON_SCHEMA, MAX_BYTES, SESSION_COLUMNS
 from adaptrx.clinic.web import SECURITY_HEADERS, create_app
 
@@ -90,7 +90,10 @@ def test_health(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
-    assert body["policy"]["id"] == "dagger-knee_oa-v0" and len(body["policy"]["manifest_sha256"]) == 64
+    # the default: per condition, the best-evidenced policy of the shipped trials
+    assert body["policy"]["id"] == "default" and body["policy"]["kind"] == "default"
+    assert body["policy"]["defaults"] == {c: e["policy"] for c, e in evidence.load().items()}
+    assert body["policy"]["defaults"]["knee_oa"] == "dagger-knee_oa-v0"
 
 
 def test_json_history_gives_a_prescription_with_forecast_bands(client: TestClient, document: dict[str, Any]) -> None:
@@ -311,7 +314,7 @@ def test_protocol_policy(document: dict[str, Any]) -> None:
         r = _post_json(c, document, plot="false")
         assert r.status_code == 200, r.text
         assert r.json()["policy"] == {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
-                                      "policy_id": None, "note": None}
+                                      "policy_id": None, "note": None, "evidence": None, "evidence_text": None}
 
 
 def test_forecast_figure_handles_gaps_and_leaves_pyplot_alone(client: TestClient, document: dict[str, Any]) -> None:

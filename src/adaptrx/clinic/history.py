@@ -13,7 +13,9 @@ Intake (``patient``):
 field                       required    meaning
 ==========================  ==========  ==========================================================
 ``condition``               yes         ``knee_oa``, ``chronic_low_back_pain``, ``fibromyalgia``,
-                                        ``lumbar_spinal_stenosis``
+                                        ``lumbar_spinal_stenosis``; any case, and the aliases of
+                                        :data:`CONDITION_ALIASES` (``clbp``, ``lbp``, ``lss``, ``fm``,
+                                        ``fibro``, ``knee oa``, ...)
 ``age``                     yes         years, 18-100
 ``baseline_pain``           yes         NRS 0-10 at intake (a single rating)
 ``sex``                     no          ``F`` or ``M``
@@ -91,6 +93,29 @@ DELIVERIES: tuple[str, ...] = ("home", "remote", "supervised")
 SESSION_COLUMNS: tuple[str, ...] = ("date", "load", "attended", "pain_during", "pain_next_morning", "rpe",
                                     "pain_before", "delivery", "flare")
 REQUIRED_SESSION_COLUMNS: tuple[str, ...] = ("date", "load", "attended")
+#: Other names clinicians write for a condition (matched case-insensitively, spaces, dots and hyphens as
+#: underscores) -> the prior's name.
+CONDITION_ALIASES: dict[str, str] = {
+    "knee": "knee_oa", "knee_osteoarthritis": "knee_oa", "koa": "knee_oa", "oa_knee": "knee_oa",
+    "gonarthrosis": "knee_oa",
+    "clbp": "chronic_low_back_pain", "lbp": "chronic_low_back_pain", "low_back_pain": "chronic_low_back_pain",
+    "chronic_lbp": "chronic_low_back_pain", "back_pain": "chronic_low_back_pain",
+    "fm": "fibromyalgia", "fms": "fibromyalgia", "fibro": "fibromyalgia",
+    "lss": "lumbar_spinal_stenosis", "spinal_stenosis": "lumbar_spinal_stenosis", "stenosis": "lumbar_spinal_stenosis",
+}
+
+
+def canonical_condition(name: object) -> str | None:
+    """The prior's name for a condition as a clinician may write it (``"CLBP"``, ``"knee OA"``, ``"Fibro"``, ...):
+    case-insensitive, spaces, dots and hyphens read as underscores, :data:`CONDITION_ALIASES` resolved; ``None``
+    if it names no shipped condition."""
+    if not isinstance(name, str):
+        return None
+    key = re.sub(r"[\s.\-]+", "_", name.strip().lower()).strip("_")
+    key = CONDITION_ALIASES.get(key, key)
+    return key if key in conditions() else None
+
+
 INTAKE_FIELDS: tuple[str, ...] = ("condition", "age", "baseline_pain", "sex", "sensitization_score", "fear_score",
                                   "preferred_sessions", "function", "modality", "intake_date", "patient_id")
 REQUIRED_INTAKE_FIELDS: tuple[str, ...] = ("condition", "age", "baseline_pain")
@@ -466,10 +491,12 @@ def _intake(raw: dict[str, Any], errors: _Collector, typed: bool) -> Intake | No
     values: dict[str, Any] = {}
     condition = raw.get("condition")
     if condition not in (None, ""):
-        if condition not in conditions():
-            errors.add("patient.condition", f"unknown condition {condition!r}; known: {', '.join(conditions())}")
+        canonical = canonical_condition(condition)
+        if canonical is None:
+            errors.add("patient.condition", f"unknown condition {condition!r}; known: {', '.join(conditions())} "
+                       f"(or {', '.join(sorted(CONDITION_ALIASES))}; any case)")
         else:
-            values["condition"] = condition
+            values["condition"] = canonical
     for name, (low, high) in _INTAKE_RANGES.items():
         value = raw.get(name)
         if value in (None, ""):
@@ -614,8 +641,9 @@ HISTORY_JSON_SCHEMA: dict[str, Any] = {
             "required": list(REQUIRED_INTAKE_FIELDS),
             "additionalProperties": False,
             "properties": {
-                "condition": {"type": "string", "enum": ["knee_oa", "chronic_low_back_pain", "fibromyalgia",
-                                                         "lumbar_spinal_stenosis"]},
+                "condition": {"type": "string", "description": "knee_oa, chronic_low_back_pain, fibromyalgia, "
+                              "lumbar_spinal_stenosis, or an alias (any case): "
+                              + ", ".join(sorted(CONDITION_ALIASES))},
                 **{name: {"type": "number", "minimum": low, "maximum": high}
                    for name, (low, high) in _INTAKE_RANGES.items()},
                 "sex": {"type": "string", "enum": ["F", "M"]},

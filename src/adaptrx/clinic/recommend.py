@@ -17,10 +17,16 @@
    and of dropping out within the horizon. A patient who drops out is followed without exercise
    (intention to treat).
 
-Policies: a shipped policy directory (safetensors + manifest, :func:`adaptrx.agents.load_policy`; the
-manifest's sha256 is reported) or a protocol name (``pain_monitoring``, ``acsm``, ...: continued from the
-patient's current load). Default: ``agents/dagger-knee_oa-v0`` if it can be found (:func:`default_policy_dir`),
-for knee OA patients; otherwise the pain-monitoring model, and the output says so.
+Policies: a shipped policy directory (safetensors + manifest, :func:`adaptrx.agents.load_policy`; its policy id
+is reported) or a protocol name (``pain_monitoring``, ``acsm``, ...: continued from the patient's current load;
+``population_best``: the condition's best fixed programme). Default (``policy=None``): per condition, the
+best-evidenced policy of the shipped trials (:mod:`adaptrx.clinic.evidence`), and the output shows that
+evidence; where there is none, the pain-monitoring model, with a warning.
+
+Warnings (in every output format): a poor fit (low effective sample size), a recommendation whose own forecast
+is worse than holding on flare or dropout risk by more than :data:`RISK_MARGIN`, weeks of the log without any
+session (named with their dates), a condition without a shipped agent, and a default policy that does not beat
+the trial's reference.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from adaptrx.agents.oracle import plan_for_posterior
+from adaptrx.clinic import evidence
 from adaptrx.clinic.fitting import PatientFit, belief_features, fit_patient, summary
 from adaptrx.clinic.history import DELIVERIES, History
 from adaptrx.envs import engine
@@ -50,28 +57,42 @@ from adaptrx.protocols import get as get_protocol
 from adaptrx.protocols.base import Policy, batch_obs, encode_prescription
 from adaptrx.protocols.rules import SafetyRules
 
-#: Name of the shipped default policy (a directory under ``agents/``).
-DEFAULT_POLICY = "dagger-knee_oa-v0"
+#: The shipped agent of each condition is ``agents/<AGENT_PATTERN.format(condition=...)>``.
+AGENT_PATTERN = "dagger-{condition}-v0"
+#: What the load number means, for the reports.
+LOAD_UNIT = ("load unit: a multiple of the patient's baseline capacity, the heaviest session they could tolerate "
+             "at intake (1.0); 0.5 is half of that effort")
+#: What the forecast is, for the reports.
+FORECAST_MEANING = ("the patient's weekly mean daily pain (NRS 0-10) if each plan is followed, not the in-session "
+                    "pain of the log")
+#: What a flare is, for the reports.
+FLARE_MEANING = ("flare: a pain exacerbation lasting days (from overloaded tissue, or a background flare), "
+                 "reported or inferred")
+#: A fit whose effective sample size is below this share of its particles is flagged as poor.
+POOR_FIT_ESS = 0.05
+#: The recommendation is flagged when its forecast flare or dropout risk exceeds holding's by more than this.
+RISK_MARGIN = 0.05
 #: Episode length the shipped policies were trained on (weeks); the observation's ``progress`` uses it.
 EPISODE_WEEKS = 26
 #: Particles forecast under each plan.
 FORECAST_PARTICLES = 1000
-#: Protocols that cannot be continued from a real patient's log.
-_NOT_CLINICAL = ("oracle", "population_best", "none")
+#: Protocols that cannot be continued from a real patient's log (the oracle needs the true patient).
+_NOT_CLINICAL = ("oracle", "none")
 #: The policy name that plans from the fitted posterior (the belief planner; no trained weights).
 PLANNER = "belief_planner"
 #: Posterior particles the belief planner rolls every candidate plan out from.
 PLANNER_PARTICLES = 128
 
 
-def default_policy_dir() -> Path | None:
-    """The shipped policy directory, if found: ``$ADAPTRX_POLICY``, ``./agents/dagger-knee_oa-v0``, or the
-    source checkout's ``agents/dagger-knee_oa-v0``."""
+def default_policy_dir(condition: str = "knee_oa") -> Path | None:
+    """The shipped agent directory of ``condition``, if found: ``$ADAPTRX_POLICY`` (any condition),
+    ``./agents/dagger-<condition>-v0``, or the source checkout's."""
+    name = AGENT_PATTERN.format(condition=condition)
     candidates = []
     if os.environ.get("ADAPTRX_POLICY"):
         candidates.append(Path(os.environ["ADAPTRX_POLICY"]))
-    candidates.append(Path.cwd() / "agents" / DEFAULT_POLICY)
-    candidates.append(Path(__file__).resolve().parents[3] / "agents" / DEFAULT_POLICY)
+    candidates.append(Path.cwd() / "agents" / name)
+    candidates.append(Path(__file__).resolve().parents[3] / "agents" / name)
     return next((c for c in candidates if (c / "manifest.json").is_file()), None)
 
 
@@ -101,6 +122,8 @@ class _Policy:
     manifest_sha256: str | None = None
     note: str | None = None
     policy_id: str | None = None
+    evidence: dict[str, Any] | None = None  # the shipped trial's case for a default policy
+    warnings: list[str] = field(default_factory=list)
 
 
 class _MidCourse(Policy):
@@ -131,8 +154,11 @@ class _MidCourse(Policy):
         return (actions[0] if single else actions), state
 
 
-def _protocol_policy(name: str, last: dict[str, Any]) -> Any:
-    """Protocol ``name`` continued from the last prescription (its start load, dose and delivery)."""
+def _protocol_policy(name: str, last: dict[str, Any], condition: str = "knee_oa") -> Any:
+    """Protocol ``name`` continued from the last prescription (its start load, dose and delivery);
+    ``population_best`` is ``condition``'s fixed programme as it is (the safety rules pace the way there)."""
+    if name == "population_best":
+        return _MidCourse(get_protocol(name, condition=condition))
     params: dict[str, Any] = {}
     protocol = get_protocol(name)
     fields_ = set(protocol.params())
@@ -187,13 +213,11 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
         FileNotFoundError: a directory or file that does not exist.
     """
     if policy is None:
-        directory = default_policy_dir()
-        if directory is None:
-            note = ("the shipped policy (agents/dagger-knee_oa-v0) was not found; the pain-monitoring model "
-                    "recommends instead")
-            return None, None, {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
-                                "policy_id": None, "condition": None, "note": note}
-        policy = directory
+        defaults = {c: e["policy"] for c, e in evidence.load().items()}
+        note = ("per condition, the best-evidenced policy of the shipped trials: "
+                + ", ".join(f"{c}: {p}" for c, p in defaults.items()) + "; the pain-monitoring model elsewhere")
+        return None, None, {"id": "default", "kind": "default", "manifest_sha256": None, "policy_id": None,
+                            "condition": None, "note": note, "defaults": defaults}
     if isinstance(policy, str) and policy == PLANNER and not Path(policy).exists():
         return policy, None, {"id": PLANNER, "kind": "planner", "manifest_sha256": None, "policy_id": None,
                               "condition": None, "note": None}
@@ -237,16 +261,48 @@ class _WithBeliefs(Policy):
         return self.policy.predict(full, state, episode_start, deterministic)
 
 
+def _default(history: History, last: dict[str, Any]) -> _Policy:
+    """The condition's best-evidenced policy (:mod:`adaptrx.clinic.evidence`), or the pain-monitoring model."""
+    condition = history.intake.condition
+    entry = evidence.load().get(condition)
+    if entry is None:
+        return _Policy(_protocol_policy("pain_monitoring", last, condition), "pain_monitoring", "protocol",
+                       warnings=[f"no shipped agent and no trial evidence for {condition}: the pain-monitoring "
+                                 "model recommends"])
+    warnings = [] if entry["beats_reference"] else [
+        f"the default policy for {condition}, {entry['policy']}, does not beat {entry['reference']} in the "
+        f"shipped trial (return {entry['differences']['return']['diff']:+.2f} "
+        f"[{entry['differences']['return']['low']:+.2f}, {entry['differences']['return']['high']:+.2f}] per "
+        "patient): no policy the clinic can run was shown better than the best fixed programme"]
+    if entry["kind"] != "agent":
+        return _Policy(_protocol_policy(entry["policy"], last, condition), entry["policy"], "protocol",
+                       evidence=entry, warnings=warnings)
+    directory = default_policy_dir(condition)
+    if directory is None:
+        return _Policy(_protocol_policy("pain_monitoring", last, condition), "pain_monitoring", "protocol",
+                       warnings=[f"the shipped agent for {condition} ({entry['policy']}) was not found: the "
+                                 "pain-monitoring model recommends"])
+    loaded, digest = _load_policy(directory)
+    if loaded.policy_id != entry["policy_id"]:
+        warnings.append(f"{directory} (policy id {loaded.policy_id[:16]}) is not the agent the shipped trial "
+                        f"tested ({str(entry['policy_id'])[:16]}): the evidence shown is for the latter")
+    return _Policy(loaded, str(loaded.manifest.get("name", directory.name)), "trained", manifest_sha256=digest,
+                   policy_id=loaded.policy_id, evidence=entry, warnings=warnings)
+
+
 def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) -> _Policy:
-    """The policy acting for this patient: a directory policy trained on their condition, else a protocol."""
+    """The policy acting for this patient: the default of their condition (``None``), a directory policy
+    trained on their condition, else a protocol."""
+    if policy is None:
+        return _default(history, last)
     _, loaded, info = check_policy(policy)
+    condition = history.intake.condition
     if info["kind"] == "planner":
         return _Policy(None, PLANNER, "planner")
     if loaded is None:
-        return _Policy(_protocol_policy(info["id"], last), info["id"], "protocol", note=info["note"])
-    condition = history.intake.condition
+        return _Policy(_protocol_policy(info["id"], last, condition), info["id"], "protocol", note=info["note"])
     if info["condition"] != condition:
-        return _Policy(_protocol_policy("pain_monitoring", last), "pain_monitoring", "protocol",
+        return _Policy(_protocol_policy("pain_monitoring", last, condition), "pain_monitoring", "protocol",
                        note=f"the policy {info['id']} was trained on {info['condition']} patients, not "
                             f"{condition}; the pain-monitoring model recommends instead")
     return _Policy(loaded, info["id"], "trained", manifest_sha256=info["manifest_sha256"],
@@ -436,6 +492,7 @@ class Recommendation:
     explanations: dict[str, str]
     forecast: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (layout in the README's clinic section)."""
@@ -450,7 +507,9 @@ class Recommendation:
         return {
             "adaptrx_version": __version__,
             "policy": {"id": self.policy.id, "kind": self.policy.kind, "policy_id": self.policy.policy_id,
-                       "manifest_sha256": self.policy.manifest_sha256, "note": self.policy.note},
+                       "manifest_sha256": self.policy.manifest_sha256, "note": self.policy.note,
+                       "evidence": self.policy.evidence,
+                       "evidence_text": evidence.describe(self.policy.evidence) if self.policy.evidence else None},
             "patient": {"patient_id": h.intake.patient_id, "condition": h.intake.condition,
                         "weeks_of_history": n, "next_week": n + 1,
                         "next_week_start": (h.start + dt.timedelta(days=7 * n + 1)).isoformat()},
@@ -464,39 +523,60 @@ class Recommendation:
                         "pain_during": _round_list(weeks["session_pain_mean"]),
                         "pain_next_morning": _round_list(weeks["morning_pain_mean"])},
             "fit": summary(self.fit),
+            "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
 
     def to_text(self) -> str:
-        """A plain-text report for the terminal."""
+        """A plain-text report for a physiotherapist: the prescription first (in plain units, with the change
+        from last week), the policy's proposal and the rules that changed it, the forecast, the warnings, why this
+        policy, and the model's details last."""
         d = self.to_dict()
-        p, rx, fc = d["patient"], d["prescription"], d["forecast"]
+        p, rx, fc, pol = d["patient"], d["prescription"], d["forecast"], d["policy"]
+        was = rx["last_week"]
+        volume_change = "" if rx["volume_change"] is None else f", {rx['volume_change']:+.0%}"
         lines = [
             f"adaptrx recommendation for {p['patient_id'] or 'the patient'} ({p['condition']}), week {p['next_week']} "
             f"(from {p['next_week_start']}), after {p['weeks_of_history']} week(s) of history",
-            f"policy: {d['policy']['id']} ({d['policy']['kind']})"
-            + (f", policy id {d['policy']['policy_id'][:16]}..." if d["policy"]["policy_id"] else ""),
             "",
-            f"PRESCRIPTION: {rx['sessions']} session(s), load {rx['load']:.2f} x baseline capacity "
-            f"({rx['load_change']:+.0%} vs last week), {rx['delivery']}",
-            f"safety: {d['safety']['summary']}",
+            "NEXT WEEK'S PRESCRIPTION",
+            f"  sessions:  {rx['sessions']} a week (last week {was['sessions']}, {rx['sessions_change']:+d})",
+            f"  load:      {rx['load']:.2f} x baseline capacity (last week {was['load']:.2f}, "
+            f"{rx['load_change']:+.0%})",
+            f"  volume:    sessions x load {rx['volume']:.2f} (last week {was['sessions'] * was['load']:.2f}"
+            f"{volume_change})",
+            f"  delivery:  {rx['delivery']} (last week {was['delivery']})",
+            f"  {LOAD_UNIT}",
             "",
-            f"predicted weekly pain (NRS, median [10-90 %]) for weeks {fc['weeks'][0]}-{fc['weeks'][-1]}:",
+            "PROPOSAL AND SAFETY RULES",
+            f"  the policy proposed {rx['proposed']['sessions']} session(s) at load {rx['proposed']['load']:.2f}, "
+            f"{rx['proposed']['delivery']}",
         ]
+        if d["safety"]["bound_by"]:
+            lines += [f"  changed by rule {r}: {d['safety']['explanations'][r]}" for r in d["safety"]["bound_by"]]
+        else:
+            lines.append("  no safety rule had to change it")
+        w = [0, len(fc["weeks"]) // 2, len(fc["weeks"]) - 1]
+        lines += ["", f"FORECAST: {FORECAST_MEANING}", f"  weeks {', '.join(str(fc['weeks'][i]) for i in w)} "
+                  f"(median [10-90 % band]); chance within {len(fc['weeks'])} weeks of a flare / of dropping out"]
         for name, plan in fc["plans"].items():
-            w = [0, len(fc["weeks"]) // 2, len(fc["weeks"]) - 1]
-            bands = ", ".join(f"wk {fc['weeks'][i]}: {plan['pain_median'][i]:.1f} [{plan['pain_q10'][i]:.1f}-"
-                              f"{plan['pain_q90'][i]:.1f}]" for i in w)
+            bands = ", ".join(f"{plan['pain_median'][i]:.1f} [{plan['pain_q10'][i]:.1f}-{plan['pain_q90'][i]:.1f}]"
+                              for i in w)
             lines.append(f"  {name:16s} {bands}; flare {plan['flare_probability']:.0%}, "
                          f"dropout {plan['dropout_probability']:.0%}")
-        lines += ["", "fitted patient (posterior mean [10-90 %], prior mean):"]
+        lines.append(f"  {FLARE_MEANING}")
+        lines += ["", "WARNINGS"] + ([f"  - {x}" for x in d["warnings"]] or ["  none"])
+        lines += ["", "WHY THIS POLICY", f"  {pol['id']} ({pol['kind']})"
+                  + (f", policy id {pol['policy_id']}" if pol["policy_id"] else "")]
+        if pol["evidence_text"]:
+            lines.append(f"  {pol['evidence_text']}")
+        lines += [f"  note: {note}" for note in d["notes"]]
+        lines += ["", "MODEL DETAILS (the fitted virtual patient: posterior mean [10-90 %], prior mean)"]
         for name, row in d["fit"]["parameters"].items():
             lines.append(f"  {name:20s} {row['mean']:.3g} [{row['q10']:.3g}-{row['q90']:.3g}]  "
                          f"prior {row['prior_mean']:.3g}")
         lines.append(f"  ({d['fit']['particles']} particles, {d['fit']['unique_particles']} distinct, "
-                     f"ESS {d['fit']['effective_sample_size']})")
-        for note in d["notes"]:
-            lines.append(f"note: {note}")
+                     f"effective sample size {d['fit']['effective_sample_size']})")
         return "\n".join(lines)
 
 
@@ -540,10 +620,17 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
     last_load = np.array([max(last["load"], LOAD_MIN)])
     p_load, p_sessions, p_delivery = decode_continuous(proposed, last_load)
     load, sessions, delivery = decode_continuous(allowed, last_load)
+    last_sessions = int(last["held_sessions"])
+    last_volume = last_load[0] * last_sessions
     prescription = {
         "sessions": int(sessions[0]), "load": round(float(load[0]), 3),
         "load_change": round(float(load[0] / last_load[0] - 1.0), 3),
+        "sessions_change": int(sessions[0]) - last_sessions,
+        "volume": round(float(load[0] * sessions[0]), 3),
+        "volume_change": round(float(load[0] * sessions[0] / last_volume - 1.0), 3) if last_volume > 0 else None,
         "delivery": DELIVERIES[int(delivery[0])], "supervised": bool(delivery[0] == 2),
+        "last_week": {"sessions": last_sessions, "load": round(float(last_load[0]), 3),
+                      "delivery": DELIVERIES[int(last["delivery"])]},
         "proposed": {"sessions": int(p_sessions[0]), "load": round(float(p_load[0]), 3),
                      "delivery": DELIVERIES[int(p_delivery[0])]},
     }
@@ -559,11 +646,63 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
             assert same, "the forecast's first week must be the recommendation"
         forecast["plans"][name] = _plan_summary(label, r)
     notes = [resolved.note] if resolved.note else []
-    if fit.unique_particles < 20:
-        notes.append(f"the fit descends from only {fit.unique_particles} prior draws; the intervals may be too "
-                     "narrow (try more particles)")
     if history.n_weeks + horizon > EPISODE_WEEKS:
         notes.append(f"the forecast runs past week {EPISODE_WEEKS}, the programme length the policy was trained for")
+    warnings = [*resolved.warnings, *fit_warnings(fit), *gap_warnings(history),
+                *risk_warnings(forecast["plans"]["recommended"], forecast["plans"]["hold"])]
     return Recommendation(history=history, fit=fit, policy=resolved, prescription=prescription,
                           bound_by=tuple(bound[0]), explanations=_rule_explanations(rules), forecast=forecast,
-                          notes=notes)
+                          notes=notes, warnings=warnings)
+
+
+def fit_warnings(fit: PatientFit) -> list[str]:
+    """A poor fit: the effective sample size fell below :data:`POOR_FIT_ESS` of the particles at some step (the
+    log is unusual for the condition's prior), or the particles descend from few prior draws."""
+    out = []
+    n = fit.particles.n
+    ess = np.asarray(fit.ess, dtype=float)
+    if len(ess) and ess.min() < POOR_FIT_ESS * n:
+        step = int(ess.argmin())
+        when = "at intake" if step == 0 else f"after week {step}"
+        out.append(f"poor fit: the effective sample size fell to {ess.min():.0f} of {n} particles {when} (below "
+                   f"{POOR_FIT_ESS:.0%}): this log is unusual for the {fit.history.intake.condition} prior, so the "
+                   "forecast bands are likely too narrow; check the log for entry errors")
+    if fit.unique_particles < 20:
+        out.append(f"poor fit: the posterior descends from only {fit.unique_particles} prior draws; the intervals "
+                   "may be too narrow (try more particles)")
+    return out
+
+
+def gap_warnings(history: History) -> list[str]:
+    """Weeks of the log without any session row (neither attended nor missed), named with their dates: the fit
+    reads them as weeks off."""
+    weeks = history.weeks()
+    empty = (weeks["sessions"] == 0).to_numpy()
+    out = []
+    w = 0
+    while w < len(empty):
+        if not empty[w]:
+            w += 1
+            continue
+        end = w
+        while end + 1 < len(empty) and empty[end + 1]:
+            end += 1
+        first = weeks["start"].iloc[w]
+        last = weeks["start"].iloc[end] + dt.timedelta(days=6)
+        span = f"week {w + 1}" if end == w else f"weeks {w + 1}-{end + 1}"
+        out.append(f"gap in the log: no session recorded from {first.isoformat()} to {last.isoformat()} ({span}); "
+                   "the model assumes no exercise then: if sessions took place, log them")
+        w = end + 1
+    return out
+
+
+def risk_warnings(recommended: dict[str, Any], hold: dict[str, Any]) -> list[str]:
+    """The recommendation's own forecast is worse than holding last week's prescription on flare or dropout risk
+    by more than :data:`RISK_MARGIN` (absolute)."""
+    out = []
+    for key, what in (("flare_probability", "a flare"), ("dropout_probability", "dropping out")):
+        if recommended[key] > hold[key] + RISK_MARGIN:
+            out.append(f"higher risk than holding: the forecast chance of {what} within the horizon is "
+                       f"{recommended[key]:.0%} under the recommendation vs {hold[key]:.0%} if last week's "
+                       f"prescription is held (margin {RISK_MARGIN:.0%}); consider holding")
+    return out

@@ -93,6 +93,16 @@
     $("rx-title").textContent = "Prescription for week " + pt.next_week + " (from " + pt.next_week_start + ")";
     $("rx-main").textContent = p.sessions + " session" + (p.sessions === 1 ? "" : "s") + " · load " +
       num(p.load, 2) + " × baseline capacity (" + signedPct(p.load_change) + " vs last week) · " + p.delivery;
+    const was = p.last_week || {};
+    $("rx-changes").textContent = "Last week: " + was.sessions + " session(s) at load " + num(was.load, 2) + ", " +
+      was.delivery + ". Change: sessions " + (p.sessions_change >= 0 ? "+" : "") + p.sessions_change +
+      ", load " + signedPct(p.load_change) + ", volume (sessions × load) " +
+      (p.volume_change === null || p.volume_change === undefined ? "–" : signedPct(p.volume_change)) + ".";
+    const warnings = d.warnings || [];
+    const wl = $("warnings");
+    clear(wl);
+    warnings.forEach((w) => wl.appendChild(el("li", w)));
+    $("warnings-card").hidden = warnings.length === 0;
     const prop = p.proposed || {};
     const same = prop.sessions === p.sessions && prop.load === p.load && prop.delivery === p.delivery;
     $("rx-proposed").textContent = who + (pt.condition || "") + ", after " + pt.weeks_of_history + " week(s) of history. " +
@@ -146,6 +156,7 @@
       dl.appendChild(el("dt", k));
       dl.appendChild(el("dd", v, k === "Manifest sha256" ? "hash" : undefined));
     }
+    $("evidence").textContent = pol.evidence_text ? "Why this policy: " + pol.evidence_text : "";
     const notes = $("notes");
     clear(notes);
     (d.notes || []).forEach((n) => notes.appendChild(el("li", n)));
