@@ -33,12 +33,19 @@ def _check_rules(rec: dict[str, Any], history: Any, rules: SafetyRules) -> None:
     last_load = max(float(last["load"]), 0.05)
     load, sessions = rec["prescription"]["load"], rec["prescription"]["sessions"]
     assert load <= last_load * (1 + rules.max_load_increase) + 1e-3
+    last_sessions = max(int(last["sessions"]), 1)
     painful = (last["attended"] > 0 and last["session_pain_max"] > rules.pain_threshold) or (
         last["morning_change_mean"] >= rules.morning_threshold)
+    inferred = (last["attended"] > 0 and last["session_pain_max"] >= rules.flare_pain
+                and last["morning_change_mean"] >= rules.morning_threshold)
+    factor = 1 + rules.max_load_increase
     if painful:
-        assert load <= last_load + 1e-3
-    if last["flare"]:
-        assert load <= last_load * (1 - rules.flare_regression) + 1e-3
+        assert load <= last_load + 1e-3 and sessions <= last_sessions
+        factor = 1.0
+    if last["flare"] or inferred:
+        assert load <= last_load * (1 - rules.flare_regression) + 1e-3 and sessions <= last_sessions
+        factor = 1 - rules.flare_regression
+    assert load * sessions <= last_load * last_sessions * factor + 5e-3  # the weekly volume
     assert sessions <= rules.max_sessions
     assert sessions >= rules.min_sessions or last["flare"]
 

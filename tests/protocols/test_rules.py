@@ -163,3 +163,55 @@ def test_shipped_shield_config_matches_the_defaults() -> None:
     path = resources.files("adaptrx") / "configs" / "policy" / "shield" / "default.yaml"  # as shipped
     config = OmegaConf.to_container(OmegaConf.load(str(path)))
     assert SafetyRules.from_config(config) == SafetyRules()
+
+
+def test_volume_may_not_rise_more_than_the_load_rule_allows() -> None:
+    """Sessions x load is capped like the load: doubling the sessions at the same load (volume x2) keeps last
+    week's sessions; +30 % load with 2 -> 4 sessions (volume x2.6) keeps the load and drops the extra sessions."""
+    obs = observation(load=0.5, sessions=2)
+    allowed, names = shield_one(SafetyRules(), obs, encode_continuous(1.0, 4, 0))
+    assert names == ("max_volume_increase",)
+    assert prescribed(obs, allowed) == (pytest.approx(0.5, rel=1e-5), 2)
+    allowed, names = shield_one(SafetyRules(), obs, encode_continuous(1.3, 4, 0))
+    load, sessions = prescribed(obs, allowed)
+    assert names == ("max_volume_increase",) and sessions == 2 and load == pytest.approx(0.65, rel=1e-5)
+    assert load * sessions <= 0.5 * 2 * 1.3 + 1e-6
+    # a volume within the cap passes: 2 -> 3 sessions at a 10 % lower load (x1.35 > 1.3 fails, x0.9 x 1.5 too)
+    allowed, names = shield_one(SafetyRules(), observation(load=0.5, sessions=3), encode_continuous(1.2, 3, 0))
+    assert names == ()
+    assert shield_one(SafetyRules(volume_rule=False), obs, encode_continuous(1.0, 4, 0))[1] == ()
+
+
+def test_no_progression_blocks_more_sessions_too() -> None:
+    obs = observation(load=0.5, sessions=2, session_pain_max=6.0)
+    allowed, names = shield_one(SafetyRules(), obs, encode_continuous(1.0, 4, 0))
+    assert names == ("no_progression_after_pain",)
+    assert prescribed(obs, allowed) == (pytest.approx(0.5, rel=1e-5), 2)
+
+
+@pytest.mark.parametrize(("morning_change", "flare"), [(2.0, True), (3.0, True), (1.0, False)])
+def test_a_flare_is_inferred_from_severe_pain_that_has_not_settled(morning_change: float, flare: bool) -> None:
+    """In-session pain 7 with next-morning pain still 2+ above the pre-session level is a flare though none was
+    reported: the load regresses 20 % and the sessions may not rise; with the morning settled it is only a
+    painful week (no progression)."""
+    obs = observation(load=0.5, sessions=2, session_pain_max=7.0, morning_change=morning_change)
+    allowed, names = shield_one(SafetyRules(), obs, encode_continuous(1.0, 4, 0))
+    load, sessions = prescribed(obs, allowed)
+    assert sessions == 2
+    if flare:
+        assert "regress_after_flare" in names and load == pytest.approx(0.4, rel=1e-5)
+    else:
+        assert names == ("no_progression_after_pain",) and load == pytest.approx(0.5, rel=1e-5)
+    assert not SafetyRules(flare_pain=None).flare({"flare_reported": np.zeros(1), "session_pain_max": np.full(1, 9.0),
+                                                   "morning_change": np.full(1, 4.0)})[0]
+
+
+def test_discrete_session_moves_respect_progression_and_volume() -> None:
+    move = MOVE_NAMES.index
+    obs = np.stack([observation(sessions=3, session_pain_max=8.0), observation(sessions=3),
+                    observation(sessions=4)])
+    moves = np.array([move("add_session")] * 3)
+    allowed, names = SafetyRules().constrain(obs, moves, True)
+    # painful week: no more sessions; 3 -> 4 sessions is +33 % volume (> 30 %); 4 -> 5 is +25 %
+    assert [MOVE_NAMES[m] for m in allowed] == ["hold", "hold", "add_session"]
+    assert names == [("no_progression_after_pain",), ("max_volume_increase",), ()]

@@ -101,10 +101,17 @@ def _rule_explanations(rules: SafetyRules) -> dict[str, str]:
         "max_load_increase": f"the load may rise by at most {rules.max_load_increase or 0:.0%} a week (ACSM 2009 "
                              "progression, tendon-loading practice)",
         "no_progression_after_pain": f"last week's in-session pain exceeded {rules.pain_threshold or 0:g}/10 or "
-                                     f"next-morning pain rose by {rules.morning_threshold or 0:g}+ points: no load "
-                                     "increase this week (pain-monitoring model; Thomeé 1997, Silbernagel 2007)",
-        "regress_after_flare": f"a flare was reported last week: the load drops by at least "
-                               f"{rules.flare_regression or 0:.0%}",
+                                     f"next-morning pain rose by {rules.morning_threshold or 0:g}+ points: no "
+                                     "increase of load, sessions or weekly volume this week (pain-monitoring "
+                                     "model; Thomeé 1997, Silbernagel 2007)",
+        "regress_after_flare": f"last week had a flare (reported, or inferred from in-session pain "
+                               f"{rules.flare_pain or 0:g}+/10 with next-morning pain still "
+                               f"{rules.morning_threshold or 0:g}+ points above the pre-session level): the load "
+                               f"drops by at least {rules.flare_regression or 0:.0%} and the sessions may not rise",
+        "max_volume_increase": "the weekly volume (sessions x load) may rise at most as much as the load may "
+                               f"({rules.max_load_increase or 0:.0%} a week, none after a painful week or a flare): "
+                               "extra sessions may not bring in a larger increase (ACSM 2009: progress one of "
+                               "frequency, intensity or volume at a time)",
         "min_sessions": f"at least {rules.min_sessions} session(s) a week (a week off only after a flare)",
         "max_sessions": f"at most {rules.max_sessions} sessions a week",
     }

@@ -12,17 +12,27 @@ rule                              constraint on next week's prescription
 ================================  ===========================================================================
 ``max_load_increase``             load <= last load x (1 + ``max_load_increase``) (default +30 %; ACSM 2009
                                   and tendon-loading practice progress by 2-10 % per step, 30 % is a ceiling)
-``no_progression_after_pain``     no load increase after a week with in-session pain > ``pain_threshold``
-                                  (5) or next-morning pain >= ``morning_threshold`` (2) above the pre-session
-                                  level (pain-monitoring model, Silbernagel 2007; Thomeé 1997)
-``regress_after_flare``           after a reported flare, load <= last load x (1 - ``flare_regression``)
-                                  (default 20 %) and sessions no more than last week's
+``no_progression_after_pain``     after a week with in-session pain > ``pain_threshold`` (5) or next-morning
+                                  pain >= ``morning_threshold`` (2) above the pre-session level, no increase
+                                  of the load, of the sessions or of the volume (pain-monitoring model,
+                                  Silbernagel 2007; Thomeé 1997)
+``regress_after_flare``           after a flare, load <= last load x (1 - ``flare_regression``) (default
+                                  20 %) and sessions no more than last week's. A flare is a reported one or
+                                  one inferred from the pain reports: in-session pain >= ``flare_pain`` (7,
+                                  deep in the pain-monitoring model's high-risk zone, Thomeé 1997) with
+                                  next-morning pain still >= ``morning_threshold`` above the pre-session
+                                  level (symptoms that have not settled by the next morning, Silbernagel 2007)
 ``min_sessions`` / ``max_sessions``  sessions per week within bounds (default 1-5; 0 after a flare is allowed
                                   when ``rest_after_flare``)
+``max_volume_increase``           weekly volume (sessions x load) <= last week's x the load rules' factor
+                                  (``volume_rule``): more sessions may not bring in the increase the load
+                                  rules forbid (ACSM 2009 progresses one of frequency, intensity or volume at
+                                  a time, by small steps); the sessions drop first, then the load
 ================================  ===========================================================================
 
-Rules apply in that order to the decoded prescription; load caps never raise a load, so a policy that
-already regresses is left alone. For ``ProgressionDiscrete-v0`` a move that breaks a rule is replaced by
+Rules apply in that order to the decoded prescription; caps never raise a load or add sessions, so a policy
+that already regresses is left alone. Last week's prescribed sessions (the observation's ``sessions``, at least
+1) are the base of the volume. For ``ProgressionDiscrete-v0`` a move that breaks a rule is replaced by
 the closest allowed move (``hold``, ``regress_20``, the largest allowed ``progress_*``, or ``hold`` for a
 ``rest``/``drop_session`` below the session minimum).
 """
@@ -40,7 +50,7 @@ from adaptrx.protocols.base import Policy, batch_obs, check_int, check_number, e
 
 #: Rule names, in the order they are applied.
 RULES: tuple[str, ...] = ("max_load_increase", "no_progression_after_pain", "regress_after_flare",
-                          "min_sessions", "max_sessions")
+                          "min_sessions", "max_sessions", "max_volume_increase")
 _HOLD, _REGRESS_20 = MOVE_NAMES.index("hold"), MOVE_NAMES.index("regress_20")
 _PROGRESS_MOVES = np.array([i for i in np.argsort(MOVE_LOAD_FACTOR)[::-1] if MOVE_LOAD_FACTOR[i] > 1.0])
 _PROGRESS_FACTORS = MOVE_LOAD_FACTOR[_PROGRESS_MOVES]  # largest first
@@ -54,19 +64,25 @@ class SafetyRules:
         max_load_increase: largest weekly load increase, fraction of the last load (0-0.5), or ``None``.
         pain_threshold: in-session pain (NRS) above which the load may not increase, or ``None``.
         morning_threshold: next-morning pain increase (NRS) at or above which the load may not increase.
-        flare_regression: load reduction after a reported flare (fraction, 0-0.5), or ``None``.
+        flare_regression: load reduction after a flare (fraction, 0-0.5), or ``None``.
+        flare_pain: in-session pain (NRS) at or above which, with next-morning pain ``morning_threshold``
+            above the pre-session level, a flare is inferred though none was reported; ``None``: only
+            reported flares count.
         min_sessions: fewest sessions per week (0-5), or ``None``.
         max_sessions: most sessions per week (0-5), or ``None``.
-        rest_after_flare: allow a week without sessions after a reported flare despite ``min_sessions``.
+        rest_after_flare: allow a week without sessions after a flare despite ``min_sessions``.
+        volume_rule: cap the weekly volume (sessions x load) by the load rules' factor.
     """
 
     max_load_increase: float | None = 0.30
     pain_threshold: float | None = 5.0
     morning_threshold: float | None = 2.0
     flare_regression: float | None = 0.20
+    flare_pain: float | None = 7.0
     min_sessions: int | None = 1
     max_sessions: int | None = 5
     rest_after_flare: bool = True
+    volume_rule: bool = True
 
     def __post_init__(self) -> None:
         if self.max_load_increase is not None:
@@ -77,6 +93,8 @@ class SafetyRules:
             self.morning_threshold = check_number("morning_threshold", self.morning_threshold, 0.0, 10.0)
         if self.flare_regression is not None:
             self.flare_regression = check_number("flare_regression", self.flare_regression, 0.0, 0.5)
+        if self.flare_pain is not None:
+            self.flare_pain = check_number("flare_pain", self.flare_pain, 0.0, 10.0)
         if self.min_sessions is not None:
             self.min_sessions = check_int("min_sessions", self.min_sessions, 0, 5)
         if self.max_sessions is not None:
@@ -84,8 +102,9 @@ class SafetyRules:
         if self.min_sessions is not None and self.max_sessions is not None and self.min_sessions > self.max_sessions:
             raise ValueError(f"min_sessions: must not exceed max_sessions ({self.max_sessions}), "
                              f"got {self.min_sessions}")
-        if not isinstance(self.rest_after_flare, bool):
-            raise ValueError(f"rest_after_flare: must be true or false, got {self.rest_after_flare!r}")
+        for name in ("rest_after_flare", "volume_rule"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SafetyRules:
@@ -100,11 +119,20 @@ class SafetyRules:
         return asdict(self)
 
     # ----------------------------------------------------------------- checks
+    def flare(self, u: dict[str, np.ndarray]) -> np.ndarray:
+        """Whether last week had a flare, reported or inferred (``flare_pain``; see the module docstring), from
+        the observation in clinical units (:func:`~adaptrx.envs.features.to_units`)."""
+        flare = u["flare_reported"] > 0.5
+        if self.flare_pain is not None and self.morning_threshold is not None:  # 1e-6: the features' rounding
+            unsettled = u["morning_change"] >= self.morning_threshold - 1e-6
+            flare = flare | ((u["session_pain_max"] >= self.flare_pain - 1e-6) & unsettled)
+        return flare
+
     def _limits(self, u: dict[str, np.ndarray]) -> tuple[list[tuple[str, np.ndarray]], np.ndarray]:
         """Per rule, the largest allowed load factor (x last load; inf where the rule is silent), and
-        whether a flare was reported."""
+        whether last week had a flare (reported or inferred)."""
         n = len(u["load"])
-        flare = u["flare_reported"] > 0.5
+        flare = self.flare(u)
         caps: list[tuple[str, np.ndarray]] = []
         if self.max_load_increase is not None:
             caps.append(("max_load_increase", np.full(n, 1.0 + self.max_load_increase)))
@@ -149,15 +177,27 @@ class SafetyRules:
                 factor = MOVE_LOAD_FACTOR[out]
             # the plan of planned sessions is not observed: last week's prescribed sessions stand in for it
             rest, delta = MOVE_REST[out], MOVE_SESSIONS_DELTA[out]
+            last_sessions = np.rint(u["sessions"])  # whole sessions (the scaled feature carries rounding error)
             if self.min_sessions is not None:
                 few = (rest & ~(flare & self.rest_after_flare)) | (
-                    (delta < 0) & (u["sessions"] + delta < self.min_sessions))
+                    (delta < 0) & (last_sessions + delta < self.min_sessions))
                 fired[RULES.index("min_sessions")] = few
                 out[few] = _HOLD
             if self.max_sessions is not None:
-                many = (delta > 0) & (u["sessions"] + delta > self.max_sessions)
+                many = (delta > 0) & (last_sessions + delta > self.max_sessions)
                 fired[RULES.index("max_sessions")] = many
                 out[many] = _HOLD
+            for name, cap in caps:  # a rule that forbids progression forbids adding a session
+                more = (cap <= 1.0) & (MOVE_SESSIONS_DELTA[out] > 0)
+                fired[RULES.index(name)] |= more
+                out[more] = np.where(cap[more] < 1.0, _REGRESS_20, _HOLD)
+            if self.volume_rule and caps:
+                factor = np.min(np.stack([cap for _, cap in caps]), axis=0)
+                base = np.maximum(last_sessions, 1.0)
+                grows = MOVE_LOAD_FACTOR[out] * np.maximum(base + MOVE_SESSIONS_DELTA[out], 0.0) / base
+                over = grows > factor + 1e-12
+                fired[RULES.index("max_volume_increase")] = over
+                out[over] = np.where(factor[over] < 1.0, _REGRESS_20, _HOLD)
             allowed_actions: np.ndarray = out.reshape(np.shape(actions))
         else:
             a = np.array(actions, dtype=np.float32, copy=True).reshape(-1, 3)
@@ -181,6 +221,21 @@ class SafetyRules:
                 high = sessions > self.max_sessions
                 fired[RULES.index("max_sessions")] = high
                 sessions = np.where(high, self.max_sessions, sessions)
+            last_sessions = np.rint(u["sessions"])
+            for name, cap in caps:  # a rule that forbids progression forbids more sessions too
+                more = (cap <= 1.0) & (sessions > last_sessions)
+                fired[RULES.index(name)] |= more
+                sessions = np.where(more, last_sessions, sessions)
+            if self.volume_rule and caps:
+                factor = np.min(np.stack([cap for _, cap in caps]), axis=0)
+                limit = last * np.maximum(last_sessions, 1.0) * factor  # inf where no rule caps
+                over = load * sessions > limit * (1.0 + 1e-6)
+                floor = np.where(flare & self.rest_after_flare, 0.0, float(self.min_sessions or 0))
+                fewer = np.maximum(np.floor(limit / load * (1.0 + 1e-6)), floor)
+                sessions = np.where(over, np.minimum(sessions, fewer), sessions)
+                load = np.where(over & (load * sessions > limit * (1.0 + 1e-6)),
+                                np.maximum(limit / np.maximum(sessions, 1.0), LOAD_MIN), load)
+                fired[RULES.index("max_volume_increase")] = over
             changed = fired.any(axis=0)
             a[changed, 0] = np.clip(2.0 * (load[changed] / last[changed] - 1.0), -1.0, 1.0)
             a[changed, 1] = (sessions[changed] - 2.5) / 2.5
