@@ -293,21 +293,32 @@ def _whitelisted(field: str, value: Any, allowed: Sequence[str]) -> str:
     return value
 
 
-def _activation(field: str, value: Any) -> type:
+def _activation(field: str, value: Any) -> str:
+    return _whitelisted(field, value, ACTIVATIONS)
+
+
+def _features_extractor(field: str, value: Any) -> str:
+    return _whitelisted(field, value, tuple(FEATURES_EXTRACTORS))
+
+
+def _optimizer(field: str, value: Any) -> str:
+    return _whitelisted(field, value, OPTIMIZERS)
+
+
+def _resolve_classes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments with the class names of :data:`_CLASS_ARGS` (checked against the whitelists
+    when the manifest was parsed) replaced by the torch / SB3 classes (imports torch)."""
     import torch
 
-    return getattr(torch.nn, _whitelisted(field, value, ACTIVATIONS))
-
-
-def _features_extractor(field: str, value: Any) -> type:
-    module, attribute = FEATURES_EXTRACTORS[_whitelisted(field, value, tuple(FEATURES_EXTRACTORS))]
-    return getattr(importlib.import_module(module), attribute)
-
-
-def _optimizer(field: str, value: Any) -> type:
-    import torch
-
-    return getattr(torch.optim, _whitelisted(field, value, OPTIMIZERS))
+    out = dict(kwargs)
+    if "activation_fn" in out:
+        out["activation_fn"] = getattr(torch.nn, out["activation_fn"])
+    if "optimizer_class" in out:
+        out["optimizer_class"] = getattr(torch.optim, out["optimizer_class"])
+    if "features_extractor_class" in out:
+        module, attribute = FEATURES_EXTRACTORS[out["features_extractor_class"]]
+        out["features_extractor_class"] = getattr(importlib.import_module(module), attribute)
+    return out
 
 
 def _no_kwargs(field: str, value: Any) -> dict[str, Any]:
@@ -397,7 +408,8 @@ _CLASS_ARGS: dict[str, tuple[str, ...]] = {
 
 
 def _policy_kwargs(policy_class: str, value: Any) -> dict[str, Any]:
-    """The checked constructor arguments of ``policy_class`` (classes resolved from the whitelists)."""
+    """The checked constructor arguments of ``policy_class`` (classes as their whitelisted names; torch-free:
+    :func:`_resolve_classes` turns them into classes for :func:`_build`)."""
     schema = _POLICY_SCHEMAS[policy_class]
     value = _keys("policy_kwargs", value, (), sorted(schema))
     return {key: schema[key](f"policy_kwargs.{key}", item) for key, item in value.items()}
@@ -676,7 +688,7 @@ def _build(spec: _Spec, tensors: dict[str, torch.Tensor]) -> BasePolicy:
                                      f"holds {have}")
     cls = _policy_class(spec.policy_class)
     try:
-        policy = cls(spec.observation_space, spec.action_space, lambda _: 0.0, **spec.policy_kwargs)
+        policy = cls(spec.observation_space, spec.action_space, lambda _: 0.0, **_resolve_classes(spec.policy_kwargs))
     except (TypeError, ValueError, AssertionError, RuntimeError, KeyError) as exc:
         raise _fail("policy_kwargs", f"cannot build {spec.policy_class}: {exc}") from exc
     expected = policy.state_dict()
@@ -780,6 +792,39 @@ def load_policy(path: str | Path, *, observation_space: spaces.Space | None = No
     Given ``expect_id`` (the :func:`policy_id`, or a prefix of at least 8 hex digits), a policy whose id
     differs is refused before its weights are parsed. Non-finite weights are refused.
     """
+    directory, manifest, spec, data, identity = read_policy_files(path, expect_id)
+    weights_path = directory / WEIGHTS_FILE
+    import safetensors.torch
+
+    try:
+        tensors = safetensors.torch.load(data)
+    except Exception as exc:  # safetensors raises its own SafetensorError for malformed files
+        raise ValueError(f"{weights_path}: not a valid safetensors file: {exc}") from exc
+    if len(tensors) != spec.weights_tensors:
+        raise ValueError(f"{weights_path}: {len(tensors)} tensors, the manifest says {spec.weights_tensors}")
+    import torch
+
+    for name, tensor in tensors.items():  # NaN / inf weights would only fail (or act) later, inside torch
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{weights_path}: tensor {name!r} holds non-finite values (NaN or inf)")
+    try:
+        policy = _build(spec, tensors)
+    except ValueError as exc:
+        raise ValueError(f"{directory}{os.sep}{exc}") from exc
+    loaded = ExportedPolicy(manifest, policy, spec, identity)
+    try:
+        check_spaces(loaded, observation_space, action_space, feature_names)
+    except ValueError as exc:
+        raise ValueError(f"{directory}: {exc}") from exc
+    return loaded
+
+
+def read_policy_files(path: str | Path, expect_id: str | None = None) -> tuple[Path, dict[str, Any], _Spec, bytes,
+                                                                              str]:
+    """The checks every loader shares, torch-free: ``(directory, manifest, spec, weights bytes, policy id)`` of
+    the policy directory ``path`` (or its ``manifest.json``); the errors of :func:`load_policy` (pickle-based
+    files, missing files, size limits, a malformed manifest, weights whose sha256 or size differ, an id other
+    than ``expect_id``)."""
     directory = Path(path)
     if directory.name == MANIFEST_FILE and directory.is_file():
         directory = directory.parent
@@ -808,30 +853,7 @@ def load_policy(path: str | Path, *, observation_space: spaces.Space | None = No
     identity = policy_id(manifest, data)
     if expect_id is not None:
         check_expected_id(identity, expect_id, str(directory))
-
-    import safetensors.torch
-
-    try:
-        tensors = safetensors.torch.load(data)
-    except Exception as exc:  # safetensors raises its own SafetensorError for malformed files
-        raise ValueError(f"{weights_path}: not a valid safetensors file: {exc}") from exc
-    if len(tensors) != spec.weights_tensors:
-        raise ValueError(f"{weights_path}: {len(tensors)} tensors, the manifest says {spec.weights_tensors}")
-    import torch
-
-    for name, tensor in tensors.items():  # NaN / inf weights would only fail (or act) later, inside torch
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"{weights_path}: tensor {name!r} holds non-finite values (NaN or inf)")
-    try:
-        policy = _build(spec, tensors)
-    except ValueError as exc:
-        raise ValueError(f"{directory}{os.sep}{exc}") from exc
-    loaded = ExportedPolicy(manifest, policy, spec, identity)
-    try:
-        check_spaces(loaded, observation_space, action_space, feature_names)
-    except ValueError as exc:
-        raise ValueError(f"{directory}: {exc}") from exc
-    return loaded
+    return directory, manifest, spec, data, identity
 
 
 # ------------------------------------------------------------------------------------------- export
@@ -869,7 +891,7 @@ def _policy_kwargs_to_json(policy: BasePolicy, policy_class: str) -> dict[str, A
         if key in _CLASS_ARGS:
             name = getattr(value, "__name__", None)
             allowed = _CLASS_ARGS[key]
-            if name not in allowed or value is not _POLICY_SCHEMAS[policy_class][key](field, name):
+            if name not in allowed or value is not _resolve_classes({key: name})[key]:
                 raise ValueError(f"{field}: cannot export {value!r} (allowed: {', '.join(allowed)})")
             out[key] = name
         else:

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from adaptrx.agents.export import MANIFEST_FILE, WEIGHTS_FILE, check_spaces, load_policy
+from adaptrx.agents.numpy_policy import NoNumpyImplementation, load_numpy_policy
 from adaptrx.agents.oracle import plan_for_posterior
 from adaptrx.clinic import evidence
 from adaptrx.clinic.fitting import PatientFit, belief_features, fit_patient, summary
@@ -187,10 +189,8 @@ _POLICY_CACHE: dict[tuple[str, str], Any] = {}
 
 
 def _load_policy(directory: Path) -> tuple[Any, str]:
-    """The policy of ``directory`` and its manifest's sha256, loaded once per (manifest, weights) content."""
-    from adaptrx.agents import load_policy
-    from adaptrx.agents.export import MANIFEST_FILE, WEIGHTS_FILE
-
+    """The policy of ``directory`` and its manifest's sha256, loaded once per (manifest, weights) content: in
+    numpy (:mod:`adaptrx.agents.numpy_policy`, no torch import) where it can, else through torch."""
     try:
         key = (hashlib.sha256((directory / MANIFEST_FILE).read_bytes()).hexdigest(),
                hashlib.sha256((directory / WEIGHTS_FILE).read_bytes()).hexdigest())
@@ -198,7 +198,10 @@ def _load_policy(directory: Path) -> tuple[Any, str]:
         return load_policy(directory), ""  # raises the loader's own error naming the missing file
     loaded = _POLICY_CACHE.get(key)
     if loaded is None:
-        loaded = load_policy(directory)  # verifies the weights against the manifest
+        try:  # both verify the weights against the manifest
+            loaded = load_numpy_policy(directory)
+        except NoNumpyImplementation:  # the recurrent policy
+            loaded = load_policy(directory)
         if len(_POLICY_CACHE) >= 4:
             _POLICY_CACHE.clear()
         _POLICY_CACHE[key] = loaded
@@ -241,8 +244,6 @@ def check_policy(policy: str | Path | None) -> tuple[str | Path | None, Any, dic
     env = loaded.manifest.get("env") or {}
     if env.get("discrete"):
         raise ValueError(f"policy: {directory} acts in the discrete env; the clinic needs a Progression-v0 policy")
-    from adaptrx.agents.export import check_spaces
-
     belief = reads_beliefs(loaded.feature_names)
     try:  # the observation the clinic builds is Progression-v0's (with the belief features), and it reads Box actions
         check_spaces(loaded, *env_spaces(discrete=False, belief=belief),
