@@ -106,6 +106,53 @@ def test_concurrent_requests_agree(server: str, document: dict[str, Any]) -> Non
     assert all(a == answers[0] for a in answers[1:])
 
 
+def test_entry_form_example_plan_and_template(server: str) -> None:
+    """The per-session entry form end to end: the example fills it, a row is added and removed, the clinician's
+    plan is forecast beside the others, and the CSV template downloads."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server + "/")
+            page.click("#example")
+            rows = page.locator("#entry tbody tr")
+            assert rows.count() == 6
+            page.click("#entry-add")
+            assert rows.count() == 7
+            last = rows.nth(6)
+            last.locator('input[name="date"]').fill("2026-01-20")
+            last.locator('input[name="load"]').fill("0.35")
+            last.locator('input[name="pain_during"]').fill("4")
+            rows.nth(2).locator("button.entry-remove").click()  # the missed session of the example
+            assert rows.count() == 6
+            page.select_option("#horizon", "4")
+            page.fill("#plan-sessions", "4")
+            page.fill("#plan-load", "0.4")
+            with page.expect_response(lambda r: "/api/recommend" in r.url) as answer:
+                page.click("#submit")
+            response = answer.value
+            assert response.status == 200 and response.request.headers["content-type"] == "text/csv"
+            sent = response.request.post_data or ""
+            assert sent.startswith("date,load,attended,pain_during,pain_next_morning,rpe,flare\n")
+            assert "2026-01-20,0.35,true,4,,,false" in sent and "2026-01-10" not in sent
+            assert "plan=sessions%3D4%2Cload%3D0.4" in response.url and "condition=knee_oa" in response.url
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            assert "Your plan" in page.inner_text("#forecast-table")
+            assert "Your plan (4 session(s) at load 0.40" in page.inner_text("#plan-check")
+            assert "baseline capacity" in page.inner_text("#rx-main")
+            template = page.request.get(server + "/static/template.csv")
+            assert template.status == 200 and "date,load,attended" in template.text()
+            assert page.get_attribute("#template", "download") == "adaptrx-sessions-template.csv"
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
 def test_page_recommends_and_shows_the_plot(server: str, document: dict[str, Any], tmp_path: Path) -> None:
     _require_browser()
     from playwright.sync_api import sync_playwright

@@ -94,3 +94,13 @@ def test_binary_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 10)
     done = _run("recommend", "--history", str(path))
     assert done.returncode == 2 and "history:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_plan_option(history_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", "--history", str(history_file), "--plan", "sessions=4,load=0.3", "--format", "json",
+                 *FAST]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["forecast"]["clinician_plan"]["requested"]["sessions"] == 4 and "clinician" in rec["forecast"]["plans"]
+    assert main(["recommend", "--history", str(history_file), "--plan", "sessions=9", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--plan: plan.sessions" in err and "Traceback" not in err

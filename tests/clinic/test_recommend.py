@@ -261,3 +261,32 @@ def test_belief_planner_recommends_from_the_fitted_posterior() -> None:
     assert 0 <= rec["prescription"]["sessions"] <= 5
     again = recommend(history, policy="belief_planner", n_particles=1000, horizon=6).to_dict()
     assert again["prescription"] == rec["prescription"]
+
+
+def test_the_clinicians_plan_is_forecast_on_the_same_particles_behind_the_same_rules(
+        document: dict[str, Any]) -> None:
+    history = parse_history(document)
+    base = recommend(history, **FAST).to_dict()
+    rec = recommend(history, plan="sessions=5,load=1.2,delivery=home", **FAST).to_dict()
+    # the other plans are unchanged (same particles, same noise)
+    for name in ("recommended", "hold", "pain_monitoring"):
+        assert rec["forecast"]["plans"][name] == base["forecast"]["plans"][name]
+    own = rec["forecast"]["clinician_plan"]
+    assert own["requested"] == {"sessions": 5, "load": 1.2, "delivery": "home"}
+    assert "max_load_increase" in own["breaks"] and not own["reachable_in_one_week"]
+    last = rec["prescription"]["last_week"]
+    assert own["first_week"]["load"] <= last["load"] * 1.3 + 1e-3
+    assert own["first_week"]["load"] * own["first_week"]["sessions"] <= last["load"] * last["sessions"] * 1.3 + 5e-3
+    assert set(own["breaks"]) <= set(rec["safety"]["explanations"])
+    assert "clinician" in rec["forecast"]["plans"]
+    # a plan that keeps last week's prescription breaks nothing and is forecast like holding
+    held = recommend(history, plan={"sessions": last["sessions"], "load": last["load"]}, **FAST).to_dict()
+    assert held["forecast"]["clinician_plan"]["breaks"] == []
+
+
+@pytest.mark.parametrize(("plan", "field"), [("sessions=9", "plan.sessions"), ("load=3", "plan.load"),
+                                             ("delivery=gym", "plan.delivery"), ("speed=2", "plan.speed"),
+                                             ("sessions", "plan")])
+def test_a_bad_plan_names_its_field(document: dict[str, Any], plan: str, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{field}[.:]?"):
+        recommend(parse_history(document), plan=plan, **FAST)

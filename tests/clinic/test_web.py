@@ -332,3 +332,12 @@ def test_forecast_figure_handles_gaps_and_leaves_pyplot_alone(client: TestClient
     assert prescription_title(rec) in top.get_title()
     assert figure_png(rec).startswith(b"\x89PNG") and figure_png({}).startswith(b"\x89PNG")
     assert "matplotlib.pyplot" not in sys.modules or sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+def test_plan_query_parameter(client: TestClient, document: dict[str, Any]) -> None:
+    r = _post_json(client, document, plot="false", plan="sessions=4,load=0.3,delivery=supervised")
+    assert r.status_code == 200, r.text
+    own = r.json()["forecast"]["clinician_plan"]
+    assert own["requested"] == {"sessions": 4, "load": 0.3, "delivery": "supervised"}
+    bad = _post_json(client, document, plot="false", plan="load=7")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "plan.load"

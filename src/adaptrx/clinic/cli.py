@@ -1,6 +1,7 @@
 """``adaptrx``: the clinician's command line.
 
-``adaptrx recommend --history FILE [--policy DIR|PROTOCOL] [--format json|text]`` prints next week's
+``adaptrx recommend --history FILE [--policy DIR|PROTOCOL] [--plan sessions=3,load=0.45,delivery=home]
+[--format json|text]`` prints next week's
 prescription for the patient of a history file (:mod:`adaptrx.clinic.history`), with the forecast and the
 safety rules that bound it; ``adaptrx serve`` runs the local web page and JSON API
 (:mod:`adaptrx.clinic.web`, on 127.0.0.1 by default).
@@ -43,11 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--history", required=True, metavar="FILE", help="history file (.json or .csv, at most 1 MB)")
     rec.add_argument("--policy", metavar="DIR", default=None,
                      help="policy directory (safetensors + manifest.json) or a clinical protocol name "
-                          "(default: agents/dagger-knee_oa-v0, else pain_monitoring)")
+                          "(default: per condition, the best-evidenced policy of the shipped trials)")
     rec.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     rec.add_argument("--horizon", type=int, default=12, metavar="WEEKS", help="weeks to forecast, 4-12 (default 12)")
     rec.add_argument("--particles", type=int, default=4000, metavar="N", help="particles of the fit (default 4000)")
     rec.add_argument("--seed", type=int, default=0, help="seed of the fit and forecast (default 0)")
+    rec.add_argument("--plan", metavar="PLAN", default=None,
+                     help="your own plan to forecast beside the others, e.g. sessions=3,load=0.45,delivery=home "
+                          "(load x baseline capacity; a key left out keeps last week's); the output names any "
+                          "safety rule it breaks")
     rec.add_argument("--output", metavar="FILE", default=None, help="write the output here instead of stdout")
     group = rec.add_argument_group("intake (for a CSV without '# field: value' lines; overrides the file)")
     for option, (name, kind) in _INTAKE_OPTIONS.items():
@@ -76,12 +81,15 @@ def _recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     except HistoryError as exc:
         return _fail(parser, "recommend", [str(e) for e in exc.errors])
     try:
-        rec = recommend(history, policy=args.policy, horizon=args.horizon, n_particles=args.particles, seed=args.seed)
+        rec = recommend(history, policy=args.policy, horizon=args.horizon, n_particles=args.particles, seed=args.seed,
+                        plan=args.plan)
     except FileNotFoundError as exc:
         return _fail(parser, "recommend", [f"--policy: {exc}"])
     except ValueError as exc:
         field, _, rest = str(exc).partition(": ")
         option = {"n_particles": "--particles", "horizon": "--horizon", "seed": "--seed"}.get(field)
+        if field.startswith("plan"):
+            option, rest = "--plan", str(exc)
         return _fail(parser, "recommend", [f"{option}: {rest}" if option else f"--policy: {exc}"])
     text = json.dumps(rec.to_dict(), indent=2) if args.format == "json" else rec.to_text()
     if args.output:

@@ -85,12 +85,12 @@ def prescription_title(rec: Mapping[str, Any]) -> str:
 def forecast_figure(rec: Mapping[str, Any], width_in: float = 9.0, height_in: float = 6.0) -> Figure:
     """Past weekly pain and each plan's predicted weekly pain, from a ``Recommendation.to_dict()`` dict.
 
-    Top panel (y: pain, NRS 0-10; x: programme week): the history's weekly mean in-session pain (filled dots)
-    and next-morning pain (open squares; gaps are weeks without an attended session), a vertical "today" line
-    between the last logged week and the recommended one, then for every plan in ``rec["forecast"]["plans"]``
-    the median predicted weekly mean daily pain with its 10-90 % band (the recommended plan drawn bold, on top
-    and first among the plans in the legend). Bottom panel: prescribed load per session
-    (baseline-capacity units) in the history (bars) and each plan's median planned load.
+    Top panel (y: pain, NRS 0-10; x: programme week): left of a vertical "today" line, what was logged: the
+    weekly mean in-session pain (filled dots) and next-morning pain (open squares; gaps are weeks without an
+    attended session); right of it, labelled as a forecast of another quantity, for every plan in
+    ``rec["forecast"]["plans"]`` the median predicted weekly mean daily pain with its 10-90 % band (the
+    recommended plan drawn bold, on top and first among the plans in the legend). Bottom panel: prescribed load
+    per session (baseline-capacity units) in the history (bars) and each plan's median planned load.
 
     Args:
         rec: the recommendation as JSON data (keys ``patient``, ``prescription``, ``forecast``, ``history``,
@@ -112,9 +112,9 @@ def forecast_figure(rec: Mapping[str, Any], width_in: float = 9.0, height_in: fl
     past_load = _floats(history.get("load"), n_past)
     if n_past:
         ax.plot(past_weeks, during, color=_PAST_SESSION, marker="o", markersize=5, linewidth=1.2,
-                label="past: in-session pain")
+                label="logged: in-session pain (weekly mean of the sessions)")
         ax.plot(past_weeks, morning, color=_PAST_MORNING, marker="s", markersize=5, markerfacecolor="white",
-                linewidth=1.0, linestyle=":", label="past: next-morning pain")
+                linewidth=1.0, linestyle=":", label="logged: next-morning pain")
         ax_load.bar(past_weeks, np.nan_to_num(past_load, nan=0.0), width=0.7, color="#bdbdbd",
                     edgecolor="#969696", label="past load")
 
@@ -129,6 +129,11 @@ def forecast_figure(rec: Mapping[str, Any], width_in: float = 9.0, height_in: fl
         a.axvline(today, color=_TODAY, linewidth=1.2, linestyle="--", zorder=1)
     ax.annotate("today", xy=(today, 10.0), xytext=(-2, -4), textcoords="offset points", ha="right", va="top",
                 rotation=90, color=_TODAY, fontsize=9)
+    # two different quantities either side of today: say so on the plot itself
+    ax.annotate("logged session reports", xy=(today, 10.0), xytext=(-14, -4), textcoords="offset points",
+                ha="right", va="top", color=_PAST_SESSION, fontsize=8)
+    ax.annotate("forecast: weekly mean daily pain", xy=(today, 10.0), xytext=(6, -4), textcoords="offset points",
+                ha="left", va="top", color="#333333", fontsize=8)
 
     plans = forecast.get("plans") or {}
     order = [name for name in plans if name != "recommended"] + (["recommended"] if "recommended" in plans else [])
@@ -144,7 +149,7 @@ def forecast_figure(rec: Mapping[str, Any], width_in: float = 9.0, height_in: fl
         label = str(plan.get("label") or name.replace("_", " "))
         if main and "recommend" not in label.lower():
             label = f"{label} (recommended)"
-        label = textwrap.shorten(label, width=60, placeholder="…")
+        label = "forecast: " + textwrap.shorten(label, width=60, placeholder="…")
         ax.fill_between(weeks, q10, q90, color=style["color"], alpha=0.22 if main else 0.08, linewidth=0,
                         zorder=3 if main else 2)
         ax.plot(weeks, median, color=style["color"], linestyle=style["linestyle"], linewidth=2.6 if main else 1.4,

@@ -522,8 +522,9 @@ class Recommendation:
                         "weeks_of_history": n, "next_week": n + 1,
                         "next_week_start": (h.start + dt.timedelta(days=7 * n + 1)).isoformat()},
             "prescription": self.prescription,
-            "safety": {"bound_by": bound, "explanations": {r: self.explanations[r] for r in bound},
-                       "summary": summary_text},
+            "safety": {"bound_by": bound, "summary": summary_text, "explanations": {
+                r: self.explanations[r] for r in dict.fromkeys(
+                    bound + list((self.forecast.get("clinician_plan") or {}).get("breaks", [])))}},
             "forecast": self.forecast,
             "history": {"weeks": [int(w) + 1 for w in weeks["week"]], "load": _round_list(weeks["load"], 3),
                         "sessions": [int(s) for s in weeks["sessions"]],
@@ -564,6 +565,16 @@ class Recommendation:
             lines += [f"  changed by rule {r}: {d['safety']['explanations'][r]}" for r in d["safety"]["bound_by"]]
         else:
             lines.append("  no safety rule had to change it")
+        own = fc.get("clinician_plan")
+        if own:
+            req, first = own["requested"], own["first_week"]
+            lines += ["", "YOUR PLAN", f"  requested: {req['sessions']} session(s) at load {req['load']:.2f}, "
+                      f"{req['delivery']}; first week with the safety rules: {first['sessions']} session(s) at load "
+                      f"{first['load']:.2f}, {first['delivery']}"]
+            if not own["reachable_in_one_week"]:
+                lines.append("  the load moves at most 50 % a week: the plan reaches its load over several weeks")
+            lines += [f"  breaks rule {r}: {d['safety']['explanations'][r]}" for r in own["breaks"]] or [
+                "  it breaks no safety rule"]
         w = [0, len(fc["weeks"]) // 2, len(fc["weeks"]) - 1]
         lines += ["", f"FORECAST: {FORECAST_MEANING}", f"  weeks {', '.join(str(fc['weeks'][i]) for i in w)} "
                   f"(median [10-90 % band]); chance within {len(fc['weeks'])} weeks of a flare / of dropping out"]
@@ -588,8 +599,69 @@ class Recommendation:
         return "\n".join(lines)
 
 
+def parse_plan(plan: str | dict[str, Any] | None, last: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The clinician's own plan, ``"sessions=3,load=0.45,delivery=home"`` or a mapping with those keys:
+    ``{"sessions": 0-5, "load": 0.05-1.5 (x baseline capacity), "delivery": home|remote|supervised}``; a key left
+    out keeps last week's value (``last``: :func:`_last_prescription`). ``None``/empty: no plan. Raises
+    ``ValueError`` naming ``plan.<key>``."""
+    if plan is None or (isinstance(plan, str) and not plan.strip()):
+        return None
+    if isinstance(plan, str):
+        raw: dict[str, Any] = {}
+        for part in plan.split(","):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"plan: expected key=value pairs such as sessions=3,load=0.45,delivery=home, "
+                                 f"got {part.strip()!r}")
+            raw[key.strip()] = value.strip()
+    elif isinstance(plan, dict):
+        raw = dict(plan)
+    else:
+        raise ValueError(f"plan: expected 'sessions=3,load=0.45,delivery=home', got {type(plan).__name__}")
+    unknown = sorted(set(raw) - {"sessions", "load", "delivery"})
+    if unknown:
+        raise ValueError(f"plan.{unknown[0]}: unknown key; known: sessions, load, delivery")
+    last = last or {}
+    out: dict[str, Any] = {}
+    try:
+        sessions = float(raw.get("sessions", last.get("held_sessions", 3)))
+    except (TypeError, ValueError):
+        raise ValueError(f"plan.sessions: expected a whole number 0-5, got {raw.get('sessions')!r}") from None
+    if not sessions.is_integer() or not 0 <= sessions <= 5:
+        raise ValueError(f"plan.sessions: expected a whole number 0-5, got {raw.get('sessions')!r}")
+    out["sessions"] = int(sessions)
+    try:
+        load = float(raw.get("load", last.get("load", 0.3)))
+    except (TypeError, ValueError):
+        raise ValueError(f"plan.load: expected a number {LOAD_MIN}-{LOAD_MAX} (x baseline capacity), got "
+                         f"{raw.get('load')!r}") from None
+    if not np.isfinite(load) or not LOAD_MIN <= load <= LOAD_MAX:
+        raise ValueError(f"plan.load: expected a number {LOAD_MIN}-{LOAD_MAX} (x baseline capacity), got {load!r}")
+    out["load"] = load
+    delivery = raw.get("delivery", DELIVERIES[int(last.get("delivery", 2))])
+    if delivery not in DELIVERIES:
+        raise ValueError(f"plan.delivery: expected one of {', '.join(DELIVERIES)}, got {delivery!r}")
+    out["delivery"] = delivery
+    return out
+
+
+def _plan_check(plan: dict[str, Any], obs: np.ndarray, last_load: float, rules: SafetyRules) -> dict[str, Any]:
+    """What the safety rules make of the clinician's plan in its first week: the rules it breaks and the
+    prescription they allow."""
+    target = float(np.clip(plan["load"], 0.5 * last_load, 1.5 * last_load))  # the action's reach in one week
+    wanted = encode_prescription(np.array([target]), np.array([float(plan["sessions"])]),
+                                 np.array([float(DELIVERIES.index(plan["delivery"]))]), np.array([last_load]))
+    allowed, bound = rules.constrain(obs, np.asarray(wanted, dtype=np.float32).reshape(1, 3))
+    load, sessions, delivery = decode_continuous(allowed, np.array([last_load]))
+    return {"requested": dict(plan), "breaks": list(bound[0]),
+            "first_week": {"sessions": int(sessions[0]), "load": round(float(load[0]), 3),
+                           "delivery": DELIVERIES[int(delivery[0])]},
+            "reachable_in_one_week": bool(abs(target - plan["load"]) < 1e-9)}
+
+
 def recommend(history: History, policy: str | Path | None = None, horizon: int = 12, n_particles: int = 4000,
-              seed: int = 0, rules: SafetyRules | None = None) -> Recommendation:
+              seed: int = 0, rules: SafetyRules | None = None,
+              plan: str | dict[str, Any] | None = None) -> Recommendation:
     """Next week's prescription for the patient of ``history`` (see the module docstring).
 
     Args:
@@ -599,6 +671,9 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
         n_particles: particles of the fit (100-100000).
         seed: seed of the fit and the forecast (same inputs and seed, same output).
         rules: the safety rules (default :class:`SafetyRules` defaults); always applied.
+        plan: the clinician's own plan (:func:`parse_plan`), forecast beside the others on the same particles
+            with the same noise, behind the same rules (its target load held, reached at the pace they allow);
+            the output names any rule it breaks.
     """
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 4 <= horizon <= 12:
         raise ValueError(f"horizon: must be an integer in 4-12 weeks, got {horizon!r}")
@@ -606,6 +681,7 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
         raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
     rules = rules if rules is not None else SafetyRules()
     last = _last_prescription(history)
+    own = parse_plan(plan, last)
     resolved = _resolve(policy, history, last)
     fit = fit_patient(history, n_particles=n_particles, seed=seed)
     values = observation_values(history, fit)
@@ -646,13 +722,27 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
              "hold": (_Hold(last), "hold: last week's prescription unchanged"),
              "pain_monitoring": (_protocol_policy("pain_monitoring", last),
                                  "pain-monitoring model from the current load")}
+    plan_check = None
+    if own is not None:
+        plan_check = _plan_check(own, obs, float(last_load[0]), rules)
+        plans["clinician"] = (_OpenLoop({"target_load": own["load"], "sessions": own["sessions"],
+                                         "delivery": DELIVERIES.index(own["delivery"])}, ramp=0.5),
+                              f"your plan: {own['sessions']} session(s), load {own['load']:.2f}, {own['delivery']} "
+                              "(with the safety rules)")
     forecast: dict[str, Any] = {"weeks": list(range(history.n_weeks + 1, history.n_weeks + horizon + 1)), "plans": {}}
     for name, (plan, label) in plans.items():
         r = _rollout(base, plan, rules, horizon)
         if name == "recommended":
             same = np.allclose(r["first_load"], load[0]) and (r["first_sessions"] == sessions[0]).all()
             assert same, "the forecast's first week must be the recommendation"
+        if name == "clinician" and plan_check is not None:
+            first = plan_check["first_week"]
+            same = (np.allclose(r["first_load"], first["load"], atol=1e-3)
+                    and (r["first_sessions"] == first["sessions"]).all())
+            assert same, "the forecast's first week of the clinician's plan must be what the rules allow"
         forecast["plans"][name] = _plan_summary(label, r)
+    if plan_check is not None:
+        forecast["clinician_plan"] = plan_check
     notes = [resolved.note] if resolved.note else []
     if history.n_weeks + horizon > EPISODE_WEEKS:
         notes.append(f"the forecast runs past week {EPISODE_WEEKS}, the programme length the policy was trained for")

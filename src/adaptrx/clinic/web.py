@@ -54,7 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adaptrx import __version__
 from adaptrx.clinic.history import HISTORY_JSON_SCHEMA, INTAKE_FIELDS, MAX_BYTES, HistoryError, parse_history
 from adaptrx.clinic.plot import figure_png
-from adaptrx.clinic.recommend import check_policy, recommend
+from adaptrx.clinic.recommend import check_policy, parse_plan, recommend
 
 __all__ = ["ERROR_SCHEMA", "SECURITY_HEADERS", "create_app"]
 
@@ -78,6 +78,7 @@ _CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
 #: Forecast horizons the API accepts (weeks).
 HORIZONS = (4, 12)
 _STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+           "template.csv": "text/csv; charset=utf-8",
            "app.css": "text/css; charset=utf-8"}
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -112,6 +113,8 @@ _RECOMMENDATION_SCHEMA: dict[str, Any] = {
         "forecast": {"type": "object"},
         "history": {"type": "object"},
         "fit": {"type": "object"},
+        "warnings": {"type": "array", "items": {"type": "string"},
+                     "description": "poor fit, gaps in the log, risk above holding, no agent, weak evidence"},
         "notes": {"type": "array", "items": {"type": "string"}},
         "plot_png_base64": {"type": "string", "description": "the forecast figure, PNG, base64 (when plot=true)"},
     },
@@ -212,12 +215,13 @@ async def _read_body(request: Request, limit: int = MAX_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def _query(request: Request, fmt: str, default_horizon: int) -> tuple[dict[str, str], int, bool]:
-    """Intake fields, horizon and plot flag from the query string (each at most once, names checked)."""
+def _query(request: Request, fmt: str, default_horizon: int) -> tuple[dict[str, str], int, bool, str | None]:
+    """Intake fields, horizon, plot flag and the clinician's plan from the query string (each at most once, names
+    checked)."""
     intake: dict[str, str] = {}
-    horizon, plot = default_horizon, True
+    horizon, plot, plan = default_horizon, True, None
     seen: set[str] = set()
-    known = ("horizon", "plot", *INTAKE_FIELDS)
+    known = ("horizon", "plot", "plan", *INTAKE_FIELDS)
     for name, value in request.query_params.multi_items():
         field = f"query.{name[:40]}"
         if name in seen:
@@ -236,12 +240,18 @@ def _query(request: Request, fmt: str, default_horizon: int) -> tuple[dict[str, 
             if value.strip().lower() not in _FLAGS:
                 raise _ApiError(422, f"must be true or false, got {value[:40]!r}", "plot")
             plot = _FLAGS[value.strip().lower()]
+        elif name == "plan":
+            try:
+                parse_plan(value[:200])  # the syntax and ranges now; a key left out is filled from the history
+            except ValueError as exc:
+                raise _ApiError(422, str(exc), str(exc).split(":", 1)[0]) from None
+            plan = value[:200] if value.strip() else None
         elif value.strip() != "":
             if fmt == "json":
                 raise _ApiError(422, f"intake query parameters are for CSV histories; put {name!r} in the JSON "
                                      "document's 'patient' object", f"patient.{name}")
             intake[name] = value.strip()
-    return intake, horizon, plot
+    return intake, horizon, plot, plan
 
 
 # ---------------------------------------------------------------------------------------------------- app
@@ -305,17 +315,21 @@ def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizo
     def app_css() -> Response:
         return _page("app.css")
 
+    @app.get("/static/template.csv", include_in_schema=False)
+    def template_csv() -> Response:
+        return _page("template.csv")
+
     @app.get("/api/health", summary="Health and the configured policy")
     def health() -> dict[str, Any]:
         """``{"status": "ok", "policy": {"id", "kind", "manifest_sha256", "policy_id", "condition", "note"}}``."""
         return {"status": "ok", "policy": policy_info, "adaptrx_version": __version__,
                 "n_particles": n_particles, "horizon": default_horizon}
 
-    def compute(body: bytes, fmt: str, intake: dict[str, str], weeks: int, plot: bool) -> bytes:
+    def compute(body: bytes, fmt: str, intake: dict[str, str], weeks: int, plot: bool, plan: str | None) -> bytes:
         """Parse, recommend, draw: the JSON response body (runs in a worker thread)."""
         history = parse_history(body, fmt, intake or None)
         with busy:
-            rec = recommend(history, policy=policy_arg, horizon=weeks, n_particles=n_particles, seed=0)
+            rec = recommend(history, policy=policy_arg, horizon=weeks, n_particles=n_particles, seed=0, plan=plan)
             out = rec.to_dict()
             if plot:
                 out["plot_png_base64"] = base64.b64encode(figure_png(out)).decode("ascii")
@@ -330,6 +344,9 @@ def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizo
          "description": "weeks to forecast"},
         {"name": "plot", "in": "query", "required": False, "schema": {"type": "boolean", "default": True},
          "description": "include the forecast figure as plot_png_base64"},
+        {"name": "plan", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200},
+         "description": "your own plan, e.g. sessions=3,load=0.45,delivery=home (load x baseline capacity; a key "
+                        "left out keeps last week's): forecast beside the others, with the rules it breaks"},
         *({"name": name, "in": "query", "required": False, "schema": {"type": "string"},
            "description": f"intake field {name!r} for a CSV history (overrides its '# {name}:' line); "
                           "JSON histories carry it in 'patient'"} for name in INTAKE_FIELDS),
@@ -369,9 +386,9 @@ def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizo
         """Fit the patient of the history in the body and recommend next week's prescription."""
         try:
             fmt = _media_type(request)
-            intake, weeks, plot = _query(request, fmt, default_horizon)
+            intake, weeks, plot, plan = _query(request, fmt, default_horizon)
             body = await _read_body(request)
-            out = await run_in_threadpool(compute, body, fmt, intake, weeks, plot)
+            out = await run_in_threadpool(compute, body, fmt, intake, weeks, plot, plan)
         except ClientDisconnect:
             return _error(400, {"error": "the client disconnected", "detail": []})
         except _ApiError as exc:

@@ -5,7 +5,17 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const INTAKE = ["condition", "age", "baseline_pain"];
-  const PLAN_NAMES = { recommended: "Recommended", hold: "Hold", pain_monitoring: "Pain-monitoring model" };
+  const PLAN_NAMES = { recommended: "Recommended", hold: "Hold", pain_monitoring: "Pain-monitoring model",
+    clinician: "Your plan" };
+  const ENTRY = ["date", "load", "attended", "pain_during", "pain_next_morning", "rpe", "flare"];
+  const CHECKBOXES = ["attended", "flare"];
+  // the example history of the entry form: two weeks of a knee OA patient (intake below)
+  const EXAMPLE_INTAKE = { condition: "knee_oa", age: "61", baseline_pain: "6" };
+  const EXAMPLE_ROWS = [
+    ["2026-01-06", "0.3", true, "4", "3", "5", false], ["2026-01-08", "0.3", true, "5", "4", "6", false],
+    ["2026-01-10", "0.3", false, "", "", "", false], ["2026-01-13", "0.33", true, "4", "3", "5", false],
+    ["2026-01-15", "0.33", true, "4", "4", "6", false], ["2026-01-17", "0.33", true, "3", "3", "5", false],
+  ];
   let downloadUrl = null;
 
   function el(tag, text, cls) {
@@ -122,6 +132,19 @@
       sl.appendChild(li);
     }
 
+    const own = (d.forecast || {}).clinician_plan;
+    if (own) {
+      const req = own.requested, first = own.first_week;
+      const breaks = own.breaks.length
+        ? "it breaks " + own.breaks.map((r) => r + " (" + ((safety.explanations || {})[r] || "") + ")").join("; ")
+        : "it breaks no safety rule";
+      $("plan-check").textContent = "Your plan (" + req.sessions + " session(s) at load " + num(req.load, 2) + ", " +
+        req.delivery + "): " + breaks + ". First week with the rules: " + first.sessions + " session(s) at load " +
+        num(first.load, 2) + ", " + first.delivery + ".";
+    } else {
+      $("plan-check").textContent = "";
+    }
+
     const img = $("plot");
     if (d.plot_png_base64) {
       img.src = "data:image/png;base64," + d.plot_png_base64;
@@ -175,6 +198,74 @@
     $("result").hidden = false;
   }
 
+  // --------------------------------------------------------------------------------------- entry form
+  function addRow(values) {
+    const tr = el("tr");
+    const v = values || ["", "", true, "", "", "", false];
+    ENTRY.forEach((name, i) => {
+      const td = el("td");
+      const input = document.createElement("input");
+      input.name = name;
+      input.setAttribute("aria-label", name.replace(/_/g, " "));
+      if (CHECKBOXES.includes(name)) {
+        input.type = "checkbox";
+        input.checked = Boolean(v[i]);
+      } else {
+        input.type = name === "date" ? "date" : "number";
+        if (name !== "date") {
+          input.step = name === "load" ? "0.01" : "0.5";
+          input.min = name === "load" ? "0" : "0";
+          input.max = name === "load" ? "1.5" : "10";
+        }
+        input.value = v[i] === undefined || v[i] === null ? "" : String(v[i]);
+      }
+      td.appendChild(input);
+      tr.appendChild(td);
+    });
+    const td = el("td");
+    const remove = el("button", "Remove");
+    remove.type = "button";
+    remove.className = "entry-remove";
+    remove.addEventListener("click", () => tr.remove());
+    td.appendChild(remove);
+    tr.appendChild(td);
+    $("entry").tBodies[0].appendChild(tr);
+  }
+
+  function entryCsv() {
+    const rows = Array.from($("entry").tBodies[0].rows);
+    if (!rows.length) return null;
+    const lines = [ENTRY.join(",")];
+    for (const tr of rows) {
+      const cells = ENTRY.map((name) => {
+        const input = tr.querySelector('input[name="' + name + '"]');
+        if (CHECKBOXES.includes(name)) return input.checked ? "true" : "false";
+        return input.value.trim().replace(/[",\n\r]/g, "");
+      });
+      lines.push(cells.join(","));
+    }
+    return lines.join("\n") + "\n";
+  }
+
+  function fillExample() {
+    clear($("entry").tBodies[0]);
+    EXAMPLE_ROWS.forEach((r) => addRow(r));
+    for (const [k, v] of Object.entries(EXAMPLE_INTAKE)) $(k).value = v;
+    $("history-text").value = "";
+    $("history-file").value = "";
+  }
+
+  function planQuery() {
+    const parts = [];
+    const sessions = $("plan-sessions").value.trim();
+    const load = $("plan-load").value.trim();
+    const delivery = $("plan-delivery").value;
+    if (sessions) parts.push("sessions=" + sessions);
+    if (load) parts.push("load=" + load);
+    if (delivery) parts.push("delivery=" + delivery);
+    return parts.join(",");
+  }
+
   // ------------------------------------------------------------------------------------------- submit
   async function readHistory() {
     const file = $("history-file").files[0];
@@ -185,18 +276,21 @@
       return { body: file, fmt: fmt };
     }
     const text = $("history-text").value;
-    if (!text.trim()) return null;
-    return { body: text, fmt: /^\s*[{[]/.test(text) ? "json" : "csv" };
+    if (text.trim()) return { body: text, fmt: /^\s*[{[]/.test(text) ? "json" : "csv" };
+    const entered = entryCsv();
+    return entered ? { body: entered, fmt: "csv" } : null;
   }
 
   async function submit(event) {
     event.preventDefault();
     const history = await readHistory();
     if (!history) {
-      showErrors("No history given", [], "Choose a file or paste a history first.");
+      showErrors("No history given", [], "Choose a file, paste a history or enter the sessions first.");
       return;
     }
     const query = new URLSearchParams({ horizon: $("horizon").value });
+    const plan = planQuery();
+    if (plan) query.set("plan", plan);
     if (history.fmt === "csv") {
       for (const name of INTAKE) {
         const v = $(name).value.trim();
@@ -238,5 +332,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("history-form").addEventListener("submit", submit);
+    $("entry-add").addEventListener("click", () => addRow());
+    $("example").addEventListener("click", fillExample);
   });
 })();
