@@ -8,6 +8,7 @@ import io
 import json
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -341,3 +342,18 @@ def test_plan_query_parameter(client: TestClient, document: dict[str, Any]) -> N
     assert own["requested"] == {"sessions": 4, "load": 0.3, "delivery": "supervised"}
     bad = _post_json(client, document, plot="false", plan="load=7")
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "plan.load"
+
+
+def test_worker_processes_answer_concurrent_requests_like_the_threads(document: dict[str, Any]) -> None:
+    """With a pool of worker processes (adaptrx serve's default), concurrent requests are all answered, with the
+    same recommendation as in-process, and bad input still gets its 422 naming the field."""
+    with TestClient(create_app(**FAST)) as c:
+        expected = _post_json(c, document, plot="false").json()
+    with TestClient(create_app(workers=2, **FAST)) as c, ThreadPoolExecutor(4) as threads:
+        answers = list(threads.map(lambda _: _post_json(c, document, plot="false"), range(4)))
+        assert all(a.status_code == 200 for a in answers), [a.text[:200] for a in answers]
+        assert all(a.json() == expected for a in answers)
+        bad = _post_json(c, document, plot="false", plan="sessions=2,load=9")
+        assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "plan.load"
+    with pytest.raises(ValueError, match="workers"):
+        create_app(workers=-1)

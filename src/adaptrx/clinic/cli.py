@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--policy", metavar="DIR", default=None, help="policy directory or protocol name")
     serve.add_argument("--particles", type=int, default=4000, metavar="N", help="particles of the fit (default 4000)")
+    serve.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                       help="worker processes computing recommendations in parallel (default: one per core; 0: "
+                            "the server's threads)")
     return parser
 
 
@@ -109,10 +113,10 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not 0 < args.port < 65536:
         return _fail(parser, "serve", [f"--port: must be in 1-65535, got {args.port}"])
     try:
-        app = create_app(policy=args.policy, n_particles=args.particles)
+        app = create_app(policy=args.policy, n_particles=args.particles, workers=args.workers)
     except (ValueError, FileNotFoundError) as exc:
         field, _, rest = str(exc).partition(": ")
-        option = {"policy": "--policy", "n_particles": "--particles"}.get(field)
+        option = {"policy": "--policy", "n_particles": "--particles", "workers": "--workers"}.get(field)
         return _fail(parser, "serve", [f"{option}: {rest}" if option else f"--policy: {exc}"])
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"adaptrx serve: warning: binding {args.host} exposes the clinic API beyond this machine "

@@ -30,14 +30,18 @@ bind to 127.0.0.1 (the ``adaptrx serve`` default).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
 from importlib import resources
+from multiprocessing import get_context
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -255,20 +259,38 @@ def _query(request: Request, fmt: str, default_horizon: int) -> tuple[dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------------- app
-def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizon: int = 12) -> FastAPI:
+def _recommend_json(history: Any, policy: str | Path | None, weeks: int, n_particles: int, plot: bool,
+                    plan: str | None) -> bytes:
+    """Recommend and draw: the JSON response body (in a worker thread or a worker process of the pool)."""
+    rec = recommend(history, policy=policy, horizon=weeks, n_particles=n_particles, seed=0, plan=plan)
+    out = rec.to_dict()
+    if plot:
+        out["plot_png_base64"] = base64.b64encode(figure_png(out)).decode("ascii")
+    try:
+        return json.dumps(out, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # a bug, not bad input: answered as a 500
+        raise RuntimeError(f"the recommendation is not JSON-ready: {exc}") from exc
+
+
+def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizon: int = 12,
+               workers: int = 0) -> FastAPI:
     """The clinic web app (see the module docstring).
 
     Args:
-        policy: a shipped policy directory, a clinical protocol name, or ``None`` for
-            :func:`~adaptrx.clinic.recommend.default_policy_dir` (the pain-monitoring model if none is found).
-            Checked (loaded) here, once.
+        policy: a shipped policy directory, a clinical protocol name, or ``None`` for the per-condition default
+            (:mod:`adaptrx.clinic.evidence`). Checked (loaded) here, once.
         n_particles: particles of each patient fit (100-100000); fewer is faster and rougher.
         horizon: default forecast horizon in weeks (4-12); a request's ``horizon`` query parameter overrides it.
+        workers: worker processes that compute recommendations in parallel (0-64; ``adaptrx serve`` uses one
+            per core). ``recommend()`` is CPU-bound Python: threads share one core, processes use them all. The
+            pool starts with the first request and stops with the app; 0 computes in the server's threads.
 
     Raises:
-        ValueError: a bad policy (missing or malformed directory, non-clinical protocol), ``n_particles`` or
-            ``horizon``.
+        ValueError: a bad policy (missing or malformed directory, non-clinical protocol), ``n_particles``,
+            ``horizon`` or ``workers``.
     """
+    if isinstance(workers, bool) or not isinstance(workers, Integral) or not 0 <= workers <= 64:
+        raise ValueError(f"workers: must be an integer in 0-64, got {workers!r}")
     if isinstance(n_particles, bool) or not isinstance(n_particles, Integral) or not 100 <= n_particles <= 100_000:
         raise ValueError(f"n_particles: must be an integer in 100-100000, got {n_particles!r}")
     if isinstance(horizon, bool) or not isinstance(horizon, Integral) or not HORIZONS[0] <= horizon <= HORIZONS[1]:
@@ -277,10 +299,24 @@ def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizo
     policy_arg, policy_info = _resolve_policy(policy)
     static = _static_files()
     default_horizon = horizon
-    # recommend() is CPU-bound: at most a few at once (requests beyond wait in the threadpool).
+    # recommend() is CPU-bound: at most a few at once in threads (requests beyond wait in the threadpool)
     busy = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
+    pool: list[ProcessPoolExecutor] = []  # created by the first request when workers > 0
+    pool_lock = threading.Lock()
 
-    app = FastAPI(title="adaptrx clinic", version=__version__, docs_url=None, redoc_url=None,
+    def executor() -> ProcessPoolExecutor:
+        with pool_lock:
+            if not pool:  # spawn: a clean interpreter per worker (no forked threads or numba state)
+                pool.append(ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")))
+            return pool[0]
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for p in pool:
+            p.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="adaptrx clinic", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   openapi_url="/openapi.json",
                   description="Next week's exercise prescription for a chronic-pain patient from their session log: "
                               "a trained policy behind the safety rules, with predicted pain (NRS 0-10) and its "
@@ -325,18 +361,19 @@ def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizo
         return {"status": "ok", "policy": policy_info, "adaptrx_version": __version__,
                 "n_particles": n_particles, "horizon": default_horizon}
 
-    def compute(body: bytes, fmt: str, intake: dict[str, str], weeks: int, plot: bool, plan: str | None) -> bytes:
-        """Parse, recommend, draw: the JSON response body (runs in a worker thread)."""
-        history = parse_history(body, fmt, intake or None)
+    def compute(history: Any, weeks: int, plot: bool, plan: str | None) -> bytes:
+        """The JSON response body, in this process (a worker thread)."""
         with busy:
-            rec = recommend(history, policy=policy_arg, horizon=weeks, n_particles=n_particles, seed=0, plan=plan)
-            out = rec.to_dict()
-            if plot:
-                out["plot_png_base64"] = base64.b64encode(figure_png(out)).decode("ascii")
-        try:
-            return json.dumps(out, allow_nan=False, separators=(",", ":")).encode("utf-8")
-        except (TypeError, ValueError) as exc:  # a bug, not bad input: answered as a 500
-            raise RuntimeError(f"the recommendation is not JSON-ready: {exc}") from exc
+            return _recommend_json(history, policy_arg, weeks, n_particles, plot, plan)
+
+    async def respond(body: bytes, fmt: str, intake: dict[str, str], weeks: int, plot: bool,
+                      plan: str | None) -> bytes:
+        """Parse here (errors name field and row), compute in the pool or a thread."""
+        history = await run_in_threadpool(parse_history, body, fmt, intake or None)
+        if workers == 0:
+            return await run_in_threadpool(compute, history, weeks, plot, plan)
+        future = executor().submit(_recommend_json, history, policy_arg, weeks, n_particles, plot, plan)
+        return await asyncio.wrap_future(future)
 
     parameters: list[dict[str, Any]] = [
         {"name": "horizon", "in": "query", "required": False,
@@ -388,7 +425,7 @@ def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizo
             fmt = _media_type(request)
             intake, weeks, plot, plan = _query(request, fmt, default_horizon)
             body = await _read_body(request)
-            out = await run_in_threadpool(compute, body, fmt, intake, weeks, plot, plan)
+            out = await respond(body, fmt, intake, weeks, plot, plan)
         except ClientDisconnect:
             return _error(400, {"error": "the client disconnected", "detail": []})
         except _ApiError as exc:
