@@ -18,6 +18,7 @@ from adaptrx.experiments.clinical_metrics import METRICS
 from adaptrx.experiments.train import check_overrides
 from adaptrx.experiments.train_config import ConfigError
 from adaptrx.experiments.training import SB3Policy, train
+from adaptrx.experiments.training_callbacks import HPARAM_METRICS
 
 #: A run small enough for a test: 16 val patients, no test comparison, two evaluations.
 TINY = ["budget.n_envs=4", "budget.eval_patients=16", "budget.test_patients=0", "budget.checkpoint_freq=256",
@@ -98,6 +99,15 @@ def test_tensorboard_has_clinical_metrics_figures_hparams_and_layout(tmp_path: P
     assert {"figures/trajectories", "figures/load_response"} <= set(tags["images"])
     assert "custom_scalars" in acc.PluginTagToContent("custom_scalars") or acc.PluginTagToContent("custom_scalars")
     assert acc.PluginTagToContent("hparams")
+    # the HParams metrics are the selected (exported) checkpoint's, written once under selected/*
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(acc.PluginTagToContent("hparams")["_hparams_/experiment"])
+    assert {m.name.tag for m in experiment.experiment.metric_infos} == {f"selected/{m}" for m in HPARAM_METRICS}
+    best_step = int(acc.Scalars("selected/step")[-1].value)
+    best = next(e.value for e in acc.Scalars("clinical/return") if e.step == best_step)
+    assert [e.value for e in acc.Scalars("selected/return")] == pytest.approx([best])
+    assert best == pytest.approx(max(returns))
     # pain at week 12 of untrained-ish policies is a plausible NRS value
     assert 0.0 < acc.Scalars("clinical/pain_w12")[-1].value < 10.0
 

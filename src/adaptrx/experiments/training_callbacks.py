@@ -225,6 +225,11 @@ class ClinicalEvalCallback(BaseCallback):
         for key, value in c.algo.kwargs.items():
             if isinstance(value, int | float | str | bool):
                 hparams[f"algo.{key}"] = value
-        metric_dict = {f"clinical/{m}": float(metrics[m]) for m in HPARAM_METRICS}
+        # the HParams dashboard shows the last value of each metric's scalar tag: selected/* are written once,
+        # with the selected (exported) checkpoint's values, so the dashboard shows that policy, not the last eval
+        metric_dict = {f"selected/{m}": float(metrics[m]) for m in HPARAM_METRICS}
+        for tag, value in metric_dict.items():
+            self.logger.record(tag, value)
+        self.logger.record("selected/step", float(self.best_step))
         self.logger.record("hparams", HParam(hparams, metric_dict), exclude=_NOT_TEXT)
         self.logger.dump(self.num_timesteps)
