@@ -2,10 +2,19 @@
 
 * ``single_env``: ``step()`` throughput of ``gym.make("AdaptRx/Progression-v0")`` (one simulated week per
   step, resets included when episodes end) against ``gym.make("CartPole-v1")`` in the same process,
-  alternating rounds so both see the same machine load. Target: at least 1/3 of CartPole's steps/s.
-* ``batched``: patient-weeks per second of the batched simulator (``PatientSimulator.step_week``) and of
-  the whole vector env (``PatientVecEnv.step``: actions, simulation, observations, rewards, infos,
-  auto-resets) at 4096 patients. Target: 1,000,000 patient-weeks/s for the batched simulation.
+  alternating rounds so both see the same machine load. Target: at least 0.4 of CartPole's steps/s.
+* ``vec_env scaling``: patient-weeks per second of the raw kernel (``PatientSimulator.step_week``, fixed
+  prescriptions) and of the whole vector env (``PatientVecEnv.step``: action decoding, simulation,
+  observations, rewards, dropout tails, lazy infos, auto-resets of finished envs with new patients; fixed
+  random Box actions per env) at 1 ... 4096 patients, side by side in interleaved rounds (median of rounds), and
+  their ratio; ``figures/vec_scaling.png``. Targets at 4096: the vector env >= 1,000,000 patient-weeks/s and
+  >= 0.5 x the kernel's rate of the same run; the kernel >= 1,000,000.
+* ``vec_env step n=4096``: where a step goes (ms per step, mean of 40 steps, each component timed inside the
+  real step): the compiled env step (kernel + features + reward + cost), of which the raw kernel's week
+  (measured alongside on its own patients; the difference is labelled features + reward), the dropouts'
+  untreated tails (the ``dropout`` reward term), the resets (generators, patient draws, stream keys,
+  ``replace``, first observations) and the rest (the lazy infos' snapshot, dones, rewards); and what building
+  every info dict would add (``infos.to_dicts()``, the old eager infos; not part of a step).
 * ``ppo``: SB3 PPO training throughput (env steps per second of training iterations: rollout collection
   plus gradient updates, as ``learn`` runs them) on three vector envs of the same env, same hyperparameters
   (``configs/zoo/ppo.yml``), same seed, one torch thread:
@@ -40,12 +49,16 @@ import numpy as np
 
 import adaptrx  # noqa: F401  (registers the env ids)
 from adaptrx.agents.zoo import zoo_hyperparams
-from adaptrx.envs import PatientVecEnv
+from adaptrx.envs import PatientVecEnv, engine
+from adaptrx.envs.batch import EpisodeBatch
 from adaptrx.patient import PatientSimulator, make_cohort
 
 NAME = "envs"
-SINGLE_TARGET = 1.0 / 3.0  # of CartPole's steps/s
-BATCH_TARGET = 1_000_000.0  # patient-weeks/s at 4096 patients
+SINGLE_TARGET = 0.4  # of CartPole's steps/s (the issue: 1/3 with margin)
+BATCH_TARGET = 1_000_000.0  # patient-weeks/s at 4096 patients (kernel and vector env)
+VEC_RATIO_TARGET = 0.5  # PatientVecEnv.step / kernel rate at 4096 patients
+SCALING_SIZES = (1, 16, 64, 256, 1024, 4096)
+FIGURE = Path(__file__).resolve().parent / "figures" / "vec_scaling.png"
 PPO_TARGET = 2.0  # PatientVecEnv(16) / DummyVecEnv(16)
 PPO_ENVS = 16  # envs of PatientVecEnv and DummyVecEnv (the zoo's n_envs)
 SUBPROC_ENVS = 2  # worker processes (one env each) of SubprocVecEnv
@@ -87,33 +100,114 @@ def bench_single_env(rounds: int = 5, seconds: float = 0.5) -> dict[str, float]:
     return {"adaptrx": ours_sps, "cartpole": cart_sps, "fraction": ours_sps / cart_sps}
 
 
-def bench_batched(n: int = 4096, seconds: float = 1.0) -> dict[str, float]:
-    """Patient-weeks/s of the simulator and of the vector env at ``n`` patients."""
+def _kernel_setup(n: int) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
+    """The raw kernel's workload at ``n`` patients: a simulator, fixed prescriptions, its week-4 state."""
     rng = np.random.default_rng(2)
     sim = PatientSimulator(make_cohort("knee_oa", n, seed=0), seed=1)
-    load, sessions, delivery = rng.uniform(0.3, 0.9, n), rng.integers(0, 6, n), rng.integers(0, 3, n)
+    rx = rng.uniform(0.3, 0.9, n), rng.integers(0, 6, n), rng.integers(0, 3, n)
     for _ in range(4):
-        sim.step_week(load, sessions, delivery)
-    start = sim.get_state()
-    weeks, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(26):
-            sim.step_week(load, sessions, delivery)
-        weeks += 26
-        sim.set_state(start)
-    sim_rate = weeks * n / (time.perf_counter() - t0)
+        sim.step_week(*rx)
+    return sim, rx, sim.get_state()
 
+
+def _vec_setup(n: int) -> tuple[PatientVecEnv, np.ndarray]:
+    """The vector env's workload at ``n`` patients: seeded, reset, fixed Box actions (each env its own)."""
     vec = PatientVecEnv(n)
     vec.seed(0)
     vec.reset()
-    actions = rng.uniform(-0.3, 0.3, size=(n, 3)).astype(np.float32)
+    actions = np.random.default_rng(2).uniform(-0.3, 0.3, size=(n, 3)).astype(np.float32)
     vec.step(actions)
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        vec.step(actions)
-        steps += 1
-    vec_rate = steps * n / (time.perf_counter() - t0)
-    return {"simulator": sim_rate, "vec_env": vec_rate}
+    return vec, actions
+
+
+def bench_scaling(sizes: tuple[int, ...] = SCALING_SIZES, rounds: int = 5,
+                  seconds: float = 0.2) -> dict[int, dict[str, float]]:
+    """Patient-weeks/s of the raw kernel (``PatientSimulator.step_week``, restarted from its week-4 state every
+    26 weeks) and of ``PatientVecEnv.step`` (auto-resets included) at each size, side by side: every round
+    runs both at every size for about ``seconds`` each. Returns per size the median rates and their ratio."""
+    runs = [(n, *_kernel_setup(n), *_vec_setup(n)) for n in sizes]
+    rates: dict[int, dict[str, list[float]]] = {n: {"kernel": [], "vec": []} for n in sizes}
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for n, sim, rx, start, vec, actions in runs:
+                weeks, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds or weeks < 5:
+                    if weeks and weeks % 26 == 0:
+                        sim.set_state(start)  # untimed would be fairer; it is ~1 % of 26 weeks
+                    sim.step_week(*rx)
+                    weeks += 1
+                rates[n]["kernel"].append(weeks * n / (time.perf_counter() - t0))
+                steps, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds or steps < 5:
+                    vec.step(actions)
+                    steps += 1
+                rates[n]["vec"].append(steps * n / (time.perf_counter() - t0))
+    finally:
+        gc.enable()
+    out = {}
+    for n, r in rates.items():
+        kernel, vec = float(np.median(r["kernel"])), float(np.median(r["vec"]))
+        out[n] = {"kernel": kernel, "vec": vec, "ratio": float(np.median(np.divide(r["vec"], r["kernel"])))}
+    return out
+
+
+class _Timer:
+    """Wraps ``owner.name`` (a function) to add its wall time to ``totals[label]`` until ``restore()``."""
+
+    def __init__(self, owner: Any, name: str, totals: dict[str, float], label: str) -> None:
+        self.owner, self.name, self.original = owner, name, getattr(owner, name)
+        original = self.original
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                totals[label] += time.perf_counter() - t0
+
+        setattr(owner, name, timed)
+
+    def restore(self) -> None:
+        setattr(self.owner, self.name, self.original)
+
+
+def bench_breakdown(n: int = 4096, steps: int = 40) -> dict[str, float]:
+    """Where a ``PatientVecEnv.step`` at ``n`` patients goes, in ms per step (means over ``steps`` steps), with the
+    raw kernel's week at the same size measured in the same loop: the compiled env step (kernel + features +
+    reward + cost), the dropouts' untreated tails, the resets, the rest (the lazy infos' snapshot, dones,
+    float32 rewards), and what building every info dict would add (``infos.to_dicts()``, not part of a step)."""
+    sim, rx, start = _kernel_setup(n)
+    vec, actions = _vec_setup(n)
+    totals = {"engine": 0.0, "tails": 0.0, "resets": 0.0}
+    timers = [_Timer(engine, "step_continuous", totals, "engine"),
+              _Timer(EpisodeBatch, "untreated_tails", totals, "tails"),
+              _Timer(PatientVecEnv, "_start", totals, "resets")]
+    kernel_s = step_s = full_s = 0.0
+    resets = 0
+    gc.disable()
+    try:
+        for week in range(steps):
+            if week % 26 == 0:
+                sim.set_state(start)
+            t0 = time.perf_counter()
+            sim.step_week(*rx)
+            t1 = time.perf_counter()
+            _, _, dones, infos = vec.step(actions)
+            t2 = time.perf_counter()
+            infos.to_dicts()
+            kernel_s, step_s, full_s = kernel_s + t1 - t0, step_s + t2 - t1, full_s + time.perf_counter() - t2
+            resets += int(dones.sum())
+    finally:
+        gc.enable()
+        for timer in timers:
+            timer.restore()
+    ms = 1e3 / steps
+    return {"step": step_s * ms, "kernel": kernel_s * ms, "engine": totals["engine"] * ms,
+            "features+reward": (totals["engine"] - kernel_s) * ms, "tails": totals["tails"] * ms,
+            "resets": totals["resets"] * ms, "resets per step": resets / steps,
+            "rest": (step_s - totals["engine"] - totals["tails"] - totals["resets"]) * ms,
+            "full infos": full_s * ms}
 
 
 def _ppo_kwargs() -> dict[str, Any]:
@@ -178,9 +272,43 @@ def bench_ppo(rollouts: int = 16) -> dict[str, dict[str, float]]:
     return out
 
 
+def plot_scaling(scaling: dict[int, dict[str, float]], path: Path = FIGURE) -> Path:
+    """Save the kernel's and the vector env's patient-weeks/s against the number of patients (log-log)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    sizes = sorted(scaling)
+    fig = Figure(figsize=(6.4, 4.4), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(sizes, [scaling[n]["kernel"] for n in sizes], "o-", color="C0",
+            label="raw kernel (PatientSimulator.step_week)")
+    ax.plot(sizes, [scaling[n]["vec"] for n in sizes], "s-", color="C1",
+            label="PatientVecEnv.step (resets, infos included)")
+    ax.axhline(BATCH_TARGET, color="C3", linestyle="--", linewidth=1, label="target 1,000,000 at n=4,096")
+    for n in sizes:
+        ax.annotate(f"{scaling[n]['ratio']:.2f}", (n, scaling[n]["vec"]), textcoords="offset points",
+                    xytext=(0, -14), ha="center", color="C1", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{n:,}" for n in sizes])
+    ax.set_xlabel("patients (envs) stepped together")
+    ax.set_ylabel("patient-weeks per second")
+    ax.set_title("Vector env vs raw kernel (numbers: vec / kernel, same run)", fontsize=11)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    single = bench_single_env(rounds=3 if quick else 7, seconds=0.2 if quick else 0.5)
-    batched = bench_batched(seconds=0.3 if quick else 1.5)
+    single = bench_single_env(rounds=3 if quick else 9, seconds=0.2 if quick else 0.5)
+    scaling = bench_scaling(rounds=3 if quick else 7, seconds=0.05 if quick else 0.25)
+    parts = bench_breakdown(steps=10 if quick else 40)
     ppo = bench_ppo(rollouts=6 if quick else 24)
     ours, dummy, subproc = f"PatientVecEnv({PPO_ENVS})", f"DummyVecEnv({PPO_ENVS})", f"SubprocVecEnv({SUBPROC_ENVS})"
     speedup = ppo[ours]["learn"] / ppo[dummy]["learn"]
@@ -189,11 +317,33 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         {"benchmark": "single_env", "metric": "CartPole-v1 steps/s", "value": single["cartpole"], "unit": "steps/s"},
         {"benchmark": "single_env", "metric": "adaptrx / CartPole", "value": single["fraction"], "unit": "x",
          "target": SINGLE_TARGET, "ratio": SINGLE_TARGET / single["fraction"]},
-        {"benchmark": "batched n=4096", "metric": "simulator", "value": batched["simulator"],
-         "unit": "patient-weeks/s", "target": BATCH_TARGET, "ratio": BATCH_TARGET / batched["simulator"]},
-        {"benchmark": "batched n=4096", "metric": "PatientVecEnv.step", "value": batched["vec_env"],
-         "unit": "patient-weeks/s"},
     ]
+    big = max(scaling)
+    for n, r in scaling.items():
+        kernel = {"benchmark": "vec_env scaling", "metric": f"n={n} raw kernel", "value": r["kernel"],
+                  "unit": "patient-weeks/s"}
+        vec = {"benchmark": "vec_env scaling", "metric": f"n={n} PatientVecEnv.step", "value": r["vec"],
+               "unit": "patient-weeks/s"}
+        ratio = {"benchmark": "vec_env scaling", "metric": f"n={n} PatientVecEnv / kernel", "value": r["ratio"],
+                 "unit": "x"}
+        if n == big:
+            kernel.update(target=BATCH_TARGET, ratio=BATCH_TARGET / r["kernel"])
+            vec.update(target=BATCH_TARGET, ratio=BATCH_TARGET / r["vec"])
+            ratio.update(target=VEC_RATIO_TARGET, ratio=VEC_RATIO_TARGET / r["ratio"])
+        rows += [kernel, vec, ratio]
+    rows.append({"benchmark": "vec_env scaling", "metric": "figure",
+                 "value": plot_scaling(scaling).relative_to(Path(__file__).resolve().parents[1]).as_posix(),
+                 "unit": "png"})
+    bench = f"vec_env step n={big}"
+    labels = {"step": "whole step", "kernel": "raw kernel week (alongside, own patients)",
+              "engine": "compiled env step (kernel + features + reward + cost)",
+              "features+reward": "  of which features + reward (env step - raw kernel)",
+              "tails": "dropout tails (untreated future of this week's dropouts)",
+              "resets": f"resets ({parts['resets per step']:.0f} envs per step: generators, draws, keys, replace)",
+              "rest": "rest (lazy infos' snapshot, dones, rewards)",
+              "full infos": "building every info dict (infos.to_dicts(); not in a step)"}
+    rows += [{"benchmark": bench, "metric": label, "value": parts[key], "unit": "ms/step"}
+             for key, label in labels.items()]
     for part, benchmark in (("learn", "ppo"), ("rollout", "ppo rollouts")):
         rows += [{"benchmark": benchmark, "metric": name, "value": ppo[name][part], "unit": "steps/s"}
                  for name in (ours, dummy, subproc)]

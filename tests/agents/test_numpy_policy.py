@@ -57,7 +57,7 @@ def test_same_checks_as_the_torch_loader(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sha256"):
         load_numpy_policy(directory)
     recurrent = _export(_trained("recurrent_ppo"), tmp_path / "lstm")
-    with pytest.raises(ValueError, match="RecurrentActorCriticPolicy.*load_policy"):
+    with pytest.raises(ValueError, match=r"RecurrentActorCriticPolicy.*load_policy"):
         load_numpy_policy(recurrent)
     manifest = json.loads((recurrent / "manifest.json").read_text())
     assert manifest["algorithm"] == "recurrent_ppo"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -116,7 +117,7 @@ def finite_numbers(value: Any, path: str = "info") -> None:
         return
     if isinstance(value, int | float | np.number):
         assert math.isfinite(value), f"{path}: {value}"
-    elif isinstance(value, dict):
+    elif isinstance(value, Mapping):  # dicts, and PatientVecEnv's lazy StepInfo mappings
         for key, item in value.items():
             finite_numbers(item, f"{path}.{key}")
     elif isinstance(value, list | tuple | np.ndarray):

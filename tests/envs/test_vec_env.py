@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env.util import obs_space_info  # noqa: F401  
 import adaptrx  # noqa: F401
 from adaptrx.envs import FEATURE_NAMES, PatientVecEnv, SafetyShield, to_units
 from adaptrx.envs.features import FEATURE_INDEX
+from adaptrx.envs.vec_env import INFO_KEYS, StepInfos
 
 N_ENVS = 4
 
@@ -169,3 +170,108 @@ def test_shield_hook_in_wrapper_and_vec_env() -> None:
     assert FEATURE_INDEX["load"] < len(FEATURE_NAMES)
     with pytest.raises(ValueError, match="shield"):
         SafetyShield(gym.make("AdaptRx/Progression-v0"), object())
+
+
+@pytest.mark.parametrize("n_envs", [1, 5, 33])
+def test_every_env_replays_its_single_env_bit_for_bit(n_envs: int) -> None:
+    """One run of the batched fast path (vectorised resets, lazy infos) against ``n_envs`` single envs seeded
+    SB3-style: observations, rewards, dones, terminal observations, full infos and the patients met after
+    auto-resets are identical, over several episodes per env."""
+    weeks, n_steps = 5, 16
+    actions = _actions("continuous", n_steps, n_envs, seed=n_envs)
+    vec = PatientVecEnv(n_envs, weeks=weeks)
+    vec.seed(40)
+    obs = vec.reset()
+    singles = [gym.make("AdaptRx/Progression-v0", weeks=weeks) for _ in range(n_envs)]
+    starts = [env.reset(seed=40 + i) for i, env in enumerate(singles)]
+    for i, (o, info) in enumerate(starts):
+        np.testing.assert_array_equal(obs[i], o)
+        assert vec.reset_infos[i] == info
+    episodes = np.zeros(n_envs, dtype=int)
+    for t in range(n_steps):
+        obs, rewards, dones, infos = vec.step(actions[t])
+        for i, env in enumerate(singles):
+            o, r, terminated, truncated, info = env.step(actions[t, i])
+            assert rewards[i] == np.float32(r) and dones[i] == (terminated or truncated)
+            got = dict(infos[i])
+            if dones[i]:
+                np.testing.assert_array_equal(got.pop("terminal_observation"), o)
+                assert got.pop("TimeLimit.truncated") is truncated
+                o, start_info = env.reset()
+                assert vec.reset_infos[i] == start_info  # the next patient, drawn in the batch
+                episodes[i] += 1
+            assert got == info
+            np.testing.assert_array_equal(obs[i], o)
+    assert episodes.min() >= 2
+
+
+def test_lazy_infos_hold_the_contract_and_full_infos_equal_them() -> None:
+    n = 6
+    lazy, full = PatientVecEnv(n, weeks=3), PatientVecEnv(n, weeks=3, full_infos=True)
+    for v in (lazy, full):
+        v.seed(7)
+        v.reset()
+    action = np.full((n, 3), 0.2, dtype=np.float32)
+    kept = []
+    for _ in range(4):
+        _, _, dones, infos = lazy.step(action)
+        _, _, _, plain = full.step(action)
+        assert isinstance(infos, StepInfos) and len(infos) == n
+        assert all(type(p) is dict for p in plain)
+        for i in range(n):
+            info = infos[i]
+            assert info is infos[i]  # one mapping per env and step
+            assert ("terminal_observation" in info) == bool(dones[i]) == ("TimeLimit.truncated" in info)
+            assert info.get("episode") is None and "episode" not in info
+            assert info["week"] >= 1 and set(INFO_KEYS) <= set(info)
+            assert info.keys() == plain[i].keys()
+            assert {k: v for k, v in info.items() if k != "terminal_observation"} == {
+                k: v for k, v in plain[i].items() if k != "terminal_observation"}
+        assert infos.to_dicts()[0].keys() == plain[0].keys()
+        kept.append((infos, [dict(p) for p in plain]))
+    # infos read after later steps and resets still describe their own step
+    for infos, plain in kept:
+        for i in range(n):
+            assert infos[i]["state"] == plain[i]["state"] and infos[i]["week"] == plain[i]["week"]
+
+
+def test_lazy_info_mapping_semantics() -> None:
+    vec = PatientVecEnv(2, weeks=1)
+    vec.seed(0)
+    vec.reset()
+    _, _, dones, infos = vec.step(np.zeros((2, 3), dtype=np.float32))
+    assert dones.all()
+    info = infos[0]
+    assert info.pop("TimeLimit.truncated") is True and info.pop("TimeLimit.truncated", "gone") == "gone"
+    copy = info.copy()
+    copy["episode"] = {"r": 1.0}
+    assert "episode" not in info and copy["episode"] == {"r": 1.0}
+    assert copy["pain"] == info["pain"] and isinstance(info["rewards"], dict)
+    del info["cost"]
+    assert "cost" not in info and "cost" in copy
+    with pytest.raises(KeyError):
+        info["no such key"]
+    assert [len(x) for x in infos[:]] == [len(infos[0]), len(infos[1])]
+    assert list(infos)[1] is infos[1] and infos[-1] is infos[1]
+    with pytest.raises(IndexError):
+        infos[2]
+
+
+def test_vec_env_api_and_generator_state_round_trip() -> None:
+    vec = PatientVecEnv(3, weeks=4)
+    assert vec.get_attr("feature_names", indices=[0, 2]) == [FEATURE_NAMES] * 2
+    assert vec.env_method("get_images") == [[None] * 3] * 3
+    vec.set_attr("render_mode", None)
+    vec.seed(5)
+    vec.reset()
+    first = vec.reset_infos[1]
+    assert vec.reset_infos[1] is first and vec.reset_infos[:][1] is first
+    state = vec.get_state()
+    ref = np.random.Generator(np.random.PCG64(np.random.SeedSequence(6)))
+    ref.integers(0, 2**63)  # the first episode's seed
+    assert state["rngs"][1] == ref.bit_generator.state
+    runs = []
+    for _ in range(2):
+        vec.set_state(state)
+        runs.append([vec.step(np.full((3, 3), 0.4, dtype=np.float32))[1] for _ in range(9)])
+    np.testing.assert_array_equal(runs[0], runs[1])

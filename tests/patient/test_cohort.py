@@ -9,8 +9,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from adaptrx.patient import SPLITS, PatientSimulator, conditions, load_cohort, load_prior, make_cohort, save_cohort
-from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, sample_patient
+from adaptrx.patient import (
+    SPLITS,
+    PatientSimulator,
+    conditions,
+    generators,
+    load_cohort,
+    load_prior,
+    make_cohort,
+    save_cohort,
+)
+from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, _condition_tag, draw_patients, sample_patient
 
 CONDITIONS = conditions()
 REQUIRED_COLUMNS = (
@@ -115,6 +124,55 @@ def test_env_reset_sampler_is_row_zero_bit_for_bit(split: str) -> None:
             assert list(row) == list(expected)
             for name, value in expected.items():
                 assert row[name] == value and type(row[name]) in (str, float), (condition, seed, name)
+
+
+@pytest.mark.parametrize("split", ["train", "ood"])
+def test_vectorised_sampler_draws_the_per_seed_patients(split: str) -> None:
+    """draw_patients (the vector env's reset path) gives, for every seed, make_cohort(condition, 1, seed)'s row."""
+    seeds = np.concatenate([np.array([0, 1, 2**32 - 1, 2**32, 2**63 - 1], dtype=np.uint64),
+                            np.random.default_rng(3).integers(0, 2**63, 35, dtype=np.uint64)])
+    for condition in CONDITIONS:
+        draws = draw_patients(condition, seeds, split)
+        columns = draws.columns()
+        for j, seed in enumerate(seeds.tolist()):
+            expected = make_cohort(condition, 1, seed, split).iloc[0].to_dict()
+            row = draws.row(j)
+            assert list(row) == list(expected) == list(columns)
+            assert row == expected and row == sample_patient(condition, seed, split), (condition, seed)
+            assert {name: values[j] for name, values in columns.items()} == expected
+    with pytest.raises(ValueError, match="seeds"):
+        draw_patients("knee_oa", np.array([-1]))
+    with pytest.raises(ValueError, match="seed"):
+        sample_patient("knee_oa", 2**64)
+
+
+def test_compiled_generators_equal_numpy() -> None:
+    """SeedSequence -> PCG64 states, Generator.integers(0, 2**63), standard_normal and random, bit for bit, on
+    thousands of seeds (enough normals to take the ziggurat's rejection and tail branches)."""
+    rng = np.random.default_rng(11)
+    seeds = np.concatenate([np.array([0, 1, 2**32 - 1, 2**32, 2**64 - 1], dtype=np.uint64),
+                            rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64)])
+    states = generators.pcg64_states(*generators.entropy_words(seeds))
+    for j in range(0, len(seeds), 37):
+        ref = np.random.PCG64(np.random.SeedSequence(int(seeds[j])))
+        assert generators.state_dict(states[j]) == ref.state
+        assert np.array_equal(generators.generator_state(ref.state), states[j])
+    first = generators.next_episode_seeds(states, np.arange(len(seeds)))
+    second = generators.next_episode_seeds(states, np.arange(len(seeds)))
+    for j in range(0, len(seeds), 37):
+        gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seeds[j]))))
+        assert (gen.integers(0, 2**63), gen.integers(0, 2**63)) == (first[j], second[j])
+    tag = _condition_tag("knee_oa")
+    normals, uniforms = generators.patient_draws(first, 2, tag, 19, 3)
+    for j in range(len(first)):
+        s = int(first[j])
+        assert np.array_equal(normals[j], np.random.default_rng([s, 2, tag, 0xADA9]).standard_normal(19)), j
+        assert np.array_equal(uniforms[j], np.random.default_rng([s, 2, tag, 0xADA9, 1]).random(3)), j
+    assert np.abs(normals).max() > generators._NOR_R  # the tail branch was taken and matched
+    words, lengths = generators.random_entropy(4)
+    assert words.shape == (4, 4) and len(np.unique(generators.pcg64_states(words, lengths)[:, 1])) == 4
+    with pytest.raises(ValueError, match="seed"):
+        generators.entropy_words([-1])
 
 
 def test_ood_is_older_more_sensitized_more_fearful() -> None:

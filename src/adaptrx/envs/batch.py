@@ -10,13 +10,20 @@ Patient sampling: an episode's patient and noise are fixed by one integer drawn 
 ``np_random`` (its *episode seed*): the patient is ``sample_patient(condition, episode_seed, split)`` (row 0
 of ``sample_patients(condition, 1, episode_seed, split)``) and its noise key is
 ``stream_keys([patient_id], episode_seed)``. ``reset(seed=s)`` therefore fixes the patient and every random
-draw of the episode; a given cohort row can be replayed with ``options={"patient": row}``.
+draw of the episode; a given cohort row can be replayed with ``options={"patient": row}``. The vector env
+draws the patients of many episode seeds at once (:meth:`EpisodeBatch.reset_drawn`,
+:func:`~adaptrx.patient.cohort.draw_patients`: the same patients), and their cohort rows (``patients``) are
+built only when read (:class:`PatientRows`).
+
+Infos: :func:`info_dicts` builds the ``info`` dicts of ``DESIGN.md`` section 3 from a step's work block, the
+latent state and the weeks done; the single env builds its one dict every step, the vector env only for the
+envs and keys that are read (:mod:`adaptrx.envs.vec_env`).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -28,12 +35,11 @@ from adaptrx.envs.belief import BELIEF_FEATURES, INTAKE_RECORDS, BeliefFilter
 from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW, FeatureBuffer
 from adaptrx.envs.reward import COMPONENTS, RewardWeights, dropout_cost
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
-from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, conditions, sample_patient
+from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, PatientDraws, conditions, sample_patient
+from adaptrx.patient.generators import EPISODE_SEED_HIGH as EPISODE_SEED_HIGH
 from adaptrx.patient.kernel import Out, St
 from adaptrx.patient.simulator import PARAM_COLUMNS, SIMULATOR_ERRORS, WeekResult, stream_keys, week_result
 
-#: Largest episode seed (exclusive) drawn from an env's generator.
-EPISODE_SEED_HIGH = 2**63
 _STATE_NAMES = tuple(m.name for m in St)
 # rows of the work block an info dict reads, in the order infos() unpacks them
 _INFO_ROWS = np.array(
@@ -233,6 +239,94 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {name: [r[name] for r in rows] for name in rows[0]}
 
 
+def episode_keys(patient_ids: Iterable[str], episode_seeds: Iterable[int]) -> np.ndarray:
+    """Noise-stream key of each patient for its own episode seed: ``stream_keys([id], seed)``, ``uint64``."""
+    return np.array([stream_keys((pid,), seed)[0] for pid, seed in zip(patient_ids, episode_seeds, strict=True)],
+                    dtype=np.uint64)
+
+
+class PatientRows(Sequence[dict[str, Any]]):
+    """The cohort row (column -> scalar, as :func:`~adaptrx.patient.cohort.sample_patient` gives) of each
+    patient of a batch. Rows of patients drawn by :meth:`EpisodeBatch.reset_drawn` are built from their
+    :class:`~adaptrx.patient.cohort.PatientDraws` on first read (then kept), so a reset of many patients
+    builds no dicts."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._rows: list[dict[str, Any]] = list(rows)
+        self._draws = np.full(len(self._rows), None, dtype=object)  # PatientDraws of rows not built yet
+        self._pos = np.zeros(len(self._rows), dtype=np.int64)  # their row in it
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self._rows)))]
+        draws = self._draws[i]
+        if draws is not None:
+            self._rows[i] = draws.row(int(self._pos[i]))
+            self._draws[i] = None
+        return self._rows[i]
+
+    def set_rows(self, index: np.ndarray, rows: list[dict[str, Any]]) -> None:
+        """Patients ``index`` get the given rows."""
+        for j, i in enumerate(np.asarray(index).tolist()):
+            self._rows[i] = rows[j]
+        self._draws[index] = None
+
+    def set_drawn(self, index: np.ndarray, draws: PatientDraws) -> None:
+        """Patient ``index[j]`` is row ``j`` of ``draws`` (built when read)."""
+        holder = np.empty((), dtype=object)
+        holder[()] = draws
+        self._draws[index] = holder
+        self._pos[index] = np.arange(len(index))
+
+
+def info_dicts(work: np.ndarray, latent: np.ndarray, weeks: np.ndarray, tails: Mapping[int, list[float]],
+               indices: Sequence[int]) -> list[dict[str, Any]]:
+    """The ``info`` dicts (``DESIGN.md`` section 3) of patients ``indices`` after a step.
+
+    Args:
+        work: the step's work block ``(engine.N_WORK, n)`` (prescription, simulator week, record).
+        latent: the latent state after the step, ``(len(St), n)`` (rows named by :class:`St`).
+        weeks: weeks done after the step, ``(n,)``.
+        tails: patient -> weekly no-exercise pain after a dropout this week (``pain_after_dropout``).
+        indices: patients, in ``0 .. n-1``; all of them (any order) or a few (only their columns are read).
+    """
+    n = work.shape[1]
+    if n == 1:  # a single env: one list of the whole column, then plain indexing (no fancy index)
+        columns, states, done = [_INFO_GETTER(work[:, 0].tolist())], latent.T.tolist(), weeks.tolist()
+        position: Sequence[int] = indices
+    elif len(indices) == n:
+        columns = work[_INFO_ROWS].T.tolist()  # per patient: the rows of _INFO_ROWS in order
+        states, done, position = latent.T.tolist(), weeks.tolist(), indices
+    else:
+        sel = np.asarray(indices, dtype=np.int64)
+        columns = work[np.ix_(_INFO_ROWS, sel)].T.tolist()
+        states, done, position = latent[:, sel].T.tolist(), weeks[sel].tolist(), range(len(sel))
+    result = []
+    for k, i in zip(position, indices, strict=True):
+        (load, sessions, delivery, pain, function, attended, flares, dropped_out, *components,
+         cost) = columns[k]
+        info: dict[str, Any] = {
+            "pain": pain,
+            "function": function,
+            "sessions_prescribed": int(sessions),
+            "sessions_attended": int(attended),
+            "flare": flares > 0,
+            "dropped_out": dropped_out != 0.0,
+            "rewards": dict(zip(COMPONENTS, components, strict=False)),
+            "cost": cost,
+            "state": dict(zip(_STATE_NAMES, states[k], strict=False)),
+            "week": int(done[k]),
+            "prescription": {"load": load, "sessions": int(sessions), "delivery": int(delivery)},
+        }
+        if tails and i in tails:
+            info["pain_after_dropout"] = tails[i]
+        result.append(info)
+    return result
+
+
 class EpisodeBatch:
     """``n`` patients, each in its own episode of ``config.weeks`` weeks, stepped together.
 
@@ -246,9 +340,10 @@ class EpisodeBatch:
         self.n = int(n)
         self.config = config
         self.constants = constants
-        self.patients: list[dict[str, Any]] = [patient_from_seed(config, 0)] * self.n  # placeholders until reset
+        placeholders = [patient_from_seed(config, 0)] * self.n  # until reset
+        self.patients = PatientRows(placeholders)
         self.keys = np.zeros(self.n, dtype=np.uint64)
-        self.sim = PatientSimulator(_columns(self.patients), keys=self.keys, modality=config.modality,
+        self.sim = PatientSimulator(_columns(placeholders), keys=self.keys, modality=config.modality,
                                     constants=constants)
         self.features = FeatureBuffer(self.n)
         self.E = np.zeros((engine.N_EPISODE, self.n))  # rows engine.E_*: carried prescription, week, done
@@ -288,11 +383,23 @@ class EpisodeBatch:
         Returns the first observations of those patients, shape ``(len(index), n_features)``.
         """
         index = np.asarray(index, dtype=np.int64)
-        keys = np.array([stream_keys([r["patient_id"]], int(s))[0] for r, s in zip(rows, episode_seeds, strict=True)],
-                        dtype=np.uint64)
-        self.sim.replace(index, _columns(rows), keys)
-        for j, i in enumerate(index):
-            self.patients[i] = rows[j]
+        keys = episode_keys([r["patient_id"] for r in rows], np.asarray(episode_seeds).tolist())
+        self.patients.set_rows(index, rows)
+        return self._begin(index, _columns(rows), keys)
+
+    def reset_drawn(self, index: np.ndarray, draws: PatientDraws) -> np.ndarray:
+        """Start new episodes for patients ``index``: patient ``index[j]`` is row ``j`` of ``draws`` (drawn with
+        its episode seed, :func:`~adaptrx.patient.cohort.draw_patients`), as :meth:`reset` with the rows
+        ``sample_patient(condition, seed)`` and episode seeds ``draws.seeds`` would start them, without building
+        the rows. Returns the first observations, shape ``(len(index), n_features)``."""
+        index = np.asarray(index, dtype=np.int64)
+        columns = draws.columns()
+        keys = episode_keys(columns["patient_id"].tolist(), draws.seeds.tolist())
+        self.patients.set_drawn(index, draws)
+        return self._begin(index, columns, keys)
+
+    def _begin(self, index: np.ndarray, columns: Mapping[str, Any], keys: np.ndarray) -> np.ndarray:
+        self.sim.replace(index, columns, keys)
         self.keys[index] = keys
         self.E[:, index] = self._E0
         self.features.reset(index, self.sim.intake_matrix(), self.config.initial_load)
@@ -375,37 +482,10 @@ class EpisodeBatch:
         return {int(i): pain[j, : remaining[j]].tolist() for j, i in enumerate(index)}
 
     # ---------------------------------------------------------------- infos
-    def infos(self, step: StepBatch, indices: list[int] | range) -> list[dict[str, Any]]:
-        """The ``info`` dicts of patients ``indices`` after a step (``DESIGN.md`` section 3)."""
-        work = step.work  # one (N_WORK, n) block: prescription, week output, record
-        if self.n == 1:  # a single env: one list of the whole column, then plain indexing (no fancy index)
-            columns = [_INFO_GETTER(work[:, 0].tolist())]
-        else:
-            columns = work[_INFO_ROWS].T.tolist()  # per patient: the rows of _INFO_ROWS in order
-        latent = self.sim.kernel_arrays()[1].T.tolist()
-        weeks = self.E[engine.E_WEEK].tolist()
-        tails = step.pain_after_dropout
-        result = []
-        for i in indices:
-            (load, sessions, delivery, pain, function, attended, flares, dropped_out, *components,
-             cost) = columns[i]
-            info: dict[str, Any] = {
-                "pain": pain,
-                "function": function,
-                "sessions_prescribed": int(sessions),
-                "sessions_attended": int(attended),
-                "flare": flares > 0,
-                "dropped_out": dropped_out != 0.0,
-                "rewards": dict(zip(COMPONENTS, components, strict=False)),
-                "cost": cost,
-                "state": dict(zip(_STATE_NAMES, latent[i], strict=False)),
-                "week": int(weeks[i]),
-                "prescription": {"load": load, "sessions": int(sessions), "delivery": int(delivery)},
-            }
-            if tails and i in tails:
-                info["pain_after_dropout"] = tails[i]
-            result.append(info)
-        return result
+    def infos(self, step: StepBatch, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The ``info`` dicts of patients ``indices`` after a step (``DESIGN.md`` section 3), before any reset."""
+        return info_dicts(step.work, self.sim.kernel_arrays()[1], self.E[engine.E_WEEK], step.pain_after_dropout,
+                          indices)
 
     def reset_info(self, i: int) -> dict[str, Any]:
         """The ``info`` dict of patient ``i`` after a reset: true parameters and intake records."""
@@ -449,7 +529,7 @@ class EpisodeBatch:
             self.E = episode
         except KeyError as exc:
             raise ValueError(f"state: missing key {exc.args[0]!r}") from None
-        self.patients, self.keys = patients, keys
+        self.patients, self.keys = PatientRows(patients), keys
 
     # ---------------------------------------------------------------- copies
     @classmethod
@@ -461,7 +541,7 @@ class EpisodeBatch:
         filter."""
         batch = cls.__new__(cls)
         batch.n, batch.config, batch.constants = len(patients), config, constants
-        batch.patients, batch.keys, batch.sim = patients, keys, sim
+        batch.patients, batch.keys, batch.sim = PatientRows(patients), keys, sim
         batch.features = FeatureBuffer(0)
         batch.features.values = values
         batch.E = episode

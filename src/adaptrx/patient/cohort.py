@@ -10,7 +10,6 @@ parameters, and the shift that defines the out-of-distribution (``ood``) split.
 
 from __future__ import annotations
 
-import bisect
 import copy
 import hashlib
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import yaml
 from scipy import special
 
 from adaptrx import atomic
+from adaptrx.patient import generators
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
 ADHERENCE_CLASSES: tuple[str, ...] = ("rapid_decline", "gradual_decline", "low")
@@ -182,14 +182,13 @@ class _Marginals:
 
 
 @cache
-def _categorical_tables(condition: str, split: str) -> list[tuple[str, np.ndarray, np.ndarray, list[float]]]:
-    """``(name, labels, cumulative probabilities, the same as a list)`` of each categorical parameter of a
-    split's prior."""
+def _categorical_tables(condition: str, split: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, labels, cumulative probabilities)`` of each categorical parameter of a split's prior."""
     prior = _prepared(condition, split)[0]
     tables = []
     for name, probs in prior.get("categorical", {}).items():
         cumulative = np.cumsum(list(probs.values()))
-        tables.append((name, np.asarray(list(probs), dtype=object), cumulative, cumulative.tolist()))
+        tables.append((name, np.asarray(list(probs), dtype=object), cumulative))
     return tables
 
 
@@ -242,7 +241,8 @@ def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, sp
     """Columns of :func:`make_cohort` as a dict of numpy arrays, without building a DataFrame.
 
     Same arguments, same values as :func:`make_cohort`; identity columns are arrays of ``str``
-    (``condition`` and ``split`` included). For one patient per env reset, :func:`sample_patient` is faster.
+    (``condition`` and ``split`` included). For one patient per seed (env resets): :func:`draw_patients`,
+    :func:`sample_patient`.
     """
     _check_sample_args(condition, n, seed, split)
     _, names, _, marginals = _prepared(condition, split)
@@ -252,7 +252,7 @@ def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, sp
         "condition": np.full(n, condition, dtype=object),
         "split": np.full(n, split, dtype=object),
     }
-    for j, (name, labels, cumulative, _) in enumerate(_categorical_tables(condition, split)):
+    for j, (name, labels, cumulative) in enumerate(_categorical_tables(condition, split)):
         data[name] = labels[np.searchsorted(cumulative, u_cat[:, j], side="right").clip(0, len(labels) - 1)]
     x = marginals.values(u)
     for j, name in enumerate(names):
@@ -260,23 +260,94 @@ def sample_patients(condition: str = "knee_oa", n: int = 1000, seed: int = 0, sp
     return data
 
 
+@dataclass(frozen=True)
+class PatientDraws:
+    """Patients drawn one per cohort seed (:func:`draw_patients`), held as arrays; rows are built on request.
+
+    Row ``j`` is the patient ``sample_patient(condition, seeds[j], split)`` (the single patient of
+    ``make_cohort(condition, 1, seeds[j], split)``), bit for bit.
+
+    Attributes:
+        condition, split: the prior and split the patients were drawn from.
+        seeds: the cohort seeds, ``uint64`` ``(m,)``.
+        categorical: categorical column name -> labels ``(m,)`` (object array of ``str``), prior order.
+        names: the continuous parameters, prior order.
+        values: their values ``(m, len(names))`` (units as in the prior YAML).
+    """
+
+    condition: str
+    split: str
+    seeds: np.ndarray
+    categorical: dict[str, np.ndarray]
+    names: tuple[str, ...]
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def patient_ids(self) -> np.ndarray:
+        """``{condition}-{split}-s{seed}-00000`` of every patient (object array of ``str``; one vectorised call)."""
+        prefix = f"{self.condition}-{self.split}-s"
+        return np.strings.add(np.strings.add(prefix, self.seeds.astype(np.str_)), "-00000").astype(object)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Column name -> array ``(m,)`` in :func:`make_cohort`'s order (what ``PatientSimulator`` takes)."""
+        m = len(self.seeds)
+        data: dict[str, np.ndarray] = {"patient_id": self.patient_ids(),
+                                       "condition": np.full(m, self.condition, dtype=object),
+                                       "split": np.full(m, self.split, dtype=object), **self.categorical}
+        data.update(zip(self.names, self.values.T, strict=True))
+        return data
+
+    def row(self, j: int) -> dict[str, Any]:
+        """Patient ``j`` as column -> Python scalar (``str`` identity columns, ``float`` parameters)."""
+        row: dict[str, Any] = {"patient_id": f"{self.condition}-{self.split}-s{int(self.seeds[j])}-00000",
+                               "condition": self.condition, "split": self.split}
+        for name, labels in self.categorical.items():
+            row[name] = labels[j]
+        row.update(zip(self.names, self.values[j].tolist(), strict=True))
+        return row
+
+
+def draw_patients(condition: str, seeds: np.ndarray | list[int], split: str = "train") -> PatientDraws:
+    """One patient per cohort seed, all at once: patient ``j`` is ``sample_patient(condition, seeds[j], split)``.
+
+    The env-reset path of the vector env (a few hundred new patients per step). Each patient's two seeded NumPy
+    generators are reproduced bit for bit by :mod:`adaptrx.patient.generators` in one compiled call; the
+    copula's matrix product runs row by row inside one ``matmul`` call (the vector-matrix product that
+    ``make_cohort(.., 1, ..)`` computes, so the rounding is the same), and the marginals are elementwise.
+
+    Args:
+        condition: one of :func:`conditions`.
+        seeds: cohort seeds, integers in ``[0, 2**64)``, shape ``(m,)`` (m >= 1).
+        split: ``train``, ``val``, ``test`` or ``ood``.
+    """
+    seeds = np.asarray(seeds)
+    if seeds.ndim != 1 or len(seeds) < 1 or seeds.dtype.kind not in "iu" or (seeds.dtype.kind == "i" and
+                                                                               (seeds < 0).any()):
+        raise ValueError("seeds: must be a non-empty 1-D array of integers in [0, 2**64)")
+    _check_sample_args(condition, len(seeds), 0, split)
+    seeds = seeds.astype(np.uint64)
+    _, names, chol, marginals = _prepared(condition, split)
+    tables = _categorical_tables(condition, split)
+    normals, u_cat = generators.patient_draws(seeds, SPLITS.index(split), _condition_tag(condition), len(names),
+                                              len(tables))
+    z = np.matmul(normals[:, None, :], chol.T)[:, 0]  # (1, k) @ (k, k) per row: make_cohort(n=1)'s product
+    u = np.minimum(np.maximum(special.ndtr(z), 1e-12), 1 - 1e-12)  # = np.clip (no NaN), minus its overhead
+    categorical = {name: labels[np.minimum(np.searchsorted(cumulative, u_cat[:, j], side="right"), len(labels) - 1)]
+                   for j, (name, labels, cumulative) in enumerate(tables)}
+    return PatientDraws(condition, split, seeds, categorical, tuple(names), marginals.values(u))
+
+
 def sample_patient(condition: str = "knee_oa", seed: int = 0, split: str = "train") -> dict[str, Any]:
     """Row 0 of :func:`sample_patients` ``(condition, 1, seed, split)`` as column -> Python scalar (``str``
-    identity columns, ``float`` parameters), bit for bit the same values.
+    identity columns, ``float`` parameters), bit for bit the same values. ``seed`` in ``[0, 2**64)``.
 
-    The hot path of environment resets (one new patient per episode, ~35 us): no per-column numpy arrays.
+    The hot path of single-env resets (one new patient per episode): :func:`draw_patients` of one seed.
     """
-    _check_sample_args(condition, 1, seed, split)
-    _, names, _, marginals = _prepared(condition, split)
-    u, u_cat = _uniforms(condition, 1, seed, split)
-    row: dict[str, Any] = {"patient_id": f"{condition}-{split}-s{seed}-00000", "condition": condition,
-                           "split": split}
-    for (name, labels, _, cumulative), v in zip(_categorical_tables(condition, split), u_cat[0].tolist(), strict=True):
-        # bisect on Python floats: the same index as searchsorted(side="right")
-        row[name] = labels[min(bisect.bisect_right(cumulative, v), len(labels) - 1)]
-    row.update(zip(names, marginals.values(u)[0].tolist(), strict=True))
-    return row
-
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed: must be an integer in [0, 2**64), got {seed!r}")
+    return draw_patients(condition, np.array([int(seed)], dtype=np.uint64), split).row(0)
 
 
 def make_cohort(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "train") -> pd.DataFrame:
