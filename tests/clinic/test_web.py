@@ -314,8 +314,11 @@ def test_protocol_policy(document: dict[str, Any]) -> None:
         assert c.get("/api/health").json()["policy"]["id"] == "pain_monitoring"
         r = _post_json(c, document, plot="false")
         assert r.status_code == 200, r.text
-        assert r.json()["policy"] == {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
-                                      "policy_id": None, "note": None, "evidence": None, "evidence_text": None}
+        policy = r.json()["policy"]
+        params = policy.pop("parameters")  # a protocol is identified by name, parameters and adaptrx version
+        assert policy == {"id": "pain_monitoring", "kind": "protocol", "manifest_sha256": None,
+                          "policy_id": None, "note": None, "evidence": None, "evidence_text": None}
+        assert params["sessions"] == 3 and params["hold_pain"] == 5.0 and r.json()["adaptrx_version"]
 
 
 def test_forecast_figure_handles_gaps_and_leaves_pyplot_alone(client: TestClient, document: dict[str, Any]) -> None:

@@ -483,6 +483,12 @@ def _plan_summary(label: str, r: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A protocol's parameters as JSON values (a protocol is identified by name, parameters and adaptrx
+    version, the output's ``adaptrx_version``)."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()}
+
+
 def _round_list(x: np.ndarray, digits: int = 2) -> list[float | None]:
     return [None if not np.isfinite(v) else round(float(v), digits) for v in np.asarray(x, dtype=float)]
 
@@ -517,7 +523,9 @@ class Recommendation:
             "policy": {"id": self.policy.id, "kind": self.policy.kind, "policy_id": self.policy.policy_id,
                        "manifest_sha256": self.policy.manifest_sha256, "note": self.policy.note,
                        "evidence": self.policy.evidence,
-                       "evidence_text": evidence.describe(self.policy.evidence) if self.policy.evidence else None},
+                       "evidence_text": evidence.describe(self.policy.evidence) if self.policy.evidence else None,
+                       **({"parameters": _json_params(self.policy.policy.protocol.params())}
+                          if isinstance(self.policy.policy, _MidCourse) else {})},
             "patient": {"patient_id": h.intake.patient_id, "condition": h.intake.condition,
                         "weeks_of_history": n, "next_week": n + 1,
                         "next_week_start": (h.start + dt.timedelta(days=7 * n + 1)).isoformat()},
@@ -586,7 +594,9 @@ class Recommendation:
         lines.append(f"  {FLARE_MEANING}")
         lines += ["", "WARNINGS"] + ([f"  - {x}" for x in d["warnings"]] or ["  none"])
         lines += ["", "WHY THIS POLICY", f"  {pol['id']} ({pol['kind']})"
-                  + (f", policy id {pol['policy_id']}" if pol["policy_id"] else "")]
+                  + (f", policy id {pol['policy_id']}" if pol["policy_id"] else "")
+                  + (", parameters " + ", ".join(f"{k}={v}" for k, v in pol["parameters"].items())
+                     + f", adaptrx {d['adaptrx_version']}" if "parameters" in pol else "")]
         if pol["evidence_text"]:
             lines.append(f"  {pol['evidence_text']}")
         lines += [f"  note: {note}" for note in d["notes"]]
