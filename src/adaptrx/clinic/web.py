@@ -37,9 +37,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from multiprocessing import get_context
 from numbers import Integral
@@ -259,6 +259,30 @@ def _query(request: Request, fmt: str, default_horizon: int) -> tuple[dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------------- app
+#: Thread-count variables of numpy's BLAS, OpenMP and numba: 1 in the worker processes (one per core).
+_THREAD_VARIABLES: tuple[str, ...] = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                      "NUMBA_NUM_THREADS")
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Processes started inside run single-threaded math libraries (a variable the user set is kept). With
+    one worker per core, two BLAS threads each halved the throughput under load (measured)."""
+    added = [name for name in _THREAD_VARIABLES if name not in os.environ]
+    for name in added:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _warm() -> bool:
+    """Run in each new worker process once: its imports are done by the time this returns."""
+    return True
+
+
 def _recommend_json(history: Any, policy: str | Path | None, weeks: int, n_particles: int, plot: bool,
                     plan: str | None) -> bytes:
     """Recommend and draw: the JSON response body (in a worker thread or a worker process of the pool)."""
@@ -307,7 +331,11 @@ def create_app(policy: str | Path | None = None, n_particles: int = 4000, horizo
     def executor() -> ProcessPoolExecutor:
         with pool_lock:
             if not pool:  # spawn: a clean interpreter per worker (no forked threads or numba state)
-                pool.append(ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")))
+                with _single_threaded_children():  # one core each: BLAS/OpenMP threads would oversubscribe
+                    p = ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn"))
+                    for future in [p.submit(_warm) for _ in range(int(workers))]:  # start them all now
+                        future.result()
+                pool.append(p)
             return pool[0]
 
     @asynccontextmanager
