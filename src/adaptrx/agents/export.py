@@ -570,7 +570,58 @@ def _read_limited(path: Path, limit: int) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------- the policy
-class ExportedPolicy(Policy):
+class LoadedPolicy(Policy):
+    """What every loaded policy directory offers, however it computes its actions: the manifest's identity
+    (``manifest``, ``name``, ``algorithm``, ``sha256`` of the weights, ``policy_id``, ``label``), the
+    ``feature_names`` and spaces it was trained with, and :meth:`normalize`, the training ``VecNormalize``
+    transform of raw observations. :class:`ExportedPolicy` (torch) and
+    :class:`adaptrx.agents.numpy_policy.NumpyPolicy` build on it."""
+
+    recurrent = False
+
+    def __init__(self, manifest: dict[str, Any], spec: _Spec, policy_id: str) -> None:
+        self.manifest = manifest
+        self.name: str = manifest["name"]
+        self.algorithm: str = manifest["algorithm"]
+        self.sha256: str = manifest["weights"]["sha256"]
+        self.policy_id = policy_id
+        self.label = f"{self.name}@{policy_id[:12]}"
+        self.feature_names = spec.feature_names
+        self.observation_space = spec.observation_space
+        self.action_space = spec.action_space
+        self._n_features = int(spec.observation_space.shape[0])
+        self._mean = spec.mean
+        self._scale = None if spec.var is None else np.sqrt(spec.var + spec.epsilon)
+        self._clip = spec.clip_obs
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r}, algorithm={self.algorithm!r})"
+
+    def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """``obs`` as float64 ``(n, n_features)`` and whether a single observation was given."""
+        try:
+            x = np.asarray(obs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"obs: must be a numeric array, got {type(obs).__name__}") from exc
+        d = self._n_features
+        if x.ndim not in (1, 2) or x.shape[-1] != d or x.size == 0:
+            raise ValueError(f"obs: expected shape ({d},) or (n_envs, {d}) with n_envs >= 1, got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("obs: must be finite (no NaN or inf)")
+        return np.atleast_2d(x), x.ndim == 1
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """``VecNormalize``'s observation transform, float32 of ``obs``'s shape:
+        ``clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)`` (``obs`` itself when the policy was
+        trained without normalisation)."""
+        x, single = self._batch(obs)
+        if self._mean is not None:
+            x = np.clip((x - self._mean) / self._scale, -self._clip, self._clip)
+        x = x.astype(np.float32)
+        return x[0] if single else x
+
+
+class ExportedPolicy(LoadedPolicy):
     """A policy loaded by :func:`load_policy`: the rebuilt SB3 torch module behind the raw-observation
     interface of ``DESIGN.md`` section 6.
 
@@ -596,47 +647,9 @@ class ExportedPolicy(Policy):
     """
 
     def __init__(self, manifest: dict[str, Any], policy: BasePolicy, spec: _Spec, policy_id: str) -> None:
-        self.manifest = manifest
-        self.name: str = manifest["name"]
-        self.algorithm: str = manifest["algorithm"]
-        self.sha256: str = manifest["weights"]["sha256"]
-        self.policy_id = policy_id
-        self.label = f"{self.name}@{policy_id[:12]}"
-        self.feature_names = spec.feature_names
-        self.observation_space = spec.observation_space
-        self.action_space = spec.action_space
+        super().__init__(manifest, spec, policy_id)
         self.recurrent = spec.policy_class == "RecurrentActorCriticPolicy"
         self.policy = policy
-        self._n_features = int(spec.observation_space.shape[0])
-        self._mean = spec.mean
-        self._scale = None if spec.var is None else np.sqrt(spec.var + spec.epsilon)
-        self._clip = spec.clip_obs
-
-    def __repr__(self) -> str:
-        return f"ExportedPolicy({self.label!r}, algorithm={self.algorithm!r})"
-
-    def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
-        """``obs`` as float64 ``(n, n_features)`` and whether a single observation was given."""
-        try:
-            x = np.asarray(obs, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"obs: must be a numeric array, got {type(obs).__name__}") from exc
-        d = self._n_features
-        if x.ndim not in (1, 2) or x.shape[-1] != d or x.size == 0:
-            raise ValueError(f"obs: expected shape ({d},) or (n_envs, {d}) with n_envs >= 1, got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError("obs: must be finite (no NaN or inf)")
-        return np.atleast_2d(x), x.ndim == 1
-
-    def normalize(self, obs: np.ndarray) -> np.ndarray:
-        """``VecNormalize``'s observation transform, float32 of ``obs``'s shape:
-        ``clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)`` (``obs`` itself when the policy was
-        trained without normalisation)."""
-        x, single = self._batch(obs)
-        if self._mean is not None:
-            x = np.clip((x - self._mean) / self._scale, -self._clip, self._clip)
-        x = x.astype(np.float32)
-        return x[0] if single else x
 
     def _lstm_state(self, state: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         if state is None:
@@ -724,7 +737,7 @@ def _refuse_pickle_based(directory: Path) -> None:
                              "they are never loaded (export the model with adaptrx.agents.export.export_policy)")
 
 
-def check_spaces(policy: ExportedPolicy, observation_space: spaces.Space | None = None,
+def check_spaces(policy: LoadedPolicy, observation_space: spaces.Space | None = None,
                  action_space: spaces.Space | None = None, feature_names: Sequence[str] | None = None) -> None:
     """Raise ``ValueError`` naming ``observation_space``, ``action_space`` or ``feature_names`` when ``policy``
     was exported for other spaces than the env it is about to act in (``None``: not checked).

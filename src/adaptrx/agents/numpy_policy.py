@@ -25,8 +25,7 @@ import numpy as np
 from gymnasium import spaces
 from safetensors.numpy import load as load_tensors
 
-from adaptrx.agents.export import WEIGHTS_FILE, check_spaces, read_policy_files
-from adaptrx.protocols.base import Policy
+from adaptrx.agents.export import WEIGHTS_FILE, LoadedPolicy, check_spaces, read_policy_files
 
 #: Activations of :data:`adaptrx.agents.export.ACTIVATIONS` in numpy (float32 in, float32 out).
 ACTIVATIONS = {
@@ -59,29 +58,14 @@ def _layers(tensors: dict[str, np.ndarray], prefix: str) -> list[tuple[np.ndarra
     return [(tensors[f"{prefix}.{i}.weight"], tensors[f"{prefix}.{i}.bias"]) for i in index]
 
 
-class NumpyPolicy(Policy):
+class NumpyPolicy(LoadedPolicy):
     """A shipped MLP policy evaluated in numpy, with the interface of
-    :class:`~adaptrx.agents.export.ExportedPolicy` (``manifest``, ``name``, ``algorithm``, ``sha256``,
-    ``policy_id``, ``label``, ``feature_names``, ``observation_space``, ``action_space``, :meth:`normalize`,
-    :meth:`predict`; deterministic actions only)."""
-
-    recurrent = False
+    :class:`~adaptrx.agents.export.ExportedPolicy` (the identity, spaces and :meth:`normalize` of
+    :class:`~adaptrx.agents.export.LoadedPolicy`, and :meth:`predict`; deterministic actions only)."""
 
     def __init__(self, manifest: dict[str, Any], spec: Any, tensors: dict[str, np.ndarray], policy_id: str) -> None:
-        self.manifest = manifest
-        self.name: str = manifest["name"]
-        self.algorithm: str = manifest["algorithm"]
-        self.sha256: str = manifest["weights"]["sha256"]
-        self.policy_id = policy_id
-        self.label = f"{self.name}@{policy_id[:12]}"
-        self.feature_names = spec.feature_names
-        self.observation_space = spec.observation_space
-        self.action_space = spec.action_space
+        super().__init__(manifest, spec, policy_id)
         self._class = spec.policy_class
-        self._mean = spec.mean
-        self._scale = None if spec.var is None else np.sqrt(spec.var + spec.epsilon)
-        self._clip = spec.clip_obs
-        self._n_features = int(spec.observation_space.shape[0])
         self._act = ACTIVATIONS[spec.policy_kwargs.get("activation_fn", _DEFAULT_ACTIVATION[spec.policy_class])]
         if spec.policy_class == "ActorCriticPolicy":
             self._hidden = _layers(tensors, "mlp_extractor.policy_net")
@@ -92,23 +76,6 @@ class NumpyPolicy(Policy):
         else:  # TD3Policy: actor.mu is the whole MLP, tanh after its last layer
             layers = _layers(tensors, "actor.mu")
             self._hidden, self._head = layers[:-1], layers[-1]
-
-    def __repr__(self) -> str:
-        return f"NumpyPolicy({self.label!r}, algorithm={self.algorithm!r})"
-
-    def normalize(self, obs: np.ndarray) -> np.ndarray:
-        """``VecNormalize``'s observation transform (as :meth:`ExportedPolicy.normalize`), float32
-        ``(n, n_features)``."""
-        x = np.asarray(obs, dtype=np.float64)
-        if x.ndim not in (1, 2) or x.shape[-1] != self._n_features or x.size == 0:
-            raise ValueError(f"obs: expected shape ({self._n_features},) or (n_envs, {self._n_features}), "
-                             f"got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError("obs: must be finite (no NaN or inf)")
-        x = np.atleast_2d(x)
-        if self._mean is not None:
-            x = np.clip((x - self._mean) / self._scale, -self._clip, self._clip)
-        return x.astype(np.float32)
 
     def _forward(self, z: np.ndarray) -> np.ndarray:
         h = z
@@ -124,7 +91,7 @@ class NumpyPolicy(Policy):
         if not deterministic:
             raise ValueError("deterministic: the numpy policy only gives deterministic actions")
         single = np.ndim(obs) == 1
-        out = self._forward(self.normalize(obs))
+        out = self._forward(np.atleast_2d(self.normalize(obs)))
         if isinstance(self.action_space, spaces.Discrete):
             actions: np.ndarray = np.argmax(out, axis=1).astype(np.int64)
         else:
@@ -165,7 +132,7 @@ def load_numpy_policy(path: str | Path, *, observation_space: spaces.Space | Non
     except KeyError as exc:
         raise ValueError(f"{weights_path}: tensor {exc} of the {spec.policy_class} actor is missing") from exc
     try:
-        check_spaces(policy, observation_space, action_space, feature_names)  # type: ignore[arg-type]
+        check_spaces(policy, observation_space, action_space, feature_names)
     except ValueError as exc:
         raise ValueError(f"{directory}: {exc}") from exc
     return policy
