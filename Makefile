@@ -67,7 +67,7 @@ trial: $(STAMP)
 	for c in $(CONDITIONS); do for split in test ood; do rm -rf experiments/$${c}_trial/$$split && \
 		$(BIN)/adaptrx-trial preset=paper cohort.condition=$$c cohort.split=$$split \
 			hydra.run.dir=experiments/$${c}_trial/$$split || exit 1; done; done
-	$(BIN)/python -m adaptrx.clinic.evidence
+	$(BIN)/python -c 'from pathlib import Path; from adaptrx.clinic.evidence import write; print(write(Path.cwd()))'
 
 # The shipped policies, one per condition: train with the paper preset into a fixed run directory, copy its
 # policy/ folder and append the hand-written development notes (methods and variants tried) to the card.
@@ -84,7 +84,7 @@ policy: $(STAMP)
 trial-report: $(STAMP)
 	for c in $(CONDITIONS); do for split in test ood; do \
 		$(BIN)/adaptrx-trial-report experiments/$${c}_trial/$$split || exit 1; done; done
-	$(BIN)/python -m adaptrx.clinic.evidence
+	$(BIN)/python -c 'from pathlib import Path; from adaptrx.clinic.evidence import write; print(write(Path.cwd()))'
 
 clinic-examples: $(STAMP)
 	$(BIN)/python experiments/clinic_examples/generate.py

@@ -3,12 +3,12 @@
 The shipped trials (``experiments/<condition>_trial/test``, ``make trial``) play every shipped agent and clinical
 protocol on the same test patients as ``population_best``. The default for a condition is the policy with the
 best mean episode return there (the headline objective) among those the clinic can continue from a patient's log:
-the condition's shipped agent and the clinical protocols (not the oracle, which needs the true patient,
-``population_best``, which needs the patient's true capacity, ``none``, or the belief planner, which is slow and
-loses everywhere). ``evidence.json`` (package data, so an installed clinic shows the evidence without the
+the condition's shipped agent, ``population_best`` (the condition's best fixed programme) and the clinical
+protocols (not the oracle, which needs the true patient, ``none``, or the belief planner, which is slow and loses
+everywhere). ``evidence.json`` (package data, so an installed clinic shows the evidence without the
 ``experiments`` folder) holds that choice per condition with its paired differences vs the trial's reference and
-the trial's id (the sha256 of its ``results.parquet``); ``make trial-report`` rewrites it with
-``python -m adaptrx.clinic.evidence`` and a test checks it against the committed trials.
+the trial's id (the sha256 of its ``results.parquet``); ``make trial-report`` rewrites it (:func:`write`) and a
+test checks it against the committed trials.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from adaptrx import atomic
 #: The evidence file inside the package.
 EVIDENCE_FILE = "evidence.json"
 #: Trial policies the clinic cannot run from a log (see the module docstring).
-NOT_RUNNABLE: tuple[str, ...] = ("oracle", "population_best", "none", "belief_planner")
+NOT_RUNNABLE: tuple[str, ...] = ("oracle", "none", "belief_planner")
 #: Outcomes whose paired differences the output shows as evidence (the headline objective first).
 SHOWN: tuple[str, ...] = ("return", "pain_change_w12", "responder_w12", "function_change", "flares", "dropped_out")
 #: The split of the trial the evidence is read from (the training prior's held-out patients).
@@ -52,17 +52,25 @@ def condition_evidence(run_dir: Path, root: Path) -> dict[str, Any]:
         raise ValueError(f"{run_dir}: no policy the clinic can run")
     best = max(runnable, key=lambda p: float(returns[p["label"]]))
     reference = str(meta["config"]["stats"]["reference"])
-    rows = differences[differences["policy"] == best["label"]].set_index("metric")
+    agents = [p for p in runnable if p.get("kind") == "agent"]
+    # the differences shown: the default's vs the reference, or, when the reference itself is the default, the
+    # best agent's (the evidence that no agent beat it)
+    compared = best if best["label"] != reference or not agents else max(
+        agents, key=lambda p: float(returns[p["label"]]))
+    rows = differences[differences["policy"] == compared["label"]].set_index("metric")
     shown = {m: {"diff": float(r["diff"]), "low": float(r["low"]), "high": float(r["high"]),
                  "p_holm": float(r["p_holm"]), "clinical": "" if pd.isna(r["clinical"]) else str(r["clinical"])}
              for m, r in rows.iterrows() if m in SHOWN}
     ret = shown.get("return")
+    beats = bool(ret is not None and ret["low"] > 0 and ret["p_holm"] < 0.05)
     return {
         "policy": best["label"], "kind": best["kind"], "target": best["target"], "policy_id": best.get("policy_id"),
         "trial": run_dir.resolve().relative_to(Path(root).resolve()).as_posix(), "trial_id": trial_id(run_dir),
         "patients": int(summary["n"].max()), "reference": reference,
-        "beats_reference": bool(ret is not None and ret["low"] > 0 and ret["p_holm"] < 0.05),
+        "is_reference": best["label"] == reference,
+        "beats_reference": None if best["label"] == reference else beats,
         "mean_return": float(returns[best["label"]]), "reference_mean_return": float(returns[reference]),
+        "compared": compared["label"], "compared_mean_return": float(returns[compared["label"]]),
         "differences": {m: shown[m] for m in SHOWN if m in shown},
     }
 
@@ -99,12 +107,13 @@ def describe(entry: dict[str, Any]) -> str:
             scale, unit, k = (100.0, " pp", 1) if metric in ("responder_w12", "dropped_out") else (1.0, "", 2)
             parts.append(f"{metric} {scale * r['diff']:+.{k}f} [{scale * r['low']:+.{k}f}, {scale * r['high']:+.{k}f}]"
                          f"{unit}")
-    verdict = ("beats" if entry["beats_reference"] else "does NOT beat")
-    return (f"{entry['policy']} has the best episode return ({entry['mean_return']:.2f}) of the policies the clinic "
+    head = (f"{entry['policy']} has the best episode return ({entry['mean_return']:.2f}) of the policies the clinic "
             f"can run in the shipped trial {entry['trial']} (trial id {entry['trial_id']}, {entry['patients']} test "
-            f"patients); it {verdict} {entry['reference']} ({entry['reference_mean_return']:.2f}): "
+            "patients)")
+    if entry["is_reference"]:
+        return (head + f"; it is the trial's reference, the best fixed programme; the shipped agent "
+                f"{entry['compared']} ({entry['compared_mean_return']:.2f}) minus it (95 % CI): " + "; ".join(parts))
+    verdict = "beats" if entry["beats_reference"] else "does NOT beat"
+    return (head + f"; it {verdict} {entry['reference']} ({entry['reference_mean_return']:.2f}): "
             f"differences vs {entry['reference']} (95 % CI): " + "; ".join(parts))
 
-
-if __name__ == "__main__":
-    print(f"wrote {write(Path.cwd())}")

@@ -277,7 +277,7 @@ def _default(history: History, last: dict[str, Any]) -> _Policy:
         return _Policy(_protocol_policy("pain_monitoring", last, condition), "pain_monitoring", "protocol",
                        warnings=[f"no shipped agent and no trial evidence for {condition}: the pain-monitoring "
                                  "model recommends"])
-    warnings = [] if entry["beats_reference"] else [
+    warnings = [] if entry["beats_reference"] is not False else [
         f"the default policy for {condition}, {entry['policy']}, does not beat {entry['reference']} in the "
         f"shipped trial (return {entry['differences']['return']['diff']:+.2f} "
         f"[{entry['differences']['return']['low']:+.2f}, {entry['differences']['return']['high']:+.2f}] per "
