@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from safetensors.numpy import load as load_tensors
+from scipy.special import erf
 
 from adaptrx.agents.export import WEIGHTS_FILE, LoadedPolicy, check_spaces, read_policy_files
 
@@ -46,8 +47,6 @@ class NoNumpyImplementation(ValueError):
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
     return erf(x).astype(x.dtype)
 
 

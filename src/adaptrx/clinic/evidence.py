@@ -97,16 +97,18 @@ def write(root: Path) -> Path:
     return path
 
 
+def difference(entry: dict[str, Any], metric: str) -> str:
+    """``entry``'s paired difference on ``metric`` as the trial reports print it: ``+0.51 [+0.35, +0.67]``,
+    rates in pp (``experiments.trial_report.interval``'s format; not imported from there, which would bring
+    scipy.stats into the clinic's start-up)."""
+    r = entry["differences"][metric]
+    scale, unit, k = (100.0, " pp", 1) if metric in ("responder_w12", "dropped_out") else (1.0, "", 2)
+    return f"{scale * r['diff']:+.{k}f} [{scale * r['low']:+.{k}f}, {scale * r['high']:+.{k}f}]{unit}"
+
+
 def describe(entry: dict[str, Any]) -> str:
     """One sentence: why this policy is the default, and how it compares with the trial's reference."""
-    d = entry["differences"]
-    parts = []
-    for metric in SHOWN:
-        if metric in d:
-            r = d[metric]
-            scale, unit, k = (100.0, " pp", 1) if metric in ("responder_w12", "dropped_out") else (1.0, "", 2)
-            parts.append(f"{metric} {scale * r['diff']:+.{k}f} [{scale * r['low']:+.{k}f}, {scale * r['high']:+.{k}f}]"
-                         f"{unit}")
+    parts = [f"{metric} {difference(entry, metric)}" for metric in SHOWN if metric in entry["differences"]]
     head = (f"{entry['policy']} has the best episode return ({entry['mean_return']:.2f}) of the policies the clinic "
             f"can run in the shipped trial {entry['trial']} (trial id {entry['trial_id']}, {entry['patients']} test "
             "patients)")

@@ -279,9 +279,8 @@ def _default(history: History, last: dict[str, Any]) -> _Policy:
                                  "model recommends"])
     warnings = [] if entry["beats_reference"] is not False else [
         f"the default policy for {condition}, {entry['policy']}, does not beat {entry['reference']} in the "
-        f"shipped trial (return {entry['differences']['return']['diff']:+.2f} "
-        f"[{entry['differences']['return']['low']:+.2f}, {entry['differences']['return']['high']:+.2f}] per "
-        "patient): no policy the clinic can run was shown better than the best fixed programme"]
+        f"shipped trial (return {evidence.difference(entry, 'return')} per patient): no policy the clinic can run "
+        "was shown better than the best fixed programme"]
     if entry["kind"] != "agent":
         return _Policy(_protocol_policy(entry["policy"], last, condition), entry["policy"], "protocol",
                        evidence=entry, warnings=warnings)
@@ -655,18 +654,19 @@ def parse_plan(plan: str | dict[str, Any] | None, last: dict[str, Any] | None = 
     return out
 
 
-def _plan_check(plan: dict[str, Any], obs: np.ndarray, last_load: float, rules: SafetyRules) -> dict[str, Any]:
-    """What the safety rules make of the clinician's plan in its first week: the rules it breaks and the
-    prescription they allow."""
-    target = float(np.clip(plan["load"], 0.5 * last_load, 1.5 * last_load))  # the action's reach in one week
-    wanted = encode_prescription(np.array([target]), np.array([float(plan["sessions"])]),
-                                 np.array([float(DELIVERIES.index(plan["delivery"]))]), np.array([last_load]))
-    allowed, bound = rules.constrain(obs, np.asarray(wanted, dtype=np.float32).reshape(1, 3))
+def _plan_check(plan: dict[str, Any], acting: Policy, obs: np.ndarray, last_load: float,
+                rules: SafetyRules) -> dict[str, Any]:
+    """What the safety rules make of the clinician's plan (``acting``: the policy that follows it, as its forecast
+    does) in its first week: the rules it breaks and the prescription they allow."""
+    wanted, _ = acting.predict(obs, deterministic=True)
+    wanted = np.asarray(wanted, dtype=np.float32).reshape(1, 3)
+    target, _, _ = decode_continuous(wanted, np.array([last_load]))  # the load within one week's reach
+    allowed, bound = rules.constrain(obs, wanted)
     load, sessions, delivery = decode_continuous(allowed, np.array([last_load]))
     return {"requested": dict(plan), "breaks": list(bound[0]),
             "first_week": {"sessions": int(sessions[0]), "load": round(float(load[0]), 3),
                            "delivery": DELIVERIES[int(delivery[0])]},
-            "reachable_in_one_week": bool(abs(target - plan["load"]) < 1e-9)}
+            "reachable_in_one_week": bool(abs(float(target[0]) - plan["load"]) < 1e-5)}
 
 
 def recommend(history: History, policy: str | Path | None = None, horizon: int = 12, n_particles: int = 4000,
@@ -734,11 +734,11 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
                                  "pain-monitoring model from the current load")}
     plan_check = None
     if own is not None:
-        plan_check = _plan_check(own, obs, float(last_load[0]), rules)
-        plans["clinician"] = (_OpenLoop({"target_load": own["load"], "sessions": own["sessions"],
-                                         "delivery": DELIVERIES.index(own["delivery"])}, ramp=0.5),
-                              f"your plan: {own['sessions']} session(s), load {own['load']:.2f}, {own['delivery']} "
-                              "(with the safety rules)")
+        follows = _OpenLoop({"target_load": own["load"], "sessions": own["sessions"],
+                             "delivery": DELIVERIES.index(own["delivery"])}, ramp=0.5)
+        plan_check = _plan_check(own, follows, obs, float(last_load[0]), rules)
+        plans["clinician"] = (follows, f"your plan: {own['sessions']} session(s), load {own['load']:.2f}, "
+                                       f"{own['delivery']} (with the safety rules)")
     forecast: dict[str, Any] = {"weeks": list(range(history.n_weeks + 1, history.n_weeks + horizon + 1)), "plans": {}}
     for name, (plan, label) in plans.items():
         r = _rollout(base, plan, rules, horizon)
