@@ -49,8 +49,9 @@ import numpy as np
 
 import adaptrx  # noqa: F401  (registers the env ids)
 from adaptrx.agents.zoo import zoo_hyperparams
-from adaptrx.envs import PatientVecEnv, engine
-from adaptrx.envs.batch import EpisodeBatch
+from adaptrx.envs import PatientVecEnv
+from adaptrx.envs import compiled_step as engine
+from adaptrx.envs.episode_engine import EpisodeBatch
 from adaptrx.patient import PatientSimulator, make_cohort
 
 NAME = "envs"

@@ -1,4 +1,4 @@
-"""Benchmark of ``adaptrx-train`` (``adaptrx.experiments.train``): time to quality of the quick preset.
+"""Benchmark of ``adaptrx-train`` (``adaptrx.experiments.train.app``): time to quality of the quick preset.
 
 * ``time_to_quality``: wall time, from the start of the process, of ``adaptrx-train experiment=quick`` (oracle
   distillation by DAgger on knee OA, 5 rounds of 300 train patients, an evaluation on 300 ``val`` patients
@@ -6,14 +6,14 @@
   until its periodic val evaluation first beats ``population_best``.
   No target (the issue asks to report it).
 
-How the app evaluates: its callback (``ClinicalEvalCallback`` in ``adaptrx/experiments/training.py``) plays
+How the app evaluates: its callback (``ClinicalEvalCallback`` in ``adaptrx/experiments/train/training.py``) plays
 the live agent on the same ``val`` patients with the same noise at every evaluation (paired, intention to
 treat) and writes the clinical metrics to TensorBoard (``clinical/*`` scalars, dumped when the evaluation ends,
 so their ``wall_time`` is when its result exists) and to ``evaluations.csv``; model selection uses the mean
 val return. The app never plays ``population_best`` on val (only the final paired comparison on ``test``
-does, as :mod:`adaptrx.experiments.policy_card`), so it has no definition of beating it on val. This
+does, as :mod:`adaptrx.experiments.train.policy_card`), so it has no definition of beating it on val. This
 benchmark plays ``population_best`` on the run's evaluation patients (same cohort, noise and reward;
-:class:`~adaptrx.experiments.training.ClinicalEvaluator` of the same composed config, hence paired with every
+:class:`~adaptrx.experiments.train.training.ClinicalEvaluator` of the same composed config, hence paired with every
 evaluation of the run) and reads the agent's numbers from the run's ``evaluations.csv`` and their times from
 its TensorBoard event file.
 
@@ -68,8 +68,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormali
 
 import adaptrx  # noqa: F401  (registers the env ids)
 from adaptrx.envs.programme_end import ProgrammeEnd
-from adaptrx.experiments.training import ClinicalEvaluator, _new_model, make_train_env
-from adaptrx.experiments.training_callbacks import SB3Policy
+from adaptrx.experiments.train.callbacks import SB3Policy
+from adaptrx.experiments.train.training import ClinicalEvaluator, _new_model, make_train_env
 from adaptrx.protocols import get
 
 NAME = "train"
@@ -88,7 +88,7 @@ def _command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("adaptrx-train")
-    return [found] if found else [sys.executable, "-m", "adaptrx.experiments.train"]
+    return [found] if found else [sys.executable, "-m", "adaptrx.experiments.train.app"]
 
 
 def _config(overrides: list[str]) -> Any:
@@ -96,7 +96,7 @@ def _config(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from adaptrx.experiments.train_config import register_schema, validate
+    from adaptrx.experiments.train.config import register_schema, validate
 
     register_schema()
     with initialize_config_module("adaptrx.configs", version_base="1.3"):
@@ -107,7 +107,7 @@ def _config(overrides: list[str]) -> Any:
 
 def reference_metrics(cfg: Any) -> dict[str, float]:
     """``population_best``'s clinical metrics on the run's val evaluation patients (paired with its evaluations)."""
-    from adaptrx.experiments.training import ClinicalEvaluator
+    from adaptrx.experiments.train.training import ClinicalEvaluator
     from adaptrx.protocols import get
 
     policy = get("population_best", condition=cfg.env.condition)

@@ -1,4 +1,4 @@
-"""Benchmark of ``adaptrx-trial`` (``adaptrx.experiments.trial``): the paper preset's paired trial.
+"""Benchmark of ``adaptrx-trial`` (``adaptrx.experiments.trial.app``): the paper preset's paired trial.
 
 * ``trial_9_policies``: wall time of the simulation of the committed knee-OA trial (the shipped agent,
   ``population_best``, five clinical protocols, ``none`` and the oracle with the preset's planner settings) on
@@ -17,9 +17,9 @@ from typing import Any
 
 from hydra import compose, initialize_config_module
 
-from adaptrx.experiments.trial_analysis import SAFETY, compare, subgroups, summarize
-from adaptrx.experiments.trial_config import policy_specs, register_schema, validate
-from adaptrx.experiments.trial_runner import run_trial
+from adaptrx.experiments.trial.analysis import SAFETY, compare, subgroups, summarize
+from adaptrx.experiments.trial.config import policy_specs, register_schema, validate
+from adaptrx.experiments.trial.runner import run_trial
 
 NAME = "trial"
 TARGET_S = 60.0

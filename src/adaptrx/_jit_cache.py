@@ -1,7 +1,7 @@
 """Keep numba's on-disk cache of the compiled simulator consistent with the sources.
 
 Numba's ``cache=True`` keys a cached function on the file that defines it, not on what it calls or on the
-module-level constants it reads. ``adaptrx.envs.engine`` compiles ``adaptrx.patient.kernel.step_week`` and
+module-level constants it reads. ``adaptrx.envs.compiled_step`` compiles ``adaptrx.patient.kernel.step_week`` and
 the ``Kc``/``Pr``/``St`` indices into its own machine code, so after an edit of ``kernel.py`` (a new model
 constant, a changed mechanism) the engine would silently keep running the old model from its cache.
 

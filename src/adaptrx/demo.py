@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptrx.patient import SPLITS, SUPERVISED, conditions, make_cohort
+from adaptrx.patient.calibration_arms import Arm, ArmOutcome, gradual_load, no_exercise, programme, run_arm
 from adaptrx.patient.cohort import programme_modality
-from adaptrx.patient.trials import Arm, ArmOutcome, gradual_load, no_exercise, programme, run_arm
 
 #: Weeks of the supervised programme, and the week the trial follows patients to.
 TREATMENT_WEEKS = 12

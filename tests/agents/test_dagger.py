@@ -22,11 +22,11 @@ from adaptrx.agents.dagger import (
     label_round,
 )
 from adaptrx.agents.factory import make_model
-from adaptrx.agents.oracle import OraclePolicy
 from adaptrx.envs import CohortEpisodes, PatientVecEnv
-from adaptrx.experiments.train_config import ConfigError, register_schema, validate
-from adaptrx.experiments.training import train
+from adaptrx.experiments.train.config import ConfigError, register_schema, validate
+from adaptrx.experiments.train.training import train
 from adaptrx.patient import make_cohort
+from adaptrx.protocols.oracle import OraclePolicy
 
 ENV = {"condition": "knee_oa", "split": "train", "weeks": 26}
 
@@ -165,7 +165,7 @@ def test_belief_agent_runs_in_trials_and_the_clinic_and_is_refused_without_belie
     from adaptrx.envs.belief import BELIEF_FEATURES
     from adaptrx.envs.features import FEATURE_NAMES
     from adaptrx.envs.progression import env_spaces
-    from adaptrx.experiments.trial import run
+    from adaptrx.experiments.trial.app import run
 
     result = train(_cfg("env.belief=true", "algo.teacher=belief_planner", "algo.kwargs.rounds=1",
                         "algo.kwargs.episodes=8", "algo.kwargs.teacher_horizon=2"), tmp_path / "run")

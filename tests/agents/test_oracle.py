@@ -11,12 +11,13 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecMonitor
 
 import adaptrx  # noqa: F401
-from adaptrx.agents.oracle import HOLD_ACTION, OraclePolicy, planning_keys
-from adaptrx.envs import PatientVecEnv, engine
-from adaptrx.envs.batch import EpisodeBatch
+from adaptrx.envs import PatientVecEnv
+from adaptrx.envs import compiled_step as engine
+from adaptrx.envs.episode_engine import EpisodeBatch
 from adaptrx.envs.progression import ProgressionEnv
 from adaptrx.patient import PatientSimulator, make_cohort
 from adaptrx.protocols.base import Policy
+from adaptrx.protocols.oracle import HOLD_ACTION, OraclePolicy, planning_keys
 
 CONSTANT = np.array([0.0, 0.2, -1.0], dtype=np.float32)  # hold the load, 3 sessions/week at home
 
@@ -296,8 +297,8 @@ def test_rejects_discrete_envs_bad_envs_and_bad_parameters() -> None:
 
 def test_oracle_outcomes_split_over_workers_equal_one_run() -> None:
     """Chunks of patients in worker processes give the outcomes of one unsplit run, patient by patient."""
-    from adaptrx.agents.oracle import oracle_outcomes
-    from adaptrx.envs.cohort_run import EpisodeOutcomes
+    from adaptrx.envs.episodes import EpisodeOutcomes
+    from adaptrx.protocols.oracle import oracle_outcomes
 
     cohort = make_cohort("knee_oa", 7, 11, "test")
     kw = {"condition": "knee_oa", "split": "test", "weeks": 12}
@@ -316,10 +317,10 @@ def test_oracle_outcomes_split_over_workers_equal_one_run() -> None:
 def test_belief_planner_plans_on_particles_not_on_the_truth() -> None:
     """The belief planner's actions do not change when the true patients' hidden parameters and latent state
     are replaced (it reads the belief filter, never the truth), and it needs an env with beliefs."""
-    from adaptrx.agents.oracle import BeliefPlanner
     from adaptrx.envs import CohortEpisodes
     from adaptrx.patient.simulator import PARAM_COLUMNS
     from adaptrx.protocols import get
+    from adaptrx.protocols.oracle import BeliefPlanner
 
     cohort = make_cohort("knee_oa", 6, 4, "val")
     with pytest.raises(ValueError, match="belief"):

@@ -16,7 +16,7 @@ from adaptrx.agents import load_policy
 from adaptrx.envs import CohortEpisodes
 from adaptrx.experiments.clinical_metrics import clinical_metrics
 from adaptrx.patient import make_cohort
-from adaptrx.protocols.rules import SafetyRules
+from adaptrx.protocols.safety_rules import SafetyRules
 
 AGENTS = Path(__file__).resolve().parents[2] / "agents"
 CONDITIONS = ("knee_oa", "chronic_low_back_pain", "fibromyalgia", "lumbar_spinal_stenosis")

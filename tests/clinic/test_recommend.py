@@ -20,7 +20,7 @@ from adaptrx.clinic.recommend import default_policy_dir, gap_warnings, observati
 from adaptrx.clinic.synthetic import simulate_history
 from adaptrx.envs.features import FEATURE_INDEX
 from adaptrx.patient import make_cohort
-from adaptrx.protocols.rules import SafetyRules
+from adaptrx.protocols.safety_rules import SafetyRules
 
 FAST = {"n_particles": 1000, "horizon": 4}
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adaptrx.envs import engine
+from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import encode_continuous
-from adaptrx.envs.batch import EpisodeBatch, env_config
-from adaptrx.envs.cohort_run import CohortEpisodes
+from adaptrx.envs.episode_engine import EpisodeBatch, env_config
+from adaptrx.envs.episodes import CohortEpisodes
 from adaptrx.patient import make_cohort
 
 

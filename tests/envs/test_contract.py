@@ -8,7 +8,7 @@ import pytest
 
 import adaptrx  # noqa: F401
 from adaptrx.envs import COMPONENTS, FEATURE_NAMES, MOVE_NAMES, decode_continuous, encode_continuous, to_units
-from adaptrx.envs.batch import patient_from_seed
+from adaptrx.envs.episode_engine import patient_from_seed
 from adaptrx.envs.features import FEATURES
 from adaptrx.patient import PatientSimulator, make_cohort
 
@@ -187,7 +187,7 @@ def test_dropout_terminates_with_the_forward_simulated_untreated_future() -> Non
 
 
 def test_patient_from_seed_is_a_split_row() -> None:
-    from adaptrx.envs.batch import EnvConfig
+    from adaptrx.envs.episode_engine import EnvConfig
 
     row = patient_from_seed(EnvConfig(condition="knee_oa", split="ood"), 5)
     assert row["split"] == "ood" and row["condition"] == "knee_oa"
@@ -211,7 +211,7 @@ def test_render_ansi_and_rgb() -> None:
 
 
 def test_explicit_prescriptions_step_like_actions_and_ended_episodes_refuse_steps() -> None:
-    from adaptrx.envs.batch import EnvConfig, EpisodeBatch
+    from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch
 
     config = EnvConfig(weeks=3)
     rows = [patient_from_seed(config, s) for s in (1, 2)]

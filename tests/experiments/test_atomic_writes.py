@@ -35,7 +35,7 @@ def test_replacing_keeps_the_old_file_until_the_new_one_is_whole(tmp_path: Path)
 
 
 def test_an_interrupted_trial_leaves_no_partial_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from adaptrx.experiments.trial import write_tables
+    from adaptrx.experiments.trial.app import write_tables
 
     table = pd.DataFrame({"policy": ["none"] * 1000, "pain_w12": range(1000)})
     write_tables(tmp_path, table.head(3))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
+from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, to_units
 from adaptrx.experiments.clinical_metrics import (
     METRICS,

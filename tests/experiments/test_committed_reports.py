@@ -13,8 +13,8 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 
-from adaptrx.experiments.trial import render_report
-from adaptrx.experiments.trial_figures import DIRECTION_COLORS, effect_direction, forest_figure
+from adaptrx.experiments.trial.app import render_report
+from adaptrx.experiments.trial.figures import DIRECTION_COLORS, effect_direction, forest_figure
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = sorted(p.parent for p in ROOT.glob("experiments/*_trial/*/trial.json"))

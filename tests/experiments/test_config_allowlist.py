@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from adaptrx.experiments import train, trial
 from adaptrx.experiments.hydra_cli import ConfigError, check_targets, check_user_configs
+from adaptrx.experiments.train import app as train
+from adaptrx.experiments.trial import app as trial
 
 APPS = (train, trial)  # importing the apps registers their config schemas (composed below)
 REFUSED_OVERRIDES = [
@@ -99,7 +100,7 @@ def test_composed_configs_are_checked_in_the_job() -> None:
         check_targets(OmegaConf.create(hydra_node), "hydra")
 
 
-@pytest.mark.parametrize("app", ["adaptrx.experiments.train", "adaptrx.experiments.trial"])
+@pytest.mark.parametrize("app", ["adaptrx.experiments.train.app", "adaptrx.experiments.trial.app"])
 def test_the_apps_exit_2_before_hydra_starts(app: str, tmp_path: Path) -> None:
     marker = tmp_path / "touched"
     code = f"import sys; from {app} import main; main(sys.argv[1:])"
@@ -132,7 +133,7 @@ def test_the_file_writing_callback_of_the_report_is_refused_end_to_end(tmp_path:
     _write(tmp_path / "cfg" / "preset" / "evil.yaml",
            "# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: adaptrx.atomic.write_text\n"
            f"      _args_: [{victim}, pwned]\n")
-    code = "import sys; from adaptrx.experiments.trial import main; main(sys.argv[1:])"
+    code = "import sys; from adaptrx.experiments.trial.app import main; main(sys.argv[1:])"
     run = subprocess.run([sys.executable, "-c", code, "--config-dir", str(tmp_path / "cfg"), "preset=evil",
                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr
@@ -150,7 +151,7 @@ def test_the_file_writing_callback_of_the_report_is_refused_end_to_end(tmp_path:
 ])
 def test_unknown_keys_and_bad_hydra_overrides_exit_2_with_one_line(app: str, args: list[str], message: str,
                                                                      tmp_path: Path) -> None:
-    code = f"import sys; from adaptrx.experiments.{app} import main; main(sys.argv[1:])"
+    code = f"import sys; from adaptrx.experiments.{app}.app import main; main(sys.argv[1:])"
     argv = [a.replace("RUN", str(tmp_path / "run")) for a in args]
     run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
@@ -163,6 +164,6 @@ def test_unknown_keys_and_bad_hydra_overrides_exit_2_with_one_line(app: str, arg
 def test_open_mappings_take_any_key() -> None:
     """algo.kwargs holds the algorithm's own keyword arguments: any key may be added there."""
     from adaptrx.experiments.hydra_cli import check_overrides
-    from adaptrx.experiments.train_config import validate
+    from adaptrx.experiments.train.config import validate
 
     check_overrides("train", ["+algo.kwargs.target_kl=0.02"], validate)

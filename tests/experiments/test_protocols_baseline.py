@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adaptrx.experiments.protocols_baseline import REFERENCE, main, run_trial, summarize
+from adaptrx.experiments.trial.protocols_baseline import REFERENCE, main, run_trial, summarize
 from adaptrx.protocols.clinical import PROTOCOLS
 
 

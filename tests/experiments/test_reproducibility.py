@@ -16,7 +16,7 @@ TABLES = ("results.csv", "weekly.parquet", "dataset.parquet", "summary.csv", "di
 
 
 def _trial(out: Path, n_jobs: int) -> None:
-    code = "import sys; from adaptrx.experiments.trial import main; main(sys.argv[1:])"
+    code = "import sys; from adaptrx.experiments.trial.app import main; main(sys.argv[1:])"
     args = [f"policies=[none,pain_monitoring,population_best,{AGENT},oracle]", "cohort.n=24", "n_seeds=2",
             "seed=5", "cohort.split=ood", "oracle.horizon=4", "oracle.replicates=1", "stats.n_boot=200",
             f"n_jobs={n_jobs}", "output.dataset=true", "output.figures=false", "output.tensorboard=false",

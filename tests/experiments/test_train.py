@@ -15,10 +15,10 @@ from hydra import compose, initialize_config_module
 
 from adaptrx.agents import load_policy
 from adaptrx.experiments.clinical_metrics import METRICS
-from adaptrx.experiments.train import check_overrides
-from adaptrx.experiments.train_config import ConfigError
-from adaptrx.experiments.training import SB3Policy, train
-from adaptrx.experiments.training_callbacks import HPARAM_METRICS
+from adaptrx.experiments.train.app import check_overrides
+from adaptrx.experiments.train.callbacks import HPARAM_METRICS
+from adaptrx.experiments.train.config import ConfigError
+from adaptrx.experiments.train.training import SB3Policy, train
 
 #: A run small enough for a test: 16 val patients, no test comparison, two evaluations.
 TINY = ["budget.n_envs=4", "budget.eval_patients=16", "budget.test_patients=0", "budget.checkpoint_freq=256",
@@ -126,8 +126,8 @@ def test_resume_continues_the_latest_run(tmp_path: Path) -> None:
 
 
 def test_live_policy_wrapper_normalises_like_vecnormalize(tmp_path: Path) -> None:
-    from adaptrx.experiments.training import _unwrap_config as unwrap
-    from adaptrx.experiments.training import make_model, make_train_env
+    from adaptrx.experiments.train.training import _unwrap_config as unwrap
+    from adaptrx.experiments.train.training import make_model, make_train_env
 
     cfg = unwrap(_cfg())
     env, norm = make_train_env(cfg)
@@ -154,7 +154,7 @@ def test_bad_config_names_the_field(override: str, field: str) -> None:
 
 
 def test_cli_bad_value_exits_2_without_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "adaptrx.experiments.train", "budget.eval_patients=-1"],
+    proc = subprocess.run([sys.executable, "-m", "adaptrx.experiments.train.app", "budget.eval_patients=-1"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert "budget.eval_patients" in proc.stderr and "Traceback" not in proc.stderr
@@ -162,7 +162,7 @@ def test_cli_bad_value_exits_2_without_traceback(tmp_path: Path) -> None:
 
 def test_reward_config_defaults_are_the_env_defaults() -> None:
     from adaptrx.envs.reward import RewardWeights
-    from adaptrx.experiments.train_config import RewardConfig
+    from adaptrx.experiments.train.config import RewardConfig
 
     assert RewardConfig().weights() == RewardWeights().as_dict()
     with pytest.raises(ConfigError, match=r"reward\.flare"):
@@ -178,12 +178,12 @@ def test_a_run_killed_mid_training_resumes_and_finishes(tmp_path: Path, algo: st
     import signal
     import time
 
-    from adaptrx.experiments import checkpoints
+    from adaptrx.experiments.train import checkpoints
 
     run_dir = tmp_path / "killed"
     overrides = [*TINY, f"algo={algo}", *extra, "budget.total_timesteps=100000", "budget.eval_freq=512",
                  "budget.checkpoint_freq=128"]
-    code = "import sys; from adaptrx.experiments.train import main; main(sys.argv[1:])"
+    code = "import sys; from adaptrx.experiments.train.app import main; main(sys.argv[1:])"
     proc = subprocess.Popen([sys.executable, "-c", code, *overrides, f"hydra.run.dir={run_dir}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -226,7 +226,7 @@ def test_a_checkpoint_swap_interrupted_falls_back_to_the_previous_one(tmp_path: 
     from stable_baselines3 import PPO
 
     from adaptrx.envs import PatientVecEnv
-    from adaptrx.experiments import checkpoints
+    from adaptrx.experiments.train import checkpoints
 
     model = PPO("MlpPolicy", PatientVecEnv(2, weeks=4), n_steps=8, batch_size=16, device="cpu", seed=0)
     ckpt = tmp_path / "checkpoints"
@@ -244,7 +244,7 @@ def test_a_checkpoint_swap_interrupted_falls_back_to_the_previous_one(tmp_path: 
 
 
 def test_summary_says_when_the_selected_policy_is_not_the_last(tmp_path: Path) -> None:
-    from adaptrx.experiments.training import TrainResult
+    from adaptrx.experiments.train.training import TrainResult
 
     def row(step: int, ret: float, dropout: float) -> dict[str, float]:
         return {"step": step, "return": ret, "dropout_rate": dropout}

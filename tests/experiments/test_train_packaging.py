@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _compose_job(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     code = ("import adaptrx, sys; print('ADAPTRX', adaptrx.__file__); "
-            "from adaptrx.experiments.train import main; "
+            "from adaptrx.experiments.train.app import main; "
             "main(['--cfg', 'job', 'experiment=quick', 'env=fibromyalgia'])")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=300)

@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_module
 
 from adaptrx.envs.features import FEATURE_NAMES
 from adaptrx.experiments.hydra_cli import ConfigError
-from adaptrx.experiments.trial import reanalyse, render_report, run
-from adaptrx.experiments.trial_config import parse_policy, validate
-from adaptrx.experiments.trial_gather import gather
+from adaptrx.experiments.trial.app import reanalyse, render_report, run
+from adaptrx.experiments.trial.config import parse_policy, validate
+from adaptrx.experiments.trial.gather import gather
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = str(ROOT / "agents" / "dagger-knee_oa-v0")
@@ -214,7 +214,7 @@ def test_every_policy_folder_is_validated_before_any_arm_runs(tmp_path: Path,
     """A tampered policy folder named last fails the trial before the earlier arms spend their run time."""
     import shutil
 
-    from adaptrx.experiments import trial_runner
+    from adaptrx.experiments.trial import runner as trial_runner
 
     bad = Path(shutil.copytree(AGENT, tmp_path / "bad"))
     weights = bad / "policy.safetensors"
@@ -232,7 +232,7 @@ def test_every_policy_folder_is_validated_before_any_arm_runs(tmp_path: Path,
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    code = "import sys; from adaptrx.experiments.trial import main; main(sys.argv[1:])"
+    code = "import sys; from adaptrx.experiments.trial.app import main; main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
@@ -329,8 +329,8 @@ def test_a_policy_folder_can_be_pinned_by_its_id(tmp_path: Path) -> None:
 def test_modality_follows_the_condition_and_must_match_the_agent() -> None:
     """Unset, the trial's modality is the condition's programme (aerobic for fibromyalgia); an agent trained
     with another modality is refused by name before any arm runs."""
-    from adaptrx.experiments.trial_config import policy_specs
-    from adaptrx.experiments.trial_runner import run_trial
+    from adaptrx.experiments.trial.config import policy_specs
+    from adaptrx.experiments.trial.runner import run_trial
 
     assert validate(_cfg("cohort.condition=fibromyalgia", "policies=[none]")).modality == "aerobic"
     assert validate(_cfg("policies=[none]")).modality == "resistance"

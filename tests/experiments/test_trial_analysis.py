@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import trim_mean
 
 from adaptrx.experiments.stats import bootstrap_mean
-from adaptrx.experiments.trial_analysis import (
+from adaptrx.experiments.trial.analysis import (
     AGE_BANDS,
     BINARY,
     KEYS,

@@ -12,7 +12,7 @@ from matplotlib.collections import LineCollection, PathCollection, PolyCollectio
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from adaptrx.experiments.trial_figures import (
+from adaptrx.experiments.trial.figures import (
     DIRECTION_COLORS,
     TRAJECTORY_LABELS,
     effect_direction,

@@ -11,9 +11,9 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 
-from adaptrx.experiments.trial_analysis import METRICS, compare, mcids, subgroups, summarize
-from adaptrx.experiments.trial_figures import DIRECTION_COLORS, forest_figure
-from adaptrx.experiments.trial_report import (
+from adaptrx.experiments.trial.analysis import METRICS, compare, mcids, subgroups, summarize
+from adaptrx.experiments.trial.figures import DIRECTION_COLORS, forest_figure
+from adaptrx.experiments.trial.report import (
     COLUMNS,
     differences_table,
     findings,

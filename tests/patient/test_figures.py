@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from adaptrx.patient.calibration import run_suite
+from adaptrx.patient.calibration_arms import ArmOutcome
 from adaptrx.patient.figures import calibration_figures, trajectory_band
-from adaptrx.patient.trials import ArmOutcome
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPECTED = {

@@ -4,7 +4,7 @@
   ``recurrent_ppo``) used by ``adaptrx-train``;
 * :mod:`adaptrx.agents.export`: the safe policy format (``policy.safetensors`` + ``manifest.json``) and
   :func:`load_policy`, which returns a shipped policy behind the policy interface (no pickle anywhere);
-* :mod:`adaptrx.agents.oracle`: the upper-bound planner (also ``adaptrx.protocols.get("oracle", env=env)``);
+* :mod:`adaptrx.protocols.oracle`: the upper-bound planner (also ``adaptrx.protocols.get("oracle", env=env)``);
 * :mod:`adaptrx.agents.zoo`: the tuned RL Zoo3 hyperparameters.
 
 Shipped policies live in the repository's ``agents/<name>/`` folders (e.g. ``agents/dagger-knee_oa-v0``).

@@ -12,7 +12,7 @@ the *learner* visits:
    (warm-started) by regression of its deterministic action on the teacher's.
 
 The teacher is any planner built on a :class:`~adaptrx.envs.CohortEpisodes` (``oracle``: the receding-horizon
-MPC on the true patient, :class:`~adaptrx.agents.oracle.OraclePolicy`). Labelling runs batched (all patients
+MPC on the true patient, :class:`~adaptrx.protocols.oracle.OraclePolicy`). Labelling runs batched (all patients
 of a chunk stepped together) in joblib worker processes; chunks are independent given the patients and the
 seed (each patient has its own noise stream, :func:`adaptrx.patient.noise.stream_keys`), so the labels do
 not depend on the number of workers.
@@ -36,9 +36,9 @@ from joblib import Parallel, delayed
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from adaptrx.agents.oracle import BeliefPlanner, OraclePolicy
 from adaptrx.envs import CohortEpisodes
 from adaptrx.protocols.base import Policy
+from adaptrx.protocols.oracle import BeliefPlanner, OraclePolicy
 
 #: Teachers DAgger can distil, built on the CohortEpisodes being labelled: ``oracle`` (MPC on the true patient)
 #: and ``belief_planner`` (the same MPC over posterior particles of the belief filter).

@@ -7,7 +7,7 @@
    records a session log lacks, such as diary pain or the weekly function score, are the fit's posterior
    means, see :attr:`PatientFit.imputed`);
 3. asks the policy for next week's action and passes it through the safety rules
-   (:class:`~adaptrx.protocols.rules.SafetyRules`, always on: no recommendation breaks a rule), recording
+   (:class:`~adaptrx.protocols.safety_rules.SafetyRules`, always on: no recommendation breaks a rule), recording
    which rules bound it;
 4. forecasts weekly pain over the next ``horizon`` weeks (4-12) under three plans, each followed in closed
    loop on copies of the posterior particles with common noise: the recommended policy (behind the
@@ -42,14 +42,13 @@ import numpy as np
 
 from adaptrx.agents.export import MANIFEST_FILE, WEIGHTS_FILE, check_spaces, load_policy
 from adaptrx.agents.numpy_policy import NoNumpyImplementation, load_numpy_policy
-from adaptrx.agents.oracle import plan_for_posterior
 from adaptrx.clinic import evidence
 from adaptrx.clinic.fitting import PatientFit, belief_features, fit_patient, summary
 from adaptrx.clinic.history import DELIVERIES, History
-from adaptrx.envs import engine
+from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, decode_continuous
-from adaptrx.envs.batch import EnvConfig, EpisodeBatch
 from adaptrx.envs.belief import reads_beliefs
+from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
 from adaptrx.envs.progression import env_spaces
 from adaptrx.patient.kernel import Out
@@ -57,7 +56,8 @@ from adaptrx.patient.noise import mix64
 from adaptrx.protocols import NAMES as PROTOCOL_NAMES
 from adaptrx.protocols import get as get_protocol
 from adaptrx.protocols.base import Policy, batch_obs, encode_prescription
-from adaptrx.protocols.rules import SafetyRules
+from adaptrx.protocols.oracle import plan_for_posterior
+from adaptrx.protocols.safety_rules import SafetyRules
 
 #: The shipped agent of each condition is ``agents/<AGENT_PATTERN.format(condition=...)>``.
 AGENT_PATTERN = "dagger-{condition}-v0"
@@ -320,7 +320,7 @@ def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) 
 def observation_values(history: History, fit: PatientFit) -> np.ndarray:
     """The env's observation records after the logged weeks, in clinical units ``(n_features,)``.
 
-    The same update as the compiled env step (:func:`adaptrx.envs.engine.env_step`), fed with the log's
+    The same update as the compiled env step (:func:`adaptrx.envs.compiled_step.env_step`), fed with the log's
     weekly records; diary pain, diary days, function, capacity tests and (without ``pain_before``) the
     next-morning change are the fit's posterior means.
     """

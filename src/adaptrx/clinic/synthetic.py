@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from adaptrx.clinic.history import DELIVERIES
-from adaptrx.envs.batch import EnvConfig, EpisodeBatch
+from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch
 from adaptrx.patient.constants import SESSION_DAYS
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium as gym
 
 from adaptrx.envs.actions import MOVE_NAMES, MOVES, decode_continuous, decode_discrete, encode_continuous
-from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
+from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_NAMES, FEATURES, to_units
 from adaptrx.envs.progression import ProgressionDiscreteEnv, ProgressionEnv
 from adaptrx.envs.reward import COMPONENTS, RewardWeights

@@ -103,7 +103,7 @@ class FeatureBuffer:
     """Per-patient observation state of a batch: the intake block, carried-forward records and history.
 
     ``values`` is float64 ``(n_features, n)`` in clinical units, one column per patient; the compiled env
-    step (:func:`adaptrx.envs.engine.env_step`) updates it each week and writes the scaled observation;
+    step (:func:`adaptrx.envs.compiled_step.env_step`) updates it each week and writes the scaled observation;
     :meth:`observation` gives the same scaling for the first observation of an episode.
     """
 

@@ -41,14 +41,14 @@ import numpy as np
 from gymnasium import spaces
 
 from adaptrx.envs.actions import MOVE_NAMES, MOVES
-from adaptrx.envs.batch import (
+from adaptrx.envs.compiled_step import R_REWARD, R_TERMINATED, R_TRUNCATED, W_RECORD
+from adaptrx.envs.episode_engine import (
     EPISODE_SEED_HIGH,
     EpisodeBatch,
     StepBatch,
     env_config,
     episode_patient,
 )
-from adaptrx.envs.engine import R_REWARD, R_TERMINATED, R_TRUNCATED, W_RECORD
 from adaptrx.envs.render import AnsiRenderer, render_rgb
 from adaptrx.patient import ModelConstants
 

@@ -1,6 +1,6 @@
 """``PatientVecEnv``: an SB3 ``VecEnv`` that steps all its patients in one batched simulator call.
 
-It is an :class:`~adaptrx.envs.batch.EpisodeBatch` of ``num_envs`` patients behind SB3's vector-env API:
+It is an :class:`~adaptrx.envs.episode_engine.EpisodeBatch` of ``num_envs`` patients behind SB3's vector-env API:
 SB3-style auto-reset (the returned observation of a finished env is the first one of its next episode;
 the last one is in ``infos[i]["terminal_observation"]``, and ``infos[i]["TimeLimit.truncated"]`` tells a
 horizon from a dropout). Seeding follows SB3: ``vec.seed(s)`` then ``reset()`` gives env ``i`` the patient
@@ -40,9 +40,9 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from adaptrx.envs import engine
+from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import MOVES
-from adaptrx.envs.batch import EpisodeBatch, env_config, episode_patient, info_dicts
+from adaptrx.envs.episode_engine import EpisodeBatch, env_config, episode_patient, info_dicts
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
 from adaptrx.patient.cohort import draw_patients
@@ -242,7 +242,7 @@ class PatientVecEnv(VecEnv):
         num_envs: number of parallel patients (>= 1).
         condition, split, weeks, modality, reward, initial_load: as for ``AdaptRx/Progression-v0``.
         discrete: use the named clinical moves of ``ProgressionDiscrete-v0`` instead of the Box action.
-        **kwargs: further env settings (:class:`~adaptrx.envs.batch.EnvConfig`: ``initial_load``, ``belief``,
+        **kwargs: further env settings (:class:`~adaptrx.envs.episode_engine.EnvConfig`: ``initial_load``, ``belief``,
             ``belief_particles``, ...).
         shield: optional safety shield applied to every action (see :mod:`adaptrx.envs.shield`).
         constants: model constants (default: the calibrated ones).

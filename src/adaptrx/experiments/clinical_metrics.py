@@ -1,7 +1,7 @@
 """Clinical evaluation of a policy: summary numbers, patient trajectories and load-response curves.
 
 Used by the training app (TensorBoard scalars and figures) and by the trained-policy card. Everything here
-reads the intention-to-treat outcomes of :class:`~adaptrx.envs.cohort_run.EpisodeOutcomes` (one episode per
+reads the intention-to-treat outcomes of :class:`~adaptrx.envs.episodes.EpisodeOutcomes` (one episode per
 patient of a paired virtual trial), or asks a policy directly how it would answer one observation.
 
 :data:`METRICS` (the keys of :func:`clinical_metrics`, all means over patients):
@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 from adaptrx.envs.belief import OBSERVATION_WIDTHS
-from adaptrx.envs.cohort_run import EpisodeOutcomes
+from adaptrx.envs.episodes import EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, LOW, SCALES
 from adaptrx.envs.reward import COST_PAIN_THRESHOLD
 from adaptrx.protocols.base import Protocol
@@ -107,7 +107,7 @@ def clinical_metrics(out: EpisodeOutcomes, week: int = 12) -> dict[str, float]:
 
     * ``pain_w12``: mean true pain of week ``week`` (NRS 0-10); ``pain_change_w12``: that minus the intake
       pain (NRS points, negative = better); ``responder_rate_w12``: fraction (0-1) of
-      :meth:`~adaptrx.envs.cohort_run.EpisodeOutcomes.responders` at ``week``;
+      :meth:`~adaptrx.envs.episodes.EpisodeOutcomes.responders` at ``week``;
     * ``pain_mean``: mean weekly true pain over the episode (NRS 0-10);
     * ``flares_per_patient``: flares summed over the weeks; ``dropout_rate``: fraction (0-1) who dropped out;
     * ``capacity_change``: final capacity - 1 (x baseline capacity); ``function_change``: final minus baseline

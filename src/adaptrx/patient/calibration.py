@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from adaptrx.patient.cohort import make_cohort
-from adaptrx.patient.constants import HOME_ALONE, SUPERVISED, ModelConstants
-from adaptrx.patient.trials import (
+from adaptrx.patient.calibration_arms import (
     Arm,
     ArmOutcome,
     abrupt_load,
@@ -33,6 +31,8 @@ from adaptrx.patient.trials import (
     relative_load,
     run_arm,
 )
+from adaptrx.patient.cohort import make_cohort
+from adaptrx.patient.constants import HOME_ALONE, SUPERVISED, ModelConstants
 
 CALIBRATION_SEED = 20261125
 

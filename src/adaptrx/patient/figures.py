@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from adaptrx.patient.calibration import DROPOUT_TARGETS
-from adaptrx.patient.trials import ArmOutcome
+from adaptrx.patient.calibration_arms import ArmOutcome
 
 #: z value of a two-sided 95 % normal interval
 Z95 = 1.96

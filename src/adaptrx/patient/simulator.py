@@ -500,7 +500,7 @@ class PatientSimulator:
         """``(P, S, K, keys)``: the live matrices of the compiled kernel (layouts in :mod:`adaptrx.patient.kernel`).
 
         For compiled adapters that call :func:`adaptrx.patient.kernel.step_week` inside their own kernel
-        (:mod:`adaptrx.envs.engine`); they must not resize or reorder them.
+        (:mod:`adaptrx.envs.compiled_step`); they must not resize or reorder them.
         """
         return self._P, self._S, self._K, self.noise.keys
 

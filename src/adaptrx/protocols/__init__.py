@@ -7,14 +7,14 @@
   ``start_high``, ``start_low``, ``aggressive``; parameters as in ``configs/policy/protocol/<name>.yaml``;
 * ``population_best``: the single best of those on the train cohort
   (:mod:`adaptrx.protocols.population_best`; ``condition=`` picks the stored search, default knee OA);
-* ``oracle``: the planner that knows the true parameters and state (:mod:`adaptrx.agents.oracle`), built
+* ``oracle``: the planner that knows the true parameters and state (:mod:`adaptrx.protocols.oracle`), built
   with the env it controls: ``get("oracle", env=env)``.
 * ``belief_planner``: the oracle's planner over posterior particles of the env's belief filter instead of
-  the true patient (:class:`adaptrx.agents.oracle.BeliefPlanner`), built with an env with ``belief=True``:
+  the true patient (:class:`adaptrx.protocols.oracle.BeliefPlanner`), built with an env with ``belief=True``:
   ``get("belief_planner", env=env)``.
 
-:class:`~adaptrx.protocols.rules.SafetyRules` is the shield of section 4 and
-:class:`~adaptrx.protocols.rules.ShieldedPolicy` puts it around any policy.
+:class:`~adaptrx.protocols.safety_rules.SafetyRules` is the shield of section 4 and
+:class:`~adaptrx.protocols.safety_rules.ShieldedPolicy` puts it around any policy.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from adaptrx.protocols.base import Policy, Protocol
 from adaptrx.protocols.clinical import PROTOCOLS
-from adaptrx.protocols.rules import RULES, SafetyRules, ShieldedPolicy
+from adaptrx.protocols.safety_rules import RULES, SafetyRules, ShieldedPolicy
 
 #: Every name :func:`get` accepts.
 NAMES: tuple[str, ...] = (*PROTOCOLS, "population_best", "oracle", "belief_planner")
@@ -48,13 +48,13 @@ def get(name: str, **params: Any) -> Policy:
         best, best_params = best_protocol(params.get("condition", "knee_oa"))
         return get(best, **best_params)
     if name == "oracle":
-        from adaptrx.agents.oracle import OraclePolicy
+        from adaptrx.protocols.oracle import OraclePolicy
 
         if "env" not in params:
             raise ValueError("oracle: needs the env it controls: get('oracle', env=env)")
         return OraclePolicy(**params)
     if name == "belief_planner":
-        from adaptrx.agents.oracle import BeliefPlanner
+        from adaptrx.protocols.oracle import BeliefPlanner
 
         if "env" not in params:
             raise ValueError("belief_planner: needs the env it controls (with belief=True): "

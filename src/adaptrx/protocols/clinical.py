@@ -117,7 +117,7 @@ class AttentionControl(Protocol):
     """Attention control: in care, no loading (education/sham contacts matched for contact time).
 
     As the sham arm of Bennell et al. 2014 (JAMA, hip OA) and the calibration arm
-    :func:`adaptrx.patient.trials.attention_control`: ``contacts`` contacts/week with ``delivery``
+    :func:`adaptrx.patient.calibration_arms.attention_control`: ``contacts`` contacts/week with ``delivery``
     (supervised) for ``weeks`` weeks, then nothing (0 sessions, home). The load goes to the action's floor,
     0.05 baseline-capacity units, halving each week from the initial load (the action cannot give 0).
 

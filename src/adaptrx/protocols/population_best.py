@@ -3,7 +3,7 @@
 The one-size-fits-all reference of ``DESIGN.md`` section 5. :func:`search` runs every candidate of
 :func:`candidate_grid` (protocol families x their parameters: loads, progression rates, pain and RPE
 thresholds, sessions per week, delivery) on the same ``train`` patients with the same noise (a paired
-:class:`~adaptrx.envs.cohort_run.CohortEpisodes`), ranks them by mean episode return (the env's reward,
+:class:`~adaptrx.envs.episodes.CohortEpisodes`), ranks them by mean episode return (the env's reward,
 the objective the oracle and RL agents optimise) and keeps the best. The result is stored per condition
 in ``population_best.json`` next to this module, so ``adaptrx.protocols.get("population_best")`` needs no
 search at run time; regenerate it with::
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from adaptrx.envs.cohort_run import CohortEpisodes
+from adaptrx.envs.episodes import CohortEpisodes
 from adaptrx.patient import make_cohort
 
 RESULTS_FILE = "population_best.json"

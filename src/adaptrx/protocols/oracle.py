@@ -2,7 +2,7 @@
 
 :class:`OraclePolicy` is the upper-bound reference of the in-silico trials. It is built with the env it
 controls and, at every :meth:`~OraclePolicy.predict`, reads the truth from
-``env.unwrapped.get_state()["batch"]`` (the :class:`~adaptrx.envs.batch.EpisodeBatch` snapshot: cohort rows,
+``env.unwrapped.get_state()["batch"]`` (the :class:`~adaptrx.envs.episode_engine.EpisodeBatch` snapshot: cohort rows,
 latent state, observation records, episode matrix) plus ``env.unwrapped.batch.config`` / ``.constants``.
 It then chooses each patient's ``Progression-v0`` Box action by receding-horizon model-predictive control
 on the batched simulator, with the env's own reward.
@@ -16,9 +16,9 @@ Algorithm (re-planned every week, for all patients of the env at once):
    per week going up and at most the action's -50 % per week going down, then holds it; ``s`` and ``d``
    are kept every week.
 2. Rollouts: every candidate is simulated from the patient's current true state (a copy made with
-   :meth:`EpisodeBatch.take <adaptrx.envs.batch.EpisodeBatch.take>`) to the end of its episode (or for
+   :meth:`EpisodeBatch.take <adaptrx.envs.episode_engine.EpisodeBatch.take>`) to the end of its episode (or for
    ``horizon`` weeks) on ``replicates`` noise replicates, stepping the same compiled env step
-   (:func:`adaptrx.envs.engine.step_continuous`) as the env, so the weekly reward is the env's reward,
+   (:func:`adaptrx.envs.compiled_step.step_continuous`) as the env, so the weekly reward is the env's reward,
    including the dropout term (the patient's untreated future). Rows are stepped in chunks of at most
    ``max_batch`` patient copies.
 3. Value of a candidate: the mean over replicates of the summed reward until the rollout's episode ends
@@ -55,11 +55,12 @@ import pandas as pd
 from gymnasium import spaces
 from joblib import Parallel, delayed
 
-from adaptrx.envs import CohortEpisodes, engine
+from adaptrx.envs import CohortEpisodes
+from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
-from adaptrx.envs.batch import EnvConfig, EpisodeBatch
 from adaptrx.envs.belief import grouped_systematic
-from adaptrx.envs.cohort_run import EpisodeOutcomes
+from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch
+from adaptrx.envs.episodes import EpisodeOutcomes
 from adaptrx.patient import HOME_ALONE, ModelConstants
 from adaptrx.patient.noise import mix64
 from adaptrx.protocols.base import DELIVERY, Policy, batch_obs, check_int, encode_prescription

@@ -26,8 +26,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 from tqdm.auto import tqdm
 
 from adaptrx.agents.dagger import ActorSnapshot, DaggerSettings, Labels, actor_parameters, fit_actor, label_round
-from adaptrx.experiments.train_config import TrainConfig
-from adaptrx.experiments.training_callbacks import ClinicalEvalCallback
+from adaptrx.experiments.train.callbacks import ClinicalEvalCallback
+from adaptrx.experiments.train.config import TrainConfig
 from adaptrx.patient import make_cohort
 
 

@@ -1,7 +1,7 @@
 """The batched episode engine shared by the single environments and :class:`PatientVecEnv`.
 
 :class:`EpisodeBatch` holds ``n`` patients, each in its own episode, and steps all of them with one call
-of the compiled env step (:mod:`adaptrx.envs.engine`, which runs the patient kernel). The single Gymnasium
+of the compiled env step (:mod:`adaptrx.envs.compiled_step`, which runs the patient kernel). The single Gymnasium
 env is an ``EpisodeBatch`` of one; the vector env is one of ``num_envs``. Both therefore produce identical
 per-patient observations, rewards and infos for the same patient and noise seed, and neither duplicates
 the dynamics or the reward.
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from adaptrx.envs import engine
+from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, move_indices
 from adaptrx.envs.belief import BELIEF_FEATURES, INTAKE_RECORDS, BeliefFilter
 from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW, FeatureBuffer

@@ -1,8 +1,8 @@
 """``adaptrx-train``: the Hydra app that trains an RL agent on the virtual patients (``DESIGN.md`` 7).
 
-Config tree: ``configs/train.yaml`` (schema :class:`~adaptrx.experiments.train_config.TrainConfig`) with the
+Config tree: ``configs/train.yaml`` (schema :class:`~adaptrx.experiments.train.config.TrainConfig`) with the
 groups ``algo`` (ppo, a2c, sac, td3, recurrent_ppo), ``env`` (one per condition), ``policy/net`` (small,
-medium, large) and ``experiment`` (quick, paper). What a run writes: :mod:`adaptrx.experiments.training`.
+medium, large) and ``experiment`` (quick, paper). What a run writes: :mod:`adaptrx.experiments.train.training`.
 
 Examples::
 
@@ -24,14 +24,14 @@ from omegaconf import DictConfig
 
 from adaptrx.experiments.hydra_cli import check_job, run_app
 from adaptrx.experiments.hydra_cli import check_overrides as _check_overrides
-from adaptrx.experiments.train_config import register_schema
+from adaptrx.experiments.train.config import register_schema
 
 register_schema()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 def _app(cfg: DictConfig) -> float:
-    from adaptrx.experiments.training import train
+    from adaptrx.experiments.train.training import train
 
     try:
         check_job(cfg)
@@ -40,7 +40,7 @@ def _app(cfg: DictConfig) -> float:
         print(f"adaptrx-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
     if result.test:
-        from adaptrx.experiments.policy_card import differences_table, standing_table
+        from adaptrx.experiments.train.policy_card import differences_table, standing_table
 
         n = result.test["numbers"]["test_patients"]
         print(f"\nWhere the agent stands on {n} paired test patients (means per patient):")
@@ -54,14 +54,14 @@ def _app(cfg: DictConfig) -> float:
 
 def check_overrides(overrides: list[str]) -> None:
     """Compose ``configs/train.yaml`` with ``overrides`` and validate it; :class:`ConfigError` names the field."""
-    from adaptrx.experiments.train_config import validate
+    from adaptrx.experiments.train.config import validate
 
     _check_overrides("train", overrides, validate)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point of ``adaptrx-train``: bad overrides exit with code 2 before Hydra starts a run."""
-    from adaptrx.experiments.train_config import validate
+    from adaptrx.experiments.train.config import validate
 
     run_app("adaptrx-train", "train", validate, _app, argv)
 

@@ -22,8 +22,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from adaptrx import atomic
 from adaptrx.agents.factory import OFF_POLICY
 from adaptrx.envs import CohortEpisodes
-from adaptrx.envs.cohort_run import EpisodeOutcomes
-from adaptrx.experiments import checkpoints
+from adaptrx.envs.episodes import EpisodeOutcomes
 from adaptrx.experiments.clinical_metrics import (
     METRICS,
     clinical_metrics,
@@ -32,11 +31,12 @@ from adaptrx.experiments.clinical_metrics import (
     response_figure,
     trajectory_figure,
 )
-from adaptrx.experiments.train_config import TrainConfig
+from adaptrx.experiments.train import checkpoints
+from adaptrx.experiments.train.config import TrainConfig
 from adaptrx.patient import make_cohort
 from adaptrx.protocols import get as get_protocol
 from adaptrx.protocols.base import Policy
-from adaptrx.protocols.rules import SafetyRules
+from adaptrx.protocols.safety_rules import SafetyRules
 
 #: Val patients whose trajectories are drawn at every evaluation (cohort row indices).
 FIGURE_PATIENTS: tuple[int, ...] = (0, 1, 2, 3)

@@ -32,7 +32,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from adaptrx import atomic
-from adaptrx.experiments.trial_analysis import BINARY
+from adaptrx.experiments.trial.analysis import BINARY
 
 #: An RGBA colour, components in 0-1.
 Color = tuple[float, float, float, float]

@@ -2,7 +2,7 @@
 
 "Does this policy beat that protocol, for whom, and how sure are we?" A list of policies (protocols by name,
 shipped agents by directory, the oracle) x a cohort split (or a cohort file) x seeds; every policy meets the
-same patients with the same random streams (:mod:`adaptrx.experiments.trial_runner`). A run directory holds::
+same patients with the same random streams (:mod:`adaptrx.experiments.trial.runner`). A run directory holds::
 
     results.parquet / .csv   tidy: one row per (policy, patient, seed) (DESIGN.md 7 columns + subgroups)
     weekly.parquet           per-week trajectories, one row per (policy, patient, seed, week)
@@ -44,10 +44,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from adaptrx import atomic
-from adaptrx.experiments import trial_figures as tf
 from adaptrx.experiments.hydra_cli import ConfigError, check_job, run_app
-from adaptrx.experiments.trial_analysis import SAFETY, Mcid, compare, mcids, subgroups, summarize
-from adaptrx.experiments.trial_config import (
+from adaptrx.experiments.trial import figures as tf
+from adaptrx.experiments.trial.analysis import SAFETY, Mcid, compare, mcids, subgroups, summarize
+from adaptrx.experiments.trial.config import (
     TrialConfig,
     policy_specs,
     register_schema,
@@ -55,8 +55,8 @@ from adaptrx.experiments.trial_config import (
     to_container,
     validate,
 )
-from adaptrx.experiments.trial_report import differences_table, write_report
-from adaptrx.experiments.trial_tensorboard import write_tensorboard
+from adaptrx.experiments.trial.report import differences_table, write_report
+from adaptrx.experiments.trial.tensorboard import write_tensorboard
 
 register_schema()
 
@@ -217,7 +217,7 @@ def render_report(run_dir: str | Path, path: str | Path) -> Path:
 
 def run(cfg: TrialConfig | DictConfig, out_dir: str | Path, command: str = "adaptrx-trial") -> TrialOutput:
     """Run one composed trial config into ``out_dir`` (see the module docstring for what it writes)."""
-    from adaptrx.experiments.trial_runner import run_trial
+    from adaptrx.experiments.trial.runner import run_trial
 
     c = validate(cfg)
     out_dir = Path(out_dir)
@@ -265,7 +265,7 @@ def headline(out: TrialOutput, reference: str) -> str:
             f"{out.seconds:.1f} s of simulation")
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="trial")
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="trial")
 def _app(cfg: DictConfig) -> float:
     overrides = HydraConfig.get().overrides.task
     command = "adaptrx-trial " + " ".join(overrides)

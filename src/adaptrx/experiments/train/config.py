@@ -176,7 +176,7 @@ def validate(cfg: TrainConfig | DictConfig) -> None:
     check_field(c.seed >= 0, "seed", f"must be >= 0, got {c.seed}")
     check_field(c.eval_seed >= 0, "eval_seed", f"must be >= 0, got {c.eval_seed}")
     try:
-        from adaptrx.envs.batch import env_config
+        from adaptrx.envs.episode_engine import env_config
 
         env_config(**c.env.env_kwargs())
     except (TypeError, ValueError) as exc:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from adaptrx import atomic
 from adaptrx.experiments.stats import Estimate
-from adaptrx.experiments.trial_analysis import BINARY, DEFINITIONS, METRICS, Mcid
+from adaptrx.experiments.trial.analysis import BINARY, DEFINITIONS, METRICS, Mcid
 
 #: The components of the headline objective, in the order the findings give them.
 COMPONENTS: tuple[str, ...] = ("pain_change_w12", "responder_w12", "function_change", "flares", "dropped_out", "cost",
@@ -95,7 +95,7 @@ def summary_table(summary: pd.DataFrame, metrics: Sequence[str], statistic: str 
 
 
 def differences_table(differences: pd.DataFrame, metrics: Sequence[str] | None = None) -> str:
-    """One row per (policy, metric) of :func:`adaptrx.experiments.trial_analysis.compare`: the mean difference
+    """One row per (policy, metric) of :func:`adaptrx.experiments.trial.analysis.compare`: the mean difference
     [CI], its Holm p and clinical reading, then the descriptive median difference, shares better / worse / tied
     and P(improvement) (:data:`COLUMNS` defines them)."""
     d = differences if metrics is None else differences[differences["metric"].isin(metrics)]
@@ -202,7 +202,7 @@ def write_report(path: Path, *, title: str, command: str, config_yaml: str, poli
                  figures: Mapping[str, str], facts: Mapping[str, Any], reference: str,
                  mcid: Mapping[str, Mcid], safety: pd.DataFrame | None = None) -> Path:
     """Write the trial's ``report.md``: how it was produced, findings, definitions, tables (``safety``: the
-    safety comparison of :func:`~adaptrx.experiments.trial.analyse`, if any) and the embedded figures
+    safety comparison of :func:`~adaptrx.experiments.trial.app.analyse`, if any) and the embedded figures
     (``figures``: file name relative to the report -> caption)."""
     n = facts.get("patients")
     outcomes = ["return", "pain_w12", "pain_change_w12", "responder_w12", "function_change", "flares", "dropped_out",

@@ -2,7 +2,7 @@
 
 For each seed ``s`` of the trial, the patients are ``make_cohort(condition, n, s, split)`` (or the cohort
 file's patients) and every policy plays one episode per patient on a
-:class:`~adaptrx.envs.cohort_run.CohortEpisodes` with noise seed ``s``: a patient's random stream depends only
+:class:`~adaptrx.envs.episodes.CohortEpisodes` with noise seed ``s``: a patient's random stream depends only
 on its id and ``s``, never on the policy or on the other patients (common random numbers), so the results
 are paired patient by patient. Dropouts are followed to the horizon without exercise (intention to treat).
 
@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from adaptrx.envs.batch import env_config
 from adaptrx.envs.belief import reads_beliefs
-from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
+from adaptrx.envs.episode_engine import env_config
+from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_NAMES
-from adaptrx.experiments.trial_analysis import add_outcome_columns
-from adaptrx.experiments.trial_config import ConfigError, PolicySpec, TrialConfig, absolute_path
+from adaptrx.experiments.trial.analysis import add_outcome_columns
+from adaptrx.experiments.trial.config import ConfigError, PolicySpec, TrialConfig, absolute_path
 from adaptrx.patient import load_cohort, make_cohort
 
 #: The planners (slow: their patients are split over the worker processes; trial config sections of the same name).
@@ -113,7 +113,7 @@ def describe(spec: PolicySpec, agent: Any = None) -> dict[str, Any]:
 
 def _run_one(spec: PolicySpec, cfg: TrialConfig, seed: int, rows: slice | None, record: bool) -> EpisodeOutcomes:
     """One policy on one seed's patients (``rows``: a chunk of them); runs in a worker process too."""
-    from adaptrx.protocols.rules import SafetyRules
+    from adaptrx.protocols.safety_rules import SafetyRules
 
     cohort = cohort_for(cfg, seed)
     if rows is not None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from adaptrx.experiments.trial import analyse, reanalyse, write_tables
-from adaptrx.experiments.trial_analysis import KEYS, mcids
+from adaptrx.experiments.trial.analysis import KEYS, mcids
+from adaptrx.experiments.trial.app import analyse, reanalyse, write_tables
 
 GATHERED = "gathered"
 

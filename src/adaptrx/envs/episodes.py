@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adaptrx.envs import engine
+from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import decode_continuous, decode_discrete
-from adaptrx.envs.batch import EpisodeBatch, env_config
+from adaptrx.envs.episode_engine import EpisodeBatch, env_config
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
 from adaptrx.patient.kernel import Out

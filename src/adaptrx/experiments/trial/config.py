@@ -25,7 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from adaptrx.experiments.hydra_cli import ConfigError, check_field, check_known_keys
-from adaptrx.experiments.trial_analysis import METRICS, Mcid, mcid_config, mcids
+from adaptrx.experiments.trial.analysis import METRICS, Mcid, mcid_config, mcids
 
 __all__ = ["ConfigError", "PolicySpec", "TrialConfig", "parse_policy", "register_schema", "validate"]
 
@@ -45,7 +45,7 @@ class CohortConfig:
 
 @dataclass
 class OracleConfig:
-    """Planner settings of the ``oracle`` policy (:class:`adaptrx.agents.oracle.OraclePolicy`)."""
+    """Planner settings of the ``oracle`` policy (:class:`adaptrx.protocols.oracle.OraclePolicy`)."""
 
     horizon: int | None = None  # weeks planned ahead (None: the rest of the episode)
     replicates: int = 2  # noise replicates per candidate plan
@@ -91,7 +91,7 @@ class TrialConfig:
     weeks: int = 26  # episode length (12-104)
     modality: str | None = None  # exercise modality; None: the condition's (adaptrx.patient.cohort.programme_modality)
     oracle: OracleConfig = field(default_factory=OracleConfig)
-    # the belief planner (adaptrx.agents.oracle.BeliefPlanner): replicates = posterior particles per patient-week
+    # the belief planner (adaptrx.protocols.oracle.BeliefPlanner): replicates = posterior particles per patient-week
     belief_planner: OracleConfig = field(default_factory=lambda: OracleConfig(replicates=4))
     stats: StatsConfig = field(default_factory=StatsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -224,7 +224,7 @@ def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
 
         c.modality = programme_modality(k.condition)
     try:
-        from adaptrx.envs.batch import env_config
+        from adaptrx.envs.episode_engine import env_config
 
         env_config(condition=k.condition, split=k.split, weeks=c.weeks, modality=c.modality)
     except (TypeError, ValueError) as exc:

@@ -1,6 +1,6 @@
 """The protocol baseline: every clinical protocol, ``population_best`` and the oracle on ``val`` patients.
 
-A paired virtual trial (:class:`~adaptrx.envs.cohort_run.CohortEpisodes`): every policy meets the same
+A paired virtual trial (:class:`~adaptrx.envs.episodes.CohortEpisodes`): every policy meets the same
 ``val`` patients with the same noise. Writes into ``--out`` (default ``experiments/protocols_baseline``):
 
 * ``results.parquet``: the tidy per-(policy, patient) table (``DESIGN.md`` section 7 columns);
@@ -11,7 +11,7 @@ A paired virtual trial (:class:`~adaptrx.envs.cohort_run.CohortEpisodes`): every
 
 The findings are written by hand in the folder's ``README.md`` (the script never overwrites it).
 
-Run: ``python -m adaptrx.experiments.protocols_baseline`` (about two minutes on two cores).
+Run: ``python -m adaptrx.experiments.trial.protocols_baseline`` (about two minutes on two cores).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from adaptrx.envs.cohort_run import CohortEpisodes, EpisodeOutcomes
+from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes
 from adaptrx.experiments.stats import Estimate, bootstrap_mean, paired_difference
-from adaptrx.experiments.trial_report import markdown_table as _markdown_table
+from adaptrx.experiments.trial.report import markdown_table as _markdown_table
 from adaptrx.patient import make_cohort
 from adaptrx.protocols import get
 from adaptrx.protocols.clinical import PROTOCOLS
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "summary.md").write_text(markdown_table(summary) + "\n")
     plot(results, out_dir)
     meta = {
-        "command": "python -m adaptrx.experiments.protocols_baseline " + " ".join(sys.argv[1:] if argv is None
+        "command": "python -m adaptrx.experiments.trial.protocols_baseline " + " ".join(sys.argv[1:] if argv is None
                                                                                  else argv),
         "condition": args.condition, "n": args.n, "seed": args.seed, "weeks": args.weeks, "split": "val",
         "population_best": stored_results().get(args.condition), "wall_seconds": round(elapsed, 1),

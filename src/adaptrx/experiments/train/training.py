@@ -1,24 +1,24 @@
 """The training loop behind ``adaptrx-train``: env, model, clinical evaluation, checkpoints, resume, export.
 
-:func:`train` runs one composed :class:`~adaptrx.experiments.train_config.TrainConfig` into a run
+:func:`train` runs one composed :class:`~adaptrx.experiments.train.config.TrainConfig` into a run
 directory::
 
     <run_dir>/
       .hydra/                 the composed config (Hydra)
       tb/<ALGO>_1/            TensorBoard: SB3 losses, clinical/* metrics, figures, hparams, custom scalars
       checkpoints/last/       model, observation statistics (+ replay buffer), state: every checkpoint_freq steps
-      checkpoints/best/       the same at every new best val return (see adaptrx.experiments.checkpoints)
+      checkpoints/best/       the same at every new best val return (see adaptrx.experiments.train.checkpoints)
       evaluations.csv         the clinical metrics of every evaluation on val
       figures/                trajectories and load-vs-pain response of the selected policy (PNG)
       policy/                 the selected (best val return) policy: policy.safetensors + manifest.json + card.md
-      test_comparison.*       the paired comparison on test patients (see adaptrx.experiments.policy_card)
+      test_comparison.*       the paired comparison on test patients (see adaptrx.experiments.train.policy_card)
 
 Evaluation is a paired, intention-to-treat episode per val patient (:class:`~adaptrx.envs.CohortEpisodes`):
 the same ``budget.eval_patients`` patients with the same noise (``eval_seed``) at every evaluation, so the
 curve in TensorBoard moves only with the policy. Model selection uses the mean val return under the env's
 default reward (the headline objective, ``adaptrx.envs.reward``), whatever reward the run trains on.
 
-Checkpoints are written atomically and read back without unpickling (:mod:`adaptrx.experiments.checkpoints`:
+Checkpoints are written atomically and read back without unpickling (:mod:`adaptrx.experiments.train.checkpoints`:
 the model is rebuilt from the config and only the tensors of SB3's zip are loaded); a run killed at any point
 resumes from its last complete checkpoint. The shipped format is the safetensors export
 (:mod:`adaptrx.agents.export`).
@@ -41,19 +41,19 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 from adaptrx.agents.export import export_policy, load_policy
 from adaptrx.agents.factory import make_model
 from adaptrx.envs import PatientVecEnv
-from adaptrx.envs.batch import env_config
+from adaptrx.envs.episode_engine import env_config
 from adaptrx.envs.programme_end import ProgrammeEnd
-from adaptrx.experiments import checkpoints
 from adaptrx.experiments.clinical_metrics import response_curve, response_figure, trajectory_figure
-from adaptrx.experiments.distillation import run_dagger
-from adaptrx.experiments.train_config import TrainConfig, validate
-from adaptrx.experiments.training_callbacks import (
+from adaptrx.experiments.train import checkpoints
+from adaptrx.experiments.train.callbacks import (
     FIGURE_PATIENTS,
     ClinicalEvalCallback,
     ClinicalEvaluator,
     SB3Policy,
 )
-from adaptrx.protocols.rules import SafetyRules
+from adaptrx.experiments.train.config import TrainConfig, validate
+from adaptrx.experiments.train.distillation import run_dagger
+from adaptrx.protocols.safety_rules import SafetyRules
 
 __all__ = ["ClinicalEvaluator", "SB3Policy", "TrainResult", "train"]
 
@@ -234,7 +234,7 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
     result = TrainResult(run_dir=run_dir, tensorboard_dir=tb_dir, policy_dir=policy_dir,
                          timesteps=int(model.num_timesteps), seconds=time.perf_counter() - start,
                          best_step=callback.best_step, val_metrics=val.metrics, history=list(callback.history))
-    from adaptrx.experiments.policy_card import compare_on_test, log_test_comparison, write_card
+    from adaptrx.experiments.train.policy_card import compare_on_test, log_test_comparison, write_card
 
     if cfg.budget.test_patients > 0:
         result.test = compare_on_test(exported, cfg, run_dir, progress=cfg.progress)

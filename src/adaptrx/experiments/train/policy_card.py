@@ -31,21 +31,21 @@ from tqdm.auto import tqdm
 
 from adaptrx import atomic
 from adaptrx.agents.export import policy_id
-from adaptrx.agents.oracle import oracle_outcomes
 from adaptrx.envs import CohortEpisodes
 from adaptrx.experiments.clinical_metrics import clinical_metrics, composite, load_follows_patient
 from adaptrx.experiments.stats import Estimate, paired_difference
-from adaptrx.experiments.trial_config import OracleConfig
-from adaptrx.experiments.trial_report import markdown_table
+from adaptrx.experiments.trial.config import OracleConfig
+from adaptrx.experiments.trial.report import markdown_table
 from adaptrx.patient import make_cohort
 from adaptrx.protocols import get as get_protocol
 from adaptrx.protocols.clinical import PROTOCOLS
+from adaptrx.protocols.oracle import oracle_outcomes
 from adaptrx.protocols.population_best import stored_results
-from adaptrx.protocols.rules import SafetyRules
+from adaptrx.protocols.safety_rules import SafetyRules
 
 if TYPE_CHECKING:
-    from adaptrx.experiments.train_config import TrainConfig
-    from adaptrx.experiments.training import TrainResult
+    from adaptrx.experiments.train.config import TrainConfig
+    from adaptrx.experiments.train.training import TrainResult
 
 AGENT = "agent"
 ORACLE = "oracle"
