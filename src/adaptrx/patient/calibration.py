@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from adaptrx.patient.calibration_arms import (
+    DROPOUT_TARGETS,
     Arm,
     ArmOutcome,
     abrupt_load,
@@ -33,16 +34,9 @@ from adaptrx.patient.calibration_arms import (
 )
 from adaptrx.patient.cohort import make_cohort
 from adaptrx.patient.constants import HOME_ALONE, SUPERVISED, ModelConstants
+from adaptrx.patient.figures import calibration_figures
 
 CALIBRATION_SEED = 20261125
-
-#: T7 dropout targets by week 16 (Vancampfort 2024): arm key -> (target, accepted low, accepted high).
-DROPOUT_TARGETS: dict[str, tuple[float, float, float]] = {
-    "knee_oa/supervised_16w": (0.13, 0.09, 0.17),
-    "knee_oa/home_16w": (0.21, 0.16, 0.26),
-    "fibromyalgia/exercise_2x": (0.19, 0.14, 0.24),
-}
-
 
 @dataclass
 class Target:
@@ -250,8 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     if card.is_file():
         update_model_card(card, table)
     if not args.no_figures:
-        from adaptrx.patient.figures import calibration_figures
-
         calibration_figures(outcomes, args.out)
     print(table)
     failed = [t.id for t in targets if not t.passed]

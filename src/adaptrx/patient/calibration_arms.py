@@ -20,6 +20,13 @@ from adaptrx.patient.simulator import PatientSimulator, WeekResult
 #: (week index, simulator) -> (load per session, sessions, delivery), each broadcastable to (n,)
 Schedule = Callable[[int, PatientSimulator], tuple[np.ndarray | float, np.ndarray | int, np.ndarray | int]]
 
+#: T7 dropout targets by week 16 (Vancampfort 2024): arm key -> (target, accepted low, accepted high).
+DROPOUT_TARGETS: dict[str, tuple[float, float, float]] = {
+    "knee_oa/supervised_16w": (0.13, 0.09, 0.17),
+    "knee_oa/home_16w": (0.21, 0.16, 0.26),
+    "fibromyalgia/exercise_2x": (0.19, 0.14, 0.24),
+}
+
 
 @dataclass(frozen=True)
 class Arm:

@@ -10,6 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Named channels of the per-patient noise streams (:mod:`adaptrx.patient.noise`). Adding a channel at the end never
+#: changes the draws of existing ones.
+CHANNELS: dict[str, int] = {
+    "eta": 1,  # AR(1) pain fluctuation innovation (normal)
+    "attend": 2,  # session attendance (uniform)
+    "dropout": 3,  # weekly dropout hazard (uniform)
+    "flare": 4,  # background flare occurrence (uniform)
+    "flare_size": 5,  # background flare magnitude (normal)
+    "obs_session": 6,  # in-session pain report noise (normal)
+    "obs_morning": 7,  # next-morning pain report noise (normal)
+    "diary_missing": 8,  # diary day missing (uniform)
+    "obs_diary": 9,  # diary pain report noise (normal)
+    "obs_rpe": 10,  # RPE report noise (normal)
+    "obs_function": 11,  # weekly function score noise (normal)
+    "obs_capacity": 12,  # capacity test noise (normal)
+    "obs_intake": 13,  # intake questionnaires (normal)
+    "enrolment": 14,  # enrolment-day fluctuation (normal)
+    "belief_resample": 15,  # belief filter: systematic resampling offset (uniform; adaptrx.envs.belief)
+    "belief_jitter": 16,  # belief filter: Liu-West parameter jitter (normal)
+}
+
 #: Delivery codes of a week's prescription.
 HOME_ALONE, REMOTE, SUPERVISED = 0, 1, 2
 

@@ -33,8 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from adaptrx.patient.calibration import DROPOUT_TARGETS
-from adaptrx.patient.calibration_arms import ArmOutcome
+from adaptrx.patient.calibration_arms import DROPOUT_TARGETS, ArmOutcome
 
 #: z value of a two-sided 95 % normal interval
 Z95 = 1.96

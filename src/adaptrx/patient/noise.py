@@ -25,25 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Named channels. Adding a channel at the end never changes the draws of existing ones.
-CHANNELS: dict[str, int] = {
-    "eta": 1,  # AR(1) pain fluctuation innovation (normal)
-    "attend": 2,  # session attendance (uniform)
-    "dropout": 3,  # weekly dropout hazard (uniform)
-    "flare": 4,  # background flare occurrence (uniform)
-    "flare_size": 5,  # background flare magnitude (normal)
-    "obs_session": 6,  # in-session pain report noise (normal)
-    "obs_morning": 7,  # next-morning pain report noise (normal)
-    "diary_missing": 8,  # diary day missing (uniform)
-    "obs_diary": 9,  # diary pain report noise (normal)
-    "obs_rpe": 10,  # RPE report noise (normal)
-    "obs_function": 11,  # weekly function score noise (normal)
-    "obs_capacity": 12,  # capacity test noise (normal)
-    "obs_intake": 13,  # intake questionnaires (normal)
-    "enrolment": 14,  # enrolment-day fluctuation (normal)
-    "belief_resample": 15,  # belief filter: systematic resampling offset (uniform; adaptrx.envs.belief)
-    "belief_jitter": 16,  # belief filter: Liu-West parameter jitter (normal)
-}
+from adaptrx.patient.constants import CHANNELS
+from adaptrx.patient.kernel import draw_array
+
+__all__ = ["CHANNELS", "NoiseStreams", "mix64", "patient_keys"]
+
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -93,8 +79,6 @@ class NoiseStreams:
 
     def _draw(self, channels: list[str], first_day: np.ndarray | int, n_days: int, slots: int,
               gaussian: bool) -> np.ndarray:
-        from adaptrx.patient.kernel import draw_array  # here: the kernel imports CHANNELS from this module
-
         first = np.ascontiguousarray(np.broadcast_to(np.asarray(first_day, dtype=np.int64), self.keys.shape))
         codes = np.array([CHANNELS[c] for c in channels], dtype=np.int64)
         return draw_array(self.keys, first, codes, int(n_days), int(slots), gaussian)
