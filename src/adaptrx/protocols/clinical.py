@@ -558,3 +558,15 @@ PROTOCOLS: dict[str, type[Protocol]] = {
     for cls in (NoTreatment, AttentionControl, Constant, Linear, ACSM, PainMonitoring, GradedActivity,
                 RPEAutoregulation, GLAD, StartHigh, StartLow, Aggressive)
 }
+
+
+def make(name: str, **params: Any) -> Protocol:
+    """The clinical protocol ``name`` with parameters ``params`` (a ``ValueError`` names an unknown one)."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"name: unknown clinical protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    cls = PROTOCOLS[name]
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"{name}: unknown parameter(s) {unknown}; known: {sorted(known)}")
+    return cls(**params)

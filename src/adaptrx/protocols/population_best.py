@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from adaptrx.envs.episodes import CohortEpisodes
 from adaptrx.patient import make_cohort
+from adaptrx.protocols.clinical import make
 
 RESULTS_FILE = "population_best.json"
 _DELIVERIES = ("home", "remote", "supervised")
@@ -79,14 +80,12 @@ def search(
 ) -> pd.DataFrame:
     """Run every candidate on ``n`` train patients (paired) and return one row per candidate, best first:
     ``protocol, params, label, return_mean, return_se, pain_mean, flares, dropout``."""
-    from adaptrx.protocols import get
-
     candidates = candidate_grid() if candidates is None else candidates
     cohort = make_cohort(condition, n, seed, "train")
     episodes = CohortEpisodes(cohort, seed=seed, condition=condition, split="train", weeks=weeks)
     rows = []
     for c in tqdm(candidates, desc=f"population_best search ({condition})", disable=not progress):
-        out = episodes.run(get(c.protocol, **c.params), name=c.label)
+        out = episodes.run(make(c.protocol, **c.params), name=c.label)
         rows.append({
             "protocol": c.protocol, "params": c.params, "label": c.label,
             "return_mean": float(out.returns.mean()),
