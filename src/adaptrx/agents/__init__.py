@@ -12,14 +12,6 @@ Shipped policies live in the repository's ``agents/<name>/`` folders (e.g. ``age
 
 from __future__ import annotations
 
-from typing import Any
+from adaptrx.agents.export import load_policy
 
 __all__ = ["load_policy"]
-
-
-def load_policy(path: Any, **spaces: Any) -> Any:
-    """Load a shipped policy directory (see :func:`adaptrx.agents.export.load_policy`; keyword arguments
-    ``observation_space``, ``action_space`` and ``feature_names`` are the env's, checked against the manifest)."""
-    from adaptrx.agents.export import load_policy as _load
-
-    return _load(path, **spaces)

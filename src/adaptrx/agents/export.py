@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium import spaces
 
-from adaptrx import atomic, strict_json
+from adaptrx import __version__, atomic, strict_json
 from adaptrx.protocols.base import Policy
 
 if TYPE_CHECKING:
@@ -878,9 +878,7 @@ def _versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             out[package] = None
     if out["adaptrx"] is None:
-        import adaptrx
-
-        out["adaptrx"] = getattr(adaptrx, "__version__", None)
+        out["adaptrx"] = __version__
     out["python"] = platform.python_version()
     return out
 

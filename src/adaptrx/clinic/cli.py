@@ -19,6 +19,7 @@ from typing import Any
 
 from adaptrx import atomic
 from adaptrx.clinic.history import HistoryError, load_history
+from adaptrx.clinic.recommend import recommend
 
 #: Intake options of ``recommend`` (for a CSV without intake comment lines): option -> (field, type).
 _INTAKE_OPTIONS: dict[str, tuple[str, Any]] = {
@@ -77,8 +78,6 @@ def _fail(parser: argparse.ArgumentParser, command: str, lines: list[str]) -> in
 
 
 def _recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from adaptrx.clinic.recommend import recommend
-
     intake = {name: getattr(args, name) for _, (name, _) in _INTAKE_OPTIONS.items() if getattr(args, name) is not None}
     try:
         history = load_history(args.history, intake=intake)
