@@ -1,7 +1,7 @@
 """Fit a real patient: a particle filter over the condition prior with the batched simulator.
 
 The patient's parameters and latent state are unknown; the prior of their condition
-(``envs/cohorts/<condition>.yaml``) says which combinations are plausible, and the simulator's observation
+(``src/adaptrx/patient/priors/<condition>.yaml``) says which combinations are plausible, and the simulator's observation
 model says what a clinic would record for each. :func:`fit_patient` is a bootstrap particle filter
 (sequential importance resampling) over whole virtual patients:
 

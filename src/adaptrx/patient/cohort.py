@@ -1,6 +1,6 @@
 """Condition priors and deterministic virtual cohorts.
 
-A prior (``envs/cohorts/<condition>.yaml``) lists each patient parameter with a marginal distribution,
+A prior (``src/adaptrx/patient/priors/<condition>.yaml``) lists each patient parameter with a marginal distribution,
 the literature source of its range, pairwise correlations applied through a Gaussian copula, categorical
 parameters, and the shift that defines the out-of-distribution (``ood``) split.
 
@@ -35,7 +35,7 @@ ID_COLUMNS: tuple[str, ...] = ("patient_id", "condition", "split", "sex", "adher
 
 def prior_dir() -> Path:
     """Directory holding the ``<condition>.yaml`` priors shipped with the package."""
-    return Path(str(resources.files("adaptrx.patient") / "cohorts"))
+    return Path(str(resources.files("adaptrx.patient") / "priors"))
 
 
 #: The exercise modality of each condition's programmes where it is not resistance training (the calibration
