@@ -55,6 +55,8 @@ import numpy as np
 from gymnasium import spaces
 
 from adaptrx import __version__, atomic, strict_json
+from adaptrx.common import validation
+from adaptrx.common.validation import InvalidField
 from adaptrx.protocols.base import Policy
 
 if TYPE_CHECKING:
@@ -211,18 +213,17 @@ def _pretty(value: Any, level: int = 0) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- validators
-def _fail(field: str, message: str) -> ValueError:
-    return ValueError(f"{MANIFEST_FILE}: {field}: {message}")
+def _field(field: str) -> str:
+    """A manifest field as errors name it (``manifest.json: env.weeks``)."""
+    return f"{MANIFEST_FILE}: {field}"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _fail(field: str, message: str) -> InvalidField:
+    return InvalidField(_field(field), message)
 
 
 def _bool(field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(field, f"must be true or false, got {value!r}")
-    return value
+    return validation.flag(_field(field), value)
 
 
 def _optional_bool(field: str, value: Any) -> bool | None:
@@ -230,41 +231,28 @@ def _optional_bool(field: str, value: Any) -> bool | None:
 
 
 def _number(field: str, value: Any) -> float:
-    if not _is_number(value):
-        raise _fail(field, f"must be a finite number, got {value!r}")
-    return float(value)
+    return validation.number(_field(field), value)
 
 
 def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
     def check(field: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise _fail(field, f"must be an integer in {low}-{high}, got {value!r}")
-        return value
+        return validation.integer(_field(field), value, low, high)
 
     return check
 
 
 def _string(field: str, value: Any, max_len: int = 1000) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= max_len:
-        raise _fail(field, f"must be a non-empty string of at most {max_len} characters, got {value!r}")
-    return value
+    return validation.text(_field(field), value, max_len)
 
 
 def _dict(field: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
+    if not isinstance(value, dict):  # JSON objects only (validation.mapping also takes other mappings)
         raise _fail(field, f"must be a JSON object, got {type(value).__name__}")
     return value
 
 
 def _keys(field: str, value: Any, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
-    value = _dict(field, value)
-    missing = [k for k in required if k not in value]
-    unknown = sorted(set(value) - set(required) - set(optional))
-    if missing:
-        raise _fail(field, f"missing field(s) {missing}")
-    if unknown:
-        raise _fail(field, f"unknown field(s) {unknown}")
-    return value
+    return validation.mapping(_field(field), _dict(field, value), required, optional)
 
 
 def _layers(field: str, value: Any) -> list[int]:
@@ -288,9 +276,9 @@ def _net_arch(networks: tuple[str, ...]) -> Callable[[str, Any], list[int] | dic
 
 
 def _whitelisted(field: str, value: Any, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
+    if not isinstance(value, str):
         raise _fail(field, f"unknown {value!r} (allowed: {', '.join(allowed)})")
-    return value
+    return validation.choice(_field(field), value, allowed)
 
 
 def _activation(field: str, value: Any) -> str:
@@ -447,7 +435,7 @@ def _bounds(field: str, value: Any, size: int) -> np.ndarray:
     for i, v in enumerate(value):
         if v in ("inf", "-inf"):
             out[i] = float(v)
-        elif _is_number(v):
+        elif validation.as_number(v) is not None:
             out[i] = float(v)
         else:
             raise _fail(f"{field}[{i}]", f"must be a finite number, 'inf' or '-inf', got {v!r}")

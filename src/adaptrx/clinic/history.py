@@ -72,6 +72,7 @@ import numpy as np
 import pandas as pd
 
 from adaptrx import strict_json
+from adaptrx.common.validation import as_flag, as_number
 from adaptrx.patient import MODALITIES, conditions
 
 #: Largest accepted history document (bytes).
@@ -136,8 +137,6 @@ _SESSION_RANGES: dict[str, tuple[float, float]] = {
     "pain_before": (0.0, 10.0),
 }
 _REPORTS = ("pain_during", "pain_next_morning", "rpe", "pain_before")
-_TRUE = {"true", "yes", "y", "1"}
-_FALSE = {"false", "no", "n", "0"}
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -439,25 +438,6 @@ def _from_csv(text: str, extra: Mapping[str, Any] | None) -> History:
 
 
 # --------------------------------------------------------------------------------------------- validation
-def _number(value: Any, typed: bool) -> float | None:
-    """``value`` as a finite float, or ``None`` if it is not a number (JSON booleans are not numbers)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        try:
-            number = float(value)
-        except OverflowError:  # a JSON integer beyond float's range
-            return None
-    elif isinstance(value, str) and not typed:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _date(value: Any) -> dt.date | None:
     """``value`` as a date if it is a ``YYYY-MM-DD`` text in :data:`MIN_DATE` - :data:`MAX_DATE`."""
     if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):  # fromisoformat also takes 2026-W01-1
@@ -467,18 +447,6 @@ def _date(value: Any) -> dt.date | None:
     except ValueError:
         return None
     return day if MIN_DATE <= day <= MAX_DATE else None
-
-
-def _flag(value: Any, typed: bool) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if not typed and isinstance(value, str):
-        low = value.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-    return None
 
 
 def _intake(raw: dict[str, Any], errors: _Collector, typed: bool) -> Intake | None:
@@ -501,7 +469,7 @@ def _intake(raw: dict[str, Any], errors: _Collector, typed: bool) -> Intake | No
         value = raw.get(name)
         if value in (None, ""):
             continue
-        number = _number(value, typed)
+        number = as_number(value, text=not typed)
         if number is None:
             errors.add(f"patient.{name}", f"must be a number in {low:g}-{high:g}, got {value!r}")
         elif not low <= number <= high:
@@ -560,7 +528,7 @@ def _build(raw_intake: dict[str, Any], rows: list[dict[str, Any]], errors: _Coll
             errors.add("sessions.date", f"must be a date YYYY-MM-DD in {MIN_DATE.year}-{MAX_DATE.year}, got "
                                         f"{row.get('date')!r}", i)
         parsed["date"].append(day)
-        load = _number(row.get("load"), typed) if row.get("load") not in (None, "") else None
+        load = as_number(row.get("load"), text=not typed) if row.get("load") not in (None, "") else None
         if row.get("load") not in (None, ""):
             if load is None:
                 errors.add("sessions.load", f"must be a number in 0-{LOAD_LIMIT:g}, got {row.get('load')!r}", i)
@@ -568,7 +536,7 @@ def _build(raw_intake: dict[str, Any], rows: list[dict[str, Any]], errors: _Coll
                 errors.add("sessions.load", f"must be in 0-{LOAD_LIMIT:g} baseline-capacity units (1.0 = the heaviest "
                                             f"session tolerated at intake), got {load:g}", i)
         parsed["load"].append(load)
-        attended = _flag(row.get("attended"), typed) if row.get("attended") not in (None, "") else None
+        attended = as_flag(row.get("attended"), text=not typed) if row.get("attended") not in (None, "") else None
         if row.get("attended") not in (None, "") and attended is None:
             errors.add("sessions.attended", f"must be true or false, got {row.get('attended')!r}", i)
         parsed["attended"].append(attended)
@@ -577,7 +545,7 @@ def _build(raw_intake: dict[str, Any], rows: list[dict[str, Any]], errors: _Coll
             if value in (None, ""):
                 parsed[name].append(math.nan)
                 continue
-            number = _number(value, typed)
+            number = as_number(value, text=not typed)
             if number is None:
                 errors.add(f"sessions.{name}", f"must be a number in {low:g}-{high:g}, got {value!r}", i)
             elif not low <= number <= high:
@@ -589,7 +557,7 @@ def _build(raw_intake: dict[str, Any], rows: list[dict[str, Any]], errors: _Coll
         if delivery not in DELIVERIES:
             errors.add("sessions.delivery", f"must be one of {', '.join(DELIVERIES)}, got {delivery!r}", i)
         parsed["delivery"].append(delivery)
-        flare = False if row.get("flare") in (None, "") else _flag(row.get("flare"), typed)
+        flare = False if row.get("flare") in (None, "") else as_flag(row.get("flare"), text=not typed)
         if flare is None:
             errors.add("sessions.flare", f"must be true or false, got {row.get('flare')!r}", i)
         parsed["flare"].append(bool(flare))

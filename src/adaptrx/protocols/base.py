@@ -162,22 +162,6 @@ class Protocol(Policy):
 
 
 # ------------------------------------------------------------------ parameter checks
-def check_number(name: str, value: Any, low: float, high: float) -> float:
-    """``value`` as a float in ``[low, high]``, else a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name}: must be a number in [{low}, {high}], got {value!r}")
-    if not low <= float(value) <= high:
-        raise ValueError(f"{name}: must be in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def check_int(name: str, value: Any, low: int, high: int) -> int:
-    """``value`` as an int in ``[low, high]``, else a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= int(value) <= high:
-        raise ValueError(f"{name}: must be an integer in {low}-{high}, got {value!r}")
-    return int(value)
-
-
 def check_delivery(name: str, value: Any) -> int:
     """The code of a delivery name (``home``, ``remote``, ``supervised``), else a ``ValueError``."""
     if value not in DELIVERY:

@@ -28,17 +28,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from adaptrx.common.validation import integer as check_int
+from adaptrx.common.validation import number as check_number
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
-from adaptrx.protocols.base import (
-    DELIVERY,
-    Memory,
-    Prescription,
-    Protocol,
-    Units,
-    check_delivery,
-    check_int,
-    check_number,
-)
+from adaptrx.protocols.base import DELIVERY, Memory, Prescription, Protocol, Units, check_delivery
 
 #: Tolerance of symptom thresholds (NRS / RPE points; fractions of attendance), for float32 observations.
 EPS = 1e-4

@@ -44,9 +44,11 @@ from typing import Any
 
 import numpy as np
 
+from adaptrx.common.validation import integer as check_int
+from adaptrx.common.validation import number as check_number
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, MOVE_LOAD_FACTOR, MOVE_NAMES, MOVE_REST, MOVE_SESSIONS_DELTA
 from adaptrx.envs.features import to_units
-from adaptrx.protocols.base import Policy, batch_obs, check_int, check_number, episode_starts
+from adaptrx.protocols.base import Policy, batch_obs, episode_starts
 
 #: Rule names, in the order they are applied.
 RULES: tuple[str, ...] = ("max_load_increase", "no_progression_after_pain", "regress_after_flare",
