@@ -2,6 +2,7 @@
 #
 #   make demo       set up .venv, train a DAgger agent with the quick preset and compare it with the protocols
 #   make test       ruff + the whole test suite, slow tests included (what .ci/run calls)
+#   make test-fast  ruff + the tests not marked slow (the inner loop: about 2 minutes on 2 cores)
 #   make bench      performance benchmarks (benchmarks/run.py)
 #   make trial      rerun the committed trials (experiments/<condition>_trial/{test,ood}, ~4.5 min each)
 #   make trial-report  re-analyse the committed trials from their stored results (no simulation)
@@ -24,7 +25,7 @@ TORCH_PIP_ARGS ?=
 LINT_PATHS := $(wildcard src tests benchmarks)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock demo test bench trial trial-report policy clinic-examples calibrate clean
+.PHONY: help install lock demo test test-fast bench trial trial-report policy clinic-examples calibrate clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -53,6 +54,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/pytest -q -n 2 -m "slow or not slow"
+
+# Skips @pytest.mark.slow: trainings, subprocess CLIs, the browser, fuzzers, the committed-trial reruns.
+test-fast: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/pytest -q -n 2 -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

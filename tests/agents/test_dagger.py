@@ -66,6 +66,7 @@ def test_numpy_actor_acts_as_the_torch_policy(activation: str) -> None:
     np.testing.assert_allclose(snapshot.predict(obs), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_labels_are_the_teachers_and_do_not_depend_on_workers() -> None:
     cohort = make_cohort("knee_oa", 30, 7, "train")
     settings = DaggerSettings(teacher_replicates=1, n_jobs=1)
@@ -88,6 +89,7 @@ def test_labels_are_the_teachers_and_do_not_depend_on_workers() -> None:
     np.testing.assert_allclose(teacher_only.returns, oracle.returns)
 
 
+@pytest.mark.slow
 def test_regression_learns_a_teacher_function() -> None:
     """The actor fits a smooth function of the observation far better than its best constant."""
     model = _model()
@@ -112,6 +114,7 @@ def _cfg(*overrides: str):
             "progress=false", *overrides])
 
 
+@pytest.mark.slow
 def test_train_app_distils_logs_and_exports(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -155,6 +158,7 @@ def test_config_refuses_what_dagger_cannot_do(overrides: list[str], field: str) 
         validate(_cfg(*overrides))
 
 
+@pytest.mark.slow
 def test_belief_agent_runs_in_trials_and_the_clinic_and_is_refused_without_beliefs(tmp_path: Path) -> None:
     """A DAgger student with belief features (teacher: the belief planner) exports its feature names; trials
     run it on belief episodes next to the belief planner; the clinic feeds it the same filter's features from a

@@ -135,6 +135,7 @@ def _rewrite_weights(path: Path, edit: Callable[[dict[str, torch.Tensor]], Any])
 
 
 # ---------------------------------------------------------------------------------- equivalence with SB3
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_loaded_policy_acts_exactly_like_the_trained_model(case: str, tmp_path: Path) -> None:
     t = _trained(case)

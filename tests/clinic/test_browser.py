@@ -21,6 +21,8 @@ import pytest
 
 from adaptrx.clinic.web import create_app
 
+pytestmark = pytest.mark.slow  # seconds each: a browser, a server or thousands of generated inputs
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]

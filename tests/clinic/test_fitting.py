@@ -34,6 +34,7 @@ def recovery() -> dict[str, np.ndarray]:
             "pain_truth": np.array(pain_truth)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "max_ratio", "min_r"), [("sensitization", 0.8, 0.6), ("fear", 0.8, 0.7),
                                                            ("capacity", 0.97, 0.3)])
 def test_posterior_beats_prior(recovery: dict[str, np.ndarray], name: str, max_ratio: float, min_r: float) -> None:

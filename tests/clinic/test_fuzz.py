@@ -48,6 +48,8 @@ from adaptrx.clinic.history import (
     parse_history,
 )
 
+pytestmark = pytest.mark.slow  # seconds each: a browser, a server or thousands of generated inputs
+
 #: Examples per fuzz test (explicit ``@example`` cases come on top).
 N_JSON_MUTATED = 400
 N_JSON_ARBITRARY = 250

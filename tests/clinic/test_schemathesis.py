@@ -43,6 +43,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 from adaptrx.clinic.web import create_app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # seconds each: a browser, a server or thousands of generated inputs
+
 #: Cases per generation mode.
 N_POSITIVE = 60
 N_NEGATIVE = 120

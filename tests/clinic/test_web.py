@@ -347,6 +347,7 @@ def test_plan_query_parameter(client: TestClient, document: dict[str, Any]) -> N
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "plan.load"
 
 
+@pytest.mark.slow
 def test_worker_processes_answer_concurrent_requests_like_the_threads(document: dict[str, Any]) -> None:
     """With a pool of worker processes (adaptrx serve's default), concurrent requests are all answered, with the
     same recommendation as in-process, and bad input still gets its 422 naming the field."""

@@ -108,6 +108,7 @@ def test_import_twice_is_safe_and_registers_once() -> None:
     assert out.stdout.strip() == "False", "import adaptrx must not import torch"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_envs_pickle_mid_episode_and_resume_identically(env_id: str) -> None:
     env = gym.make(env_id)
@@ -132,6 +133,7 @@ def _make(env_id: str):
     return thunk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_subproc_vec_env_with_two_workers_runs(env_id: str) -> None:
     vec = SubprocVecEnv([_make(env_id) for _ in range(2)], start_method="spawn")

@@ -31,6 +31,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -315,6 +316,7 @@ def vec_scenarios(draw: st.DrawFn) -> dict[str, Any]:
             "actions": draw(st.lists(element, min_size=steps, max_size=steps))}
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(scenario=vec_scenarios())
 def test_vec_env_stays_in_range_and_replays_the_single_env(scenario: dict[str, Any]) -> None:

@@ -51,6 +51,7 @@ def full_grid(request: pytest.FixtureRequest):
     return room_to_personalize(n=1000, seed=request.param)
 
 
+@pytest.mark.slow
 def test_personal_plans_cut_harm_at_equal_pain(full_grid) -> None:
     """What room there is with patient-plausible flares (at most one flare onset a week, repeated flares end in
     dropout): personal fixed plans cut flares + dropouts by about 18-19 % (measured) at slightly lower pain and
