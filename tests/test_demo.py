@@ -1,4 +1,5 @@
-"""The quick demo (``make demo``): a paired two-arm virtual trial printed as a table."""
+"""The quick demo (``adaptrx-demo``): a paired two-arm virtual trial (none vs glad) through the shared comparison
+path, printed as a table."""
 
 from __future__ import annotations
 
@@ -10,28 +11,39 @@ import numpy as np
 import pytest
 
 from adaptrx import demo
+from adaptrx.experiments.trial.analysis import METRICS
 
 
-def _row(out: str, label: str) -> list[str]:
-    """Cells of the table row that starts with ``label`` (label excluded)."""
+def _row(out: str, metric: str) -> list[str]:
+    """Cells of the table row of ``metric`` (its label excluded)."""
+    label = METRICS[metric][0]
     for line in out.splitlines():
-        if line.startswith(label):
-            return line[len(label):].split()
+        if line.startswith(f"| {label} |"):
+            return [c.strip() for c in line.strip().strip("|").split("|")][1:]
     raise AssertionError(f"no row {label!r} in:\n{out}")
 
 
-def test_demo_prints_both_arms_and_exercise_lowers_week12_pain(capsys: pytest.CaptureFixture[str]) -> None:
+def _number(cell: str) -> float:
+    return float(re.match(r"[+-]?[\d.]+", cell).group())
+
+
+def test_demo_prints_both_arms_and_glad_lowers_week12_pain(capsys: pytest.CaptureFixture[str]) -> None:
     assert demo.main(["--n", "300", "--seed", "1"]) == 0
     out = capsys.readouterr().out
-    lines = out.splitlines()
-    header = lines[next(i for i, ln in enumerate(lines) if ln.startswith("---")) - 1]
-    assert demo.ARM_LABELS["none"] in header and demo.ARM_LABELS["exercise_2x"] in header
-    control, exercise, diff = map(float, _row(out, "pain, week 12"))
-    assert exercise < control
-    assert diff == pytest.approx(exercise - control, abs=0.011)
-    baseline = _row(out, "pain at baseline (NRS 0-10)")
-    assert baseline[0] == baseline[1]  # same patients in both arms
-    match = re.search(r"week-12 pain .*: ([+-][\d.]+) NRS, 95% bootstrap CI \[([+-][\d.]+), ([+-][\d.]+)\]", out)
+    header = next(line for line in out.splitlines() if line.startswith("| outcome |"))
+    assert f"| {demo.CONTROL} | {demo.PROGRAMME} |" in header
+    control, programme, diff, p_holm, clinical = _row(out, "pain_w12")
+    assert _number(programme) < _number(control)
+    assert _number(diff) == pytest.approx(_number(programme) - _number(control), abs=0.011)
+    assert p_holm == "<0.001" and clinical.startswith("better")
+    # the demo's table is the shared comparison's: the same patients in both arms, paired differences vs none
+    trial = demo.run_demo("knee_oa", 300, 1)
+    assert (trial.outcomes["none"].baseline_pain == trial.outcomes["glad"].baseline_pain).all()
+    diffs = demo.differences(trial, 1).set_index("metric")
+    assert diffs.loc["pain_w12", "reference"] == "none" and diffs.loc["pain_w12", "policy"] == "glad"
+    assert diff.startswith(f"{diffs.loc['pain_w12', 'diff']:+.2f}")
+    match = re.search(r"pain change to week 12 .*: ([+-][\d.]+) NRS, 95% bootstrap CI \[([+-][\d.]+), ([+-][\d.]+)\]",
+                      out)
     assert match, out
     mean, low, high = map(float, match.groups())
     assert low <= mean <= high < 0
@@ -44,21 +56,21 @@ def test_demo_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == first
 
 
-def test_paired_bootstrap_covers_the_mean_and_is_reproducible() -> None:
-    diff = np.random.default_rng(0).normal(-1.0, 1.0, 400)
-    a = demo.paired_bootstrap(diff, np.random.default_rng(7))
-    b = demo.paired_bootstrap(diff, np.random.default_rng(7))
-    assert a == b
-    assert a.low < a.mean < a.high
-    se = diff.std(ddof=1) / np.sqrt(diff.size)
-    assert a.high - a.low == pytest.approx(2 * 1.96 * se, rel=0.15)
+def test_demo_ci_matches_the_paired_differences() -> None:
+    """The printed difference is the mean of the per-patient differences, inside its bootstrap CI, about
+    +-1.96 standard errors wide."""
+    trial = demo.run_demo("knee_oa", 400, 0)
+    row = demo.differences(trial, 0).set_index("metric").loc["pain_change_w12"]
+    results = trial.results.set_index(["policy", "patient_id"])["pain_change_w12"]
+    d = (results.loc["glad"] - results.loc["none"]).to_numpy()
+    assert row["diff"] == pytest.approx(d.mean(), abs=1e-12)
+    assert row["low"] < row["diff"] < row["high"]
+    se = d.std(ddof=1) / np.sqrt(d.size)
+    assert row["high"] - row["low"] == pytest.approx(2 * 1.96 * se, rel=0.15)
 
-    # large cohorts are resampled in chunks (bounded memory)
-    big = demo.paired_bootstrap(np.random.default_rng(1).normal(-1.0, 1.0, 25_000), np.random.default_rng(2))
-    assert big.resamples == demo.RESAMPLES and big.low < big.mean < big.high
 
-
-@pytest.mark.parametrize("args", [["--n", "0"], ["--n", "many"], ["--condition", "gout"], ["--seed", "-1"]])
+@pytest.mark.parametrize("args", [["--n", "0"], ["--n", "many"], ["--condition", "gout"], ["--seed", "-1"],
+                                  ["--n", str(demo.MAX_PATIENTS + 1)]])
 def test_bad_arguments_exit_2_without_traceback(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "adaptrx.demo", *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr

@@ -1,139 +1,79 @@
-"""Quick demo: a two-arm paired virtual trial on the calibrated patient model.
+"""Quick demo: the smallest paired virtual trial, through the same comparison path as the trial app.
 
-Until the training and trial apps exist, ``make demo`` (``python -m adaptrx.demo`` or ``adaptrx-demo``)
-runs one virtual trial: a test-split cohort of the chosen condition, once with no exercise and once with
-a GLA:D-like supervised programme (2 sessions a week, progressive load, 12 weeks), both followed to
-week 26. Both arms run on the same virtual patients with the same noise streams (common random numbers),
-so the between-arm difference is paired, patient by patient.
+``adaptrx-demo`` (``python -m adaptrx.demo``) runs two arms on one cohort of the chosen condition and split:
+no exercise (the ``none`` protocol, natural history) and the GLA:D programme (the ``glad`` protocol: supervised
+sessions twice a week through progressive difficulty levels, then home exercise), both over 26-week episodes.
+Both arms meet the same virtual patients with the same noise streams (common random numbers), intention to
+treat, so the difference is paired patient by patient: the printed table gives each arm's means and the mean
+paired difference (glad minus none) with its bootstrap 95 % CI, Holm-adjusted sign-flip p-value and clinical
+reading against the MCIDs (:mod:`adaptrx.experiments.trial.comparison`, the path of ``adaptrx-trial``).
+
+The full apps do more on the same path: ``adaptrx-trial`` runs any policies, the oracle and shipped agents over
+seeds, with subgroups, figures and a report; ``make demo`` (``adaptrx-train experiment=quick``) trains an agent
+and compares it with every protocol on test patients.
 
 Example::
 
-    python -m adaptrx.demo --n 2000 --seed 3 --condition chronic_low_back_pain
+    adaptrx-demo --n 2000 --seed 3 --condition chronic_low_back_pain
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-import numpy as np
+import pandas as pd
 
-from adaptrx.patient import SPLITS, SUPERVISED, conditions, make_cohort
-from adaptrx.patient.calibration_arms import Arm, ArmOutcome, gradual_load, no_exercise, programme, run_arm
+from adaptrx.experiments.trial.analysis import METRICS
+from adaptrx.experiments.trial.comparison import PairedComparison, protocol_arm, run_comparison
+from adaptrx.experiments.trial.report import amount, interval, markdown_table, p_value
+from adaptrx.patient import SPLITS, conditions, make_cohort
 from adaptrx.patient.cohort import programme_modality
 
-#: Weeks of the supervised programme, and the week the trial follows patients to.
-TREATMENT_WEEKS = 12
-FOLLOW_UP_WEEKS = 26
-#: Bootstrap resamples (of patients) for the confidence interval of the paired difference.
+#: The arms: the control (the reference of the differences), then the programme.
+CONTROL, PROGRAMME = "none", "glad"
+#: Episode length (weeks).
+WEEKS = 26
+#: Outcomes of the printed table (columns of the results table; :data:`~adaptrx.experiments.trial.analysis.METRICS`).
+OUTCOMES: tuple[str, ...] = ("pain_w12", "pain_change_w12", "responder_w12", "pain_w26", "function_change", "flares",
+                             "dropped_out", "supervised_sessions", "return", "composite")
+#: Bootstrap resamples of patients and sign flips per p-value.
 RESAMPLES = 2000
-#: Largest cohort the command line accepts (about 20 s and 1 GB of memory on one core).
-MAX_PATIENTS = 100_000
+PERMUTATIONS = 10_000
+#: Largest cohort the command line accepts (the bootstrap holds RESAMPLES x n patient indices in memory).
+MAX_PATIENTS = 10_000
 
 
-#: Display names of the arms.
-ARM_LABELS = {"none": "no exercise", "exercise_2x": "exercise 2x/wk"}
+def run_demo(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "test") -> PairedComparison:
+    """Both arms on ``n`` patients of ``condition``'s ``split`` (cohort and noise seed ``seed``), ``WEEKS``-week
+    episodes of the condition's programme modality."""
+    env = {"condition": condition, "split": split, "weeks": WEEKS, "modality": programme_modality(condition)}
+    arms = [protocol_arm(CONTROL, condition), protocol_arm(PROGRAMME, condition)]
+    return run_comparison(make_cohort(condition, n, seed, split), seed, arms, env)
 
 
-@dataclass(frozen=True)
-class PairedDifference:
-    """Mean of per-patient differences with a percentile bootstrap confidence interval."""
-
-    mean: float
-    low: float
-    high: float
-    level: float
-    resamples: int
+def differences(trial: PairedComparison, seed: int = 0) -> pd.DataFrame:
+    """The programme minus the control on :data:`OUTCOMES` (one row per outcome: ``diff`` [``low``, ``high``],
+    ``p_holm``, ``clinical``, ...; :func:`~adaptrx.experiments.trial.analysis.compare`)."""
+    return trial.differences(CONTROL, OUTCOMES, n_boot=RESAMPLES, seed=seed, n_perm=PERMUTATIONS)
 
 
-def exercise_arm(condition: str) -> Arm:
-    """The GLA:D-like arm: 2x/week supervised, progressive load (:func:`gradual_load`), 12 weeks, then nothing.
-
-    The modality follows the calibration suite: aerobic for fibromyalgia, resistance otherwise.
-    """
-    modality = programme_modality(condition)
-    return programme(
-        "exercise_2x", 2, SUPERVISED, TREATMENT_WEEKS, gradual_load, modality=modality,
-        description=f"GLA:D-like, 2x/week supervised {modality}, progressive load, {TREATMENT_WEEKS} weeks",
-    )
-
-
-def demo_arms(condition: str) -> list[Arm]:
-    """The two arms of the demo: no exercise (control) first, then :func:`exercise_arm`."""
-    return [no_exercise(), exercise_arm(condition)]
-
-
-def run_demo(condition: str = "knee_oa", n: int = 1000, seed: int = 0, split: str = "test") -> list[ArmOutcome]:
-    """Run both arms on the same cohort and seed (common random numbers) to week 26.
-
-    Returns:
-        The outcomes of the no-exercise arm, then of the exercise arm.
-    """
-    cohort = make_cohort(condition, n, seed=seed, split=split)
-    return [run_arm(cohort, arm, FOLLOW_UP_WEEKS, seed=seed) for arm in demo_arms(condition)]
-
-
-def paired_bootstrap(
-    diff: np.ndarray, rng: np.random.Generator, resamples: int = RESAMPLES, level: float = 0.95
-) -> PairedDifference:
-    """Percentile bootstrap CI of ``diff.mean()``, resampling patients (rows of ``diff``) with ``rng``.
-
-    Resamples are drawn in chunks so memory stays bounded for large cohorts.
-    """
-    n = diff.shape[0]
-    chunk = max(1, min(resamples, 20_000_000 // max(n, 1)))
-    means = np.concatenate([
-        diff[rng.integers(0, n, size=(min(chunk, resamples - start), n))].mean(axis=1)
-        for start in range(0, resamples, chunk)
-    ])
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return PairedDifference(float(diff.mean()), float(low), float(high), level, resamples)
-
-
-#: Table rows: label, key of :meth:`ArmOutcome.summary`, its week, scale, format spec, signed.
-_ROWS: list[tuple[str, str, int, float, str, bool]] = [
-    ("pain at baseline (NRS 0-10)", "pain_baseline", 12, 1.0, ".2f", False),
-    ("pain, week 12", "pain_w12", 12, 1.0, ".2f", False),
-    ("pain, week 26", "pain_w26", 26, 1.0, ".2f", False),
-    ("pain change, week 12", "pain_change", 12, 1.0, ".2f", True),
-    ("pain change, week 26", "pain_change", 26, 1.0, ".2f", True),
-    ("responders, week 12 (%)", "responders", 12, 100.0, ".1f", False),
-    ("responders, week 26 (%)", "responders", 26, 100.0, ".1f", False),
-    ("flares per patient, weeks 1-12", "flares_per_patient", 12, 1.0, ".2f", False),
-    ("flares per patient, weeks 1-26", "flares_per_patient", 26, 1.0, ".2f", False),
-    ("attendance, weeks 1-12 (%)", "attendance", 12, 100.0, ".1f", False),
-    ("dropout by week 12 (%)", "dropout", 12, 100.0, ".1f", False),
-    ("capacity change, week 12 (x C0)", "capacity_change", 12, 1.0, ".3f", True),
-    ("capacity change, week 26 (x C0)", "capacity_change", 26, 1.0, ".3f", True),
-    ("function change, week 12 (0-100)", "function_change", 12, 1.0, ".1f", True),
-    ("function change, week 26 (0-100)", "function_change", 26, 1.0, ".1f", True),
-]
-
-
-def format_table(outcomes: Sequence[ArmOutcome]) -> str:
-    """Plain-text table: one row per metric, one column per arm, then the difference (last arm - first).
-
-    Attendance of an arm that prescribes no sessions shows as ``-``.
-    """
-    summaries = [{w: o.summary(w) for w in (12, 26)} for o in outcomes]
-    headers = ["", *(ARM_LABELS.get(o.arm, o.arm) for o in outcomes), "difference"]
-    rows = [headers]
-    for label, key, week, scale, spec, signed in _ROWS:
-        values = [scale * s[week][key] for s in summaries]
-        if key == "attendance":
-            values = [v if o.prescribed[:week].any() else float("nan") for v, o in zip(values, outcomes, strict=True)]
-        diff = values[-1] - values[0]
-        cells = [format(v, ("+" if signed else "") + spec) for v in values] + [format(diff, "+" + spec)]
-        rows.append([label, *("-" if "nan" in c else c for c in cells)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        label, *values = cells
-        return "  ".join([label.ljust(widths[0]), *(v.rjust(w) for v, w in zip(values, widths[1:], strict=True))])
-
-    return "\n".join([line(rows[0]), "  ".join("-" * w for w in widths), *map(line, rows[1:])])
+def format_table(trial: PairedComparison, diffs: pd.DataFrame) -> str:
+    """One row per outcome: its label (units), each arm's mean over patients and the paired difference with its
+    95 % CI, Holm p-value and clinical reading; rates in % and their differences in percentage points (pp)."""
+    means = trial.results.groupby("policy", sort=False)[list(OUTCOMES)].mean()
+    by_metric = diffs.set_index("metric")
+    rows = []
+    for metric in OUTCOMES:
+        d = by_metric.loc[metric]
+        rows.append({"outcome": METRICS[metric][0],
+                     CONTROL: amount(means.loc[CONTROL, metric], metric),
+                     PROGRAMME: amount(means.loc[PROGRAMME, metric], metric),
+                     f"{PROGRAMME} - {CONTROL} [95 % CI]": interval(d["diff"], d["low"], d["high"], metric,
+                                                                    signed=True),
+                     "p (Holm)": p_value(d["p_holm"]),
+                     "clinical": d["clinical"]})
+    return markdown_table(pd.DataFrame(rows))
 
 
 def _int_in(minimum: int, maximum: int) -> Callable[[str], int]:
@@ -155,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of the demo."""
     parser = argparse.ArgumentParser(
         prog="adaptrx-demo",
-        description="Paired virtual trial: no exercise vs a GLA:D-like 2x/week supervised progressive programme "
-        f"({TREATMENT_WEEKS} weeks, followed to week {FOLLOW_UP_WEEKS}) on the same virtual patients.",
+        description=f"Paired virtual trial: no exercise ({CONTROL}) vs the GLA:D programme ({PROGRAMME}) on the same "
+        f"virtual patients, {WEEKS}-week episodes, intention to treat.",
     )
     parser.add_argument("--n", type=_int_in(2, MAX_PATIENTS), default=1000,
                         help=f"patients, 2-{MAX_PATIENTS} (default 1000)")
@@ -170,20 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo trial and print the table; returns the exit status (argparse exits with 2 on bad input)."""
     args = build_parser().parse_args(argv)
-    outcomes = run_demo(args.condition, args.n, args.seed, args.split)
-    control, exercise = outcomes
-    diff = exercise.week(12) - control.week(12)
-    ci = paired_bootstrap(diff, np.random.default_rng([args.seed, 0xB007]))
-    print(f"adaptrx demo: paired virtual trial, {args.condition}, n={args.n} ({args.split} split), seed={args.seed}")
-    print("Both arms run on the same patients and noise streams (common random numbers); all patients analysed.")
-    for arm in demo_arms(args.condition):
-        print(f"  {ARM_LABELS[arm.name]}: {arm.description}")
+    trial = run_demo(args.condition, args.n, args.seed, args.split)
+    diffs = differences(trial, args.seed)
+    print(f"adaptrx demo: paired virtual trial, {args.condition}, n={args.n} ({args.split} split), seed={args.seed}, "
+          f"{WEEKS} weeks")
+    print("Both arms run on the same patients and noise streams (common random numbers); all patients analysed "
+          "(intention to treat).")
     print()
-    print(format_table(outcomes))
-    print(f"\nPaired difference in week-12 pain ({ARM_LABELS['exercise_2x']} - {ARM_LABELS['none']}): "
-          f"{ci.mean:+.2f} NRS, {ci.level:.0%} bootstrap CI [{ci.low:+.2f}, {ci.high:+.2f}] "
-          f"({ci.resamples} resamples of patients)")
-    print("Pain is the true weekly mean (0-10 NRS); responders: >= 30 % or >= 2 NRS below baseline (Farrar 2001).")
+    print(format_table(trial, diffs))
+    d = diffs.set_index("metric").loc["pain_change_w12"]
+    print(f"\nPaired difference in pain change to week 12 ({PROGRAMME} - {CONTROL}): {d['diff']:+.2f} NRS, 95% "
+          f"bootstrap CI [{d['low']:+.2f}, {d['high']:+.2f}] ({RESAMPLES} resamples of patients), Holm p "
+          f"{p_value(d['p_holm'])}")
+    print("Pain is the true weekly mean (NRS 0-10); responders: >= 30 % or >= 2 NRS below baseline (Farrar 2001). "
+          "For more policies, seeds, subgroups and a report: adaptrx-trial.")
     return 0
 
 

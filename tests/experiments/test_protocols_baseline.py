@@ -26,9 +26,10 @@ def _flares_per_programme_week(out) -> float:
 
 
 def test_literature_expectations_hold_on_paired_val_patients(trial) -> None:
-    flares = {name: out.flares.sum(axis=0).mean() for name, out in trial.items()}
-    rate = {name: _flares_per_programme_week(out) for name, out in trial.items()}
-    dropout = {name: (out.dropout_week > 0).mean() for name, out in trial.items()}
+    outcomes = trial.outcomes
+    flares = {name: out.flares.sum(axis=0).mean() for name, out in outcomes.items()}
+    rate = {name: _flares_per_programme_week(out) for name, out in outcomes.items()}
+    dropout = {name: (out.dropout_week > 0).mean() for name, out in outcomes.items()}
     exercise = [n for n in PROTOCOLS if n not in ("none", "attention_control", "aggressive")]
     # abrupt loading is more provocative (flares per week in the programme) than every gradual protocol and is
     # worst on dropout. Over 26 weeks its total flares are diluted by its 80 % dropout, so flares are compared
@@ -44,10 +45,10 @@ def test_literature_expectations_hold_on_paired_val_patients(trial) -> None:
     assert flares["pain_monitoring"] <= sorted(flares[n] for n in exercise)[2]
     assert dropout["glad"] <= sorted(dropout[n] for n in exercise)[1]
     # context effect: attention control beats no treatment at week 12 without loading
-    change = {name: (out.pain_at(12) - out.baseline_pain).mean() for name, out in trial.items()}
+    change = {name: (out.pain_at(12) - out.baseline_pain).mean() for name, out in outcomes.items()}
     assert change["attention_control"] < change["none"] - 0.5
     # the train-cohort winner is at least as good as every protocol on val patients (paired returns)
-    returns = {name: out.returns.mean() for name, out in trial.items()}
+    returns = {name: out.returns.mean() for name, out in outcomes.items()}
     assert returns[REFERENCE] >= max(returns[n] for n in PROTOCOLS) - 0.05
 
 
@@ -56,6 +57,12 @@ def test_summary_pairs_every_policy_with_the_reference(trial) -> None:
     assert summary.loc[REFERENCE, "pain_mean_vs_reference"].value == 0.0
     est = summary.loc["none", "pain_mean_vs_reference"]
     assert est.low <= est.value <= est.high and est.value > 0.5  # no exercise: clearly more pain
+    # the paired differences are the shared comparison's (trial analysis compare) on the same results table
+    ref = trial.outcomes[REFERENCE]
+    diff = trial.outcomes["none"].pain.mean(axis=0) - ref.pain.mean(axis=0)
+    assert est.value == pytest.approx(diff.mean(), abs=1e-12)
+    row = trial.differences(REFERENCE, ["return"]).set_index("policy").loc["glad"]
+    assert summary.loc["glad", "return_vs_reference"].value == row["diff"]
 
 
 def test_command_writes_the_report_files(tmp_path) -> None:

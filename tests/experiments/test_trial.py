@@ -222,8 +222,13 @@ def test_every_policy_folder_is_validated_before_any_arm_runs(tmp_path: Path,
     data[-1] ^= 1  # one flipped bit: the sha256 no longer matches the manifest
     weights.write_bytes(bytes(data))
     simulated: list[str] = []
-    real = trial_runner._run_one
-    monkeypatch.setattr(trial_runner, "_run_one", lambda spec, *a: simulated.append(spec.label) or real(spec, *a))
+    real = trial_runner.run_arms
+
+    def spy(cohort, seed, arms, *args, **kwargs):
+        simulated.extend(arm.name for arm in arms)
+        return real(cohort, seed, arms, *args, **kwargs)
+
+    monkeypatch.setattr(trial_runner, "run_arms", spy)
     cfg = _cfg(f"policies=[none,pain_monitoring,{bad}]", "stats.reference=none", "cohort.n=5",
                "output.figures=false", "output.tensorboard=false")
     with pytest.raises(ValueError, match=r"sha256"):

@@ -20,7 +20,7 @@ function_change         final minus baseline function (points, 0-100 scale)     
 safety_cost             safety cost (env ``info['cost']``: unsafe weeks + weeks lost)  lower
 shield_interventions    weeks a shield rule bound (weeks per patient)                   lower
 supervised_sessions     attended sessions with supervised delivery (per patient)        lower (cost)
-composite               :func:`composite` (secondary): pain + flares + dropout penalty  lower
+composite               :func:`composite_score` (secondary): pain + flares + dropouts   lower
 return                  episode return of the env reward (the headline objective)      higher
 ======================  ==============================================================  ==============
 
@@ -51,29 +51,25 @@ METRICS: tuple[str, ...] = (
     "capacity_change", "function_change", "safety_cost", "shield_interventions", "supervised_sessions",
     "composite", "return",
 )
-#: Points added to :func:`composite` for a patient who dropped out.
-DROPOUT_PENALTY = 2.0
+#: Weight of a dropout in :func:`composite_score`: points (on the composite's NRS-plus-flare-weeks scale) added
+#: for a patient who dropped out. Not the belief filter's log-likelihood of ``adaptrx.envs.belief``.
+DROPOUT_WEIGHT = 2.0
 #: Most patients :func:`trajectory_figure` draws (one panel each).
 MAX_PANELS = 8
 
 
 def composite_score(pain_mean: np.ndarray, flares: np.ndarray, dropped_out: np.ndarray) -> np.ndarray:
-    """The composite harm score from its parts (arrays of equal shape): mean weekly pain (NRS 0-10) + flare
-    weeks + :data:`DROPOUT_PENALTY` for a dropout (bool or 0/1). Lower is better.
+    """The composite harm score per patient, the one place it is defined (arrays of equal shape, e.g. columns of
+    the tidy results table): ``pain_mean`` (mean weekly true pain over the episode, NRS 0-10, intention to treat:
+    the no-exercise continuation after a dropout counts) + ``flares`` (flare weeks over the episode) +
+    :data:`DROPOUT_WEIGHT` x ``dropped_out`` (bool or 0/1). Lower is better; a patient scores 0 at best.
 
     A documented *secondary* outcome: the headline objective is the env return (``adaptrx.envs.reward``).
     With flares recorded as flare weeks (at most one onset a week) the weights rank policies sensibly: on the
     knee-OA trials neither ``none`` nor ``attention_control`` ranks above a protocol that relieves 1 NRS more at
     week 12 (checked on the committed trial, ``tests/experiments/test_trial.py``).
     """
-    return pain_mean + flares + DROPOUT_PENALTY * np.asarray(dropped_out, dtype=np.float64)
-
-
-def composite(out: EpisodeOutcomes) -> np.ndarray:
-    """:func:`composite_score` per patient, shape ``(n,)``: mean weekly true pain over the whole episode (pain
-    AUC / weeks, intention to treat: the no-exercise continuation after a dropout counts), flare weeks over
-    the episode and dropout."""
-    return composite_score(out.pain.mean(axis=0), out.flares.sum(axis=0), out.dropout_week > 0)
+    return pain_mean + flares + DROPOUT_WEIGHT * np.asarray(dropped_out, dtype=np.float64)
 
 
 def load_follows_patient(out: EpisodeOutcomes, envelope: np.ndarray, weeks: tuple[int, int] = (5, 16)) -> float:
@@ -114,7 +110,7 @@ def clinical_metrics(out: EpisodeOutcomes, week: int = 12) -> dict[str, float]:
       function (points on the 0-100 scale, higher is better);
     * ``safety_cost``: safety-cost weeks per patient; ``shield_interventions``: weeks a shield rule bound, per
       patient; ``supervised_sessions``: attended sessions with supervised delivery, per patient;
-    * ``composite``: mean of :func:`composite`; ``return``: mean undiscounted episode return.
+    * ``composite``: mean of :func:`composite_score`; ``return``: mean undiscounted episode return.
 
     The keys keep their ``_w12`` names whatever ``week`` is. ``ValueError`` if ``week`` is not in
     ``1..out.weeks``.
@@ -133,7 +129,7 @@ def clinical_metrics(out: EpisodeOutcomes, week: int = 12) -> dict[str, float]:
         "safety_cost": np.mean(out.cost),
         "shield_interventions": np.mean(out.shield_interventions),
         "supervised_sessions": (out.sessions_attended * out.supervised).sum(axis=0).mean(),
-        "composite": composite(out).mean(),
+        "composite": composite_score(out.pain.mean(axis=0), out.flares.sum(axis=0), out.dropout_week > 0).mean(),
         "return": np.mean(out.returns),
     }
     return {name: float(values[name]) for name in METRICS}

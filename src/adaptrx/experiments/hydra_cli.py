@@ -22,6 +22,8 @@ never runs it. Anything else exits with code 2 before Hydra composes or instanti
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib
 import re
 import sys
@@ -29,6 +31,15 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import yaml
+from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
+from hydra.errors import HydraException
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 #: The objects a ``_target_`` in the ``hydra`` node may name: Hydra's basic launcher and sweeper, the joblib
 #: and submitit launchers (``hydra/launcher=local|slurm|submitit_local``) and the job-return logging callback.
@@ -98,11 +109,6 @@ def check_known_keys(cfg: Any, schema: type) -> None:
     """Raise :class:`ConfigError` naming the first key of the composed ``cfg`` that the dataclass ``schema``
     does not declare (a ``+key`` addition or a typo), with the closest declared names as a hint. Fields typed
     as open mappings (e.g. ``algo.kwargs``) take any key; ``hydra`` is Hydra's own node."""
-    import dataclasses
-    import difflib
-
-    from omegaconf import DictConfig, OmegaConf
-
     def visit(node: DictConfig, cls: type, path: str) -> None:
         declared = OmegaConf.structured(cls)
         prefix = f"{path}." if path else ""
@@ -122,8 +128,6 @@ def check_known_keys(cfg: Any, schema: type) -> None:
 
 def _walk(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
     """Every ``(dotted path, key, value)`` of a nested mapping/list (OmegaConf containers unresolved)."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
     if isinstance(node, DictConfig | ListConfig):
         node = OmegaConf.to_container(node, resolve=False)
     if isinstance(node, dict):
@@ -182,11 +186,6 @@ def _config_dirs(args: list[str]) -> list[Path]:
 def _override_values(args: list[str]) -> Iterator[tuple[str, Any]]:
     """``(key, value)`` of every ``key=value`` override of a command line (each choice of a sweep; dict and list
     values as parsed), options skipped. Raises :class:`ConfigError` for an override Hydra cannot parse."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     parser = OverridesParser.create()
     for arg in args:
         if arg.startswith("-") or "=" not in arg:
@@ -207,8 +206,6 @@ def check_user_configs(args: list[str]) -> None:
     """Apply the ``_target_`` allowlist to what a command line brings in: its overrides (a ``_target_`` key,
     or a mapping value holding one) and every YAML file of the config folders it names. Raises
     :class:`ConfigError`; Hydra has composed nothing yet."""
-    import yaml
-
     for key, value in _override_values(args):
         problem = _allowed(key, key.rsplit(".", 1)[-1], value)
         for where, child, item in _walk(value, key):
@@ -233,8 +230,6 @@ def check_user_configs(args: list[str]) -> None:
 def check_job(cfg: Any) -> None:
     """Inside a Hydra job: the allowlist on the composed app config and on Hydra's own node (a second line of
     defence behind :func:`check_user_configs`). Raises :class:`ConfigError`."""
-    from hydra.core.hydra_config import HydraConfig
-
     check_targets(cfg)
     if HydraConfig.initialized():
         check_targets(HydraConfig.get(), "hydra")
@@ -247,10 +242,6 @@ def check_overrides(config_name: str, overrides: list[str], validate: Callable[[
     Raises :class:`ConfigError` with Hydra's or the schema's message (an unknown group option, a key not in
     the schema, a value of the wrong type, a value out of range).
     """
-    from hydra import compose, initialize_config_module
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     app_overrides = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "hydra="))]
     try:
         with initialize_config_module("adaptrx.configs", version_base="1.3"):

@@ -24,15 +24,15 @@ from omegaconf import DictConfig
 
 from adaptrx.experiments.hydra_cli import check_job, run_app
 from adaptrx.experiments.hydra_cli import check_overrides as _check_overrides
-from adaptrx.experiments.train.config import register_schema
+from adaptrx.experiments.train.config import register_schema, validate
+from adaptrx.experiments.train.policy_card import differences_table, standing_table
+from adaptrx.experiments.train.training import train
 
 register_schema()
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 def _app(cfg: DictConfig) -> float:
-    from adaptrx.experiments.train.training import train
-
     try:
         check_job(cfg)
         result = train(cfg, HydraConfig.get().runtime.output_dir)
@@ -40,8 +40,6 @@ def _app(cfg: DictConfig) -> float:
         print(f"adaptrx-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
     if result.test:
-        from adaptrx.experiments.train.policy_card import differences_table, standing_table
-
         n = result.test["numbers"]["test_patients"]
         print(f"\nWhere the agent stands on {n} paired test patients (means per patient):")
         print(standing_table(result.test["summary"]), end="\n\n")
@@ -54,15 +52,11 @@ def _app(cfg: DictConfig) -> float:
 
 def check_overrides(overrides: list[str]) -> None:
     """Compose ``configs/train.yaml`` with ``overrides`` and validate it; :class:`ConfigError` names the field."""
-    from adaptrx.experiments.train.config import validate
-
     _check_overrides("train", overrides, validate)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point of ``adaptrx-train``: bad overrides exit with code 2 before Hydra starts a run."""
-    from adaptrx.experiments.train.config import validate
-
     run_app("adaptrx-train", "train", validate, _app, argv)
 
 

@@ -1,7 +1,7 @@
 """Typed config schema of ``adaptrx-train`` (Hydra structured configs, ``configs/train.yaml``).
 
 The groups of ``configs/`` fill these dataclasses: ``algo/<name>.yaml`` -> :class:`AlgoConfig`,
-``env/<condition>.yaml`` -> :class:`EnvConfig`, ``policy/net/<size>.yaml`` -> :class:`NetConfig`,
+``env/<condition>.yaml`` -> :class:`EnvSection`, ``policy/net/<size>.yaml`` -> :class:`NetConfig`,
 ``experiment/<preset>.yaml`` overrides anything (``quick``: minutes on 2 cores; ``paper``: the committed
 runs). Hydra checks types when it merges; :func:`validate` checks ranges and combinations and raises
 :class:`ConfigError` naming the field.
@@ -15,6 +15,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from adaptrx.agents.dagger import TEACHERS, DaggerSettings
+from adaptrx.agents.factory import ACTIVATIONS, ALGORITHMS, OFF_POLICY
+from adaptrx.envs.episode_engine import EnvConfig, env_config
 from adaptrx.experiments.hydra_cli import ConfigError, check_field, check_known_keys
 
 __all__ = ["ConfigError", "TrainConfig", "register_schema", "validate"]
@@ -48,8 +51,10 @@ class RewardConfig:
 
 
 @dataclass
-class EnvConfig:
-    """The training env (``PatientVecEnv`` over ``AdaptRx/Progression-v0``)."""
+class EnvSection:
+    """The ``env`` section of the train config: the env's settings (a subset of the env's own
+    :class:`~adaptrx.envs.episode_engine.EnvConfig`, which :meth:`env_config` builds and validates; the reward as
+    typed weights) and how training wraps the env (action space, shield, normalisation, programme end)."""
 
     condition: str = "knee_oa"
     split: str = "train"
@@ -71,6 +76,11 @@ class EnvConfig:
         kwargs = {"condition": self.condition, "split": self.split if split is None else split, "weeks": self.weeks,
                   "modality": self.modality, "belief": self.belief, "belief_particles": self.belief_particles}
         return kwargs if default_reward else {**kwargs, "reward": self.reward.weights()}
+
+    def env_config(self, split: str | None = None, default_reward: bool = False) -> EnvConfig:
+        """The env's own :class:`~adaptrx.envs.episode_engine.EnvConfig` of :meth:`env_kwargs` (validated: a
+        ``ValueError`` names the field)."""
+        return env_config(**self.env_kwargs(split, default_reward))
 
 
 @dataclass
@@ -109,7 +119,7 @@ class TrainConfig:
     """Everything one training run depends on (its hash is stored in the exported manifest)."""
 
     algo: AlgoConfig = field(default_factory=AlgoConfig)
-    env: EnvConfig = field(default_factory=EnvConfig)
+    env: EnvSection = field(default_factory=EnvSection)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     seed: int = 0
@@ -127,8 +137,6 @@ def register_schema() -> None:
 
 def validate(cfg: TrainConfig | DictConfig) -> None:
     """Check ranges and combinations of a composed config; raises :class:`ConfigError` naming the field."""
-    from adaptrx.agents.factory import ACTIVATIONS, ALGORITHMS, OFF_POLICY
-
     if not isinstance(cfg, TrainConfig):
         check_known_keys(cfg, TrainConfig)
     c = cfg if isinstance(cfg, TrainConfig) else OmegaConf.to_object(cfg)
@@ -137,8 +145,6 @@ def validate(cfg: TrainConfig | DictConfig) -> None:
     check_field(not (c.env.discrete and c.algo.name in OFF_POLICY), "env.discrete",
            f"{c.algo.name} needs the Box action; use ppo, a2c or recurrent_ppo for the discrete moves")
     if c.algo.name == "dagger":
-        from adaptrx.agents.dagger import TEACHERS, DaggerSettings
-
         check_field(c.algo.teacher in TEACHERS, "algo.teacher",
                     f"unknown {c.algo.teacher!r}; known: {', '.join(TEACHERS)}")
         try:
@@ -176,8 +182,6 @@ def validate(cfg: TrainConfig | DictConfig) -> None:
     check_field(c.seed >= 0, "seed", f"must be >= 0, got {c.seed}")
     check_field(c.eval_seed >= 0, "eval_seed", f"must be >= 0, got {c.eval_seed}")
     try:
-        from adaptrx.envs.episode_engine import env_config
-
-        env_config(**c.env.env_kwargs())
+        c.env.env_config()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"env.{exc}") from exc

@@ -1,14 +1,15 @@
 """The evidence of a trained policy: a paired comparison on test patients and the policy's ``card.md``.
 
 :func:`compare_on_test` plays the exported policy and every fixed clinical protocol, plus the
-``population_best`` reference, on the same ``test`` patients with the same noise (never used in training
-or model selection), intention-to-treat. Per comparator it reports the mean paired difference (agent minus
-protocol) with a bootstrap 95 % CI of
+``population_best`` reference (and, with ``budget.test_oracle``, the oracle), on the same ``test`` patients with
+the same noise (never used in training or model selection), intention-to-treat, through the shared comparison
+path (:mod:`adaptrx.experiments.trial.comparison`). Per comparator it reports the mean paired difference (agent
+minus comparator) with a bootstrap 95 % CI of
 
 * the episode return under the env's default reward (the headline objective, ``DESIGN.md`` section 3;
   higher is better),
 * its components: pain at week 12 (NRS), flares and dropout (lower is better), and
-* the composite of :func:`~adaptrx.experiments.clinical_metrics.composite` (a documented secondary: mean
+* the composite of :func:`~adaptrx.experiments.clinical_metrics.composite_score` (a documented secondary: mean
   weekly pain + flare weeks + 2 for a dropout; lower is better),
 
 and whether the policy beats every fixed protocol on the return (CI lower bound above zero) with no more
@@ -21,7 +22,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,21 +32,23 @@ from tqdm.auto import tqdm
 
 from adaptrx import atomic
 from adaptrx.agents.export import policy_id
-from adaptrx.envs import CohortEpisodes
-from adaptrx.experiments.clinical_metrics import clinical_metrics, composite, load_follows_patient
-from adaptrx.experiments.stats import Estimate, paired_difference
+from adaptrx.experiments.clinical_metrics import DROPOUT_WEIGHT, clinical_metrics, load_follows_patient
+from adaptrx.experiments.stats import Estimate
+from adaptrx.experiments.train.config import TrainConfig
+from adaptrx.experiments.train.result import TrainResult
+from adaptrx.experiments.trial.comparison import (
+    PairedComparison,
+    planner_arm,
+    policy_arm,
+    protocol_arm,
+    run_comparison,
+    tidy_table,
+)
 from adaptrx.experiments.trial.config import OracleConfig
 from adaptrx.experiments.trial.report import markdown_table
 from adaptrx.patient import make_cohort
-from adaptrx.protocols import get as get_protocol
 from adaptrx.protocols.clinical import PROTOCOLS
-from adaptrx.protocols.oracle import oracle_outcomes
 from adaptrx.protocols.population_best import stored_results
-from adaptrx.protocols.safety_rules import SafetyRules
-
-if TYPE_CHECKING:
-    from adaptrx.experiments.train.config import TrainConfig
-    from adaptrx.experiments.train.training import TrainResult
 
 AGENT = "agent"
 ORACLE = "oracle"
@@ -55,6 +58,9 @@ SAFETY_REFERENCE = "pain_monitoring"
 SUMMARY_COLUMNS: tuple[str, ...] = ("return", "pain_w12", "pain_change_w12", "responder_rate_w12", "pain_mean",
                                     "function_change", "flares_per_patient", "dropout_rate", "safety_cost",
                                     "composite", "supervised_sessions")
+#: Outcomes of the card's paired differences: key of the card's columns -> column of the results table.
+DIFFERENCES: dict[str, str] = {"return": "return", "pain_w12": "pain_w12", "flares": "flares",
+                               "dropout": "dropped_out", "composite": "composite"}
 
 
 def comparators(condition: str) -> list[str]:
@@ -65,9 +71,25 @@ def comparators(condition: str) -> list[str]:
     return names
 
 
+def _versus(trial: PairedComparison, policy: str, comparators: list[str], seed: int) -> pd.DataFrame:
+    """``policy`` minus each comparator on :data:`DIFFERENCES` (mean paired differences, bootstrap 95 % CIs):
+    one row per comparator with ``<key>_diff``, ``<key>_low``, ``<key>_high``."""
+    long = trial.versus(policy, comparators, list(DIFFERENCES.values()), seed=seed)
+    rows = []
+    for name in comparators:
+        mine = long[long["reference"] == name].set_index("metric")
+        row: dict[str, Any] = {"comparator": name}
+        for key, metric in DIFFERENCES.items():
+            row.update({f"{key}_{part}": float(mine.loc[metric, column])
+                        for part, column in (("diff", "diff"), ("low", "low"), ("high", "high"))})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, n: int | None = None,
                     progress: bool = False) -> dict[str, Any]:
-    """Paired ITT comparison of ``policy`` with the fixed protocols on ``n`` test patients.
+    """Paired ITT comparison of ``policy`` with the fixed protocols on ``n`` test patients (default
+    ``budget.test_patients``), through the shared comparison path (:mod:`adaptrx.experiments.trial.comparison`).
 
     Returns ``{"summary": DataFrame (one row per policy), "differences": DataFrame (one row per comparator),
     "numbers": JSON-able headline numbers, "headline": one line}``; writes ``test_comparison.csv``,
@@ -76,38 +98,21 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     e = cfg.env
     n = cfg.budget.test_patients if n is None else n
     cohort = make_cohort(e.condition, n, cfg.eval_seed, "test")
-    # the env's default reward: test returns are comparable across runs whatever reward a run trained on
-    episodes = CohortEpisodes(cohort, seed=cfg.eval_seed, **e.env_kwargs("test", default_reward=True))
     names = comparators(e.condition)
-    outcomes = {}
-    with tqdm(total=(len(names) + 1) * e.weeks, desc="test comparison (policies x weeks)", disable=not progress) as bar:
-        outcomes[AGENT] = episodes.run(policy, name=AGENT, shield=SafetyRules() if e.shield else None,
-                                       discrete=e.discrete, progress=bar.update)
-        for name in names:
-            protocol = get_protocol(name, condition=e.condition) if name == REFERENCE else get_protocol(name)
-            outcomes[name] = episodes.run(protocol, name=name, progress=bar.update)
+    arms = [policy_arm(AGENT, policy, shield=e.shield, discrete=e.discrete),
+            *(protocol_arm(name, e.condition) for name in names)]
     if cfg.budget.test_oracle:  # the upper reference: the planner that knows each patient (trial settings)
-        env_kwargs = {"condition": e.condition, "split": "test", "weeks": e.weeks, "modality": e.modality}
         oracle = OracleConfig()
-        outcomes[ORACLE] = oracle_outcomes(cohort, cfg.eval_seed, env_kwargs, n_jobs=cfg.budget.n_jobs, name=ORACLE,
-                                           horizon=oracle.horizon, replicates=oracle.replicates, seed=oracle.seed)
+        arms.append(planner_arm(ORACLE, horizon=oracle.horizon, replicates=oracle.replicates, seed=oracle.seed))
         names = [*names, ORACLE]
+    # the env's default reward: test returns are comparable across runs whatever reward a run trained on
+    env = e.env_kwargs("test", default_reward=True)
+    with tqdm(total=len(arms) * e.weeks, desc="test comparison (policies x weeks)", disable=not progress) as bar:
+        trial = run_comparison(cohort, cfg.eval_seed, arms, env, n_jobs=cfg.budget.n_jobs, progress=bar.update)
+    outcomes = trial.outcomes
     metrics = {k: clinical_metrics(o) for k, o in outcomes.items()}
     summary = pd.DataFrame([{"policy": k, **{c: m[c] for c in SUMMARY_COLUMNS}} for k, m in metrics.items()])
-    agent = outcomes[AGENT]
-    per_patient = {  # outcome -> per-patient values of an outcomes object
-        "return": lambda o: o.returns, "pain_w12": lambda o: o.pain_at(12),
-        "flares": lambda o: o.flares.sum(axis=0), "dropout": lambda o: (o.dropout_week > 0).astype(float),
-        "composite": composite,
-    }
-    rows = []
-    for name in names:
-        row: dict[str, Any] = {"comparator": name}
-        for key, values in per_patient.items():
-            est = paired_difference(values(agent), values(outcomes[name]), seed=cfg.eval_seed)
-            row.update({f"{key}_diff": est.value, f"{key}_low": est.low, f"{key}_high": est.high})
-        rows.append(row)
-    diffs = pd.DataFrame(rows)
+    diffs = _versus(trial, AGENT, names, cfg.eval_seed)
     flares = dict(zip(summary["policy"], summary["flares_per_patient"], strict=True))
     protocols = diffs[diffs["comparator"] != ORACLE]
     beats_return = bool((protocols["return_low"] > 0).all())
@@ -136,9 +141,10 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
     if ORACLE in outcomes and ref_name == REFERENCE:
         # the share of the oracle - population_best return gap the agent closes (1: as good as the oracle); only
         # where there is a gap (its CI above 0): a share of nothing is not a result
-        gap = paired_difference(outcomes[ORACLE].returns, outcomes[REFERENCE].returns, seed=cfg.eval_seed)
-        numbers["oracle_return_vs_reference"] = [gap.value, gap.low, gap.high]
-        numbers["gap_closed"] = float(numbers["return_vs_reference"][0] / gap.value) if gap.low > 0 else float("nan")
+        gap = _versus(trial, ORACLE, [REFERENCE], cfg.eval_seed).iloc[0]
+        numbers["oracle_return_vs_reference"] = [float(gap[f"return_{part}"]) for part in ("diff", "low", "high")]
+        numbers["gap_closed"] = (float(numbers["return_vs_reference"][0] / gap["return_diff"])
+                                 if gap["return_low"] > 0 else float("nan"))
 
     def fmt(key: str, scale: float = 1.0) -> str:
         value, low, high = (scale * v for v in triple(key))
@@ -160,7 +166,7 @@ def compare_on_test(policy: Any, cfg: TrainConfig, out_dir: Path | None = None, 
             with atomic.replacing(out_dir / name) as tmp:
                 table.to_csv(tmp, index=False)
         with atomic.replacing(out_dir / "test_results.parquet") as tmp:
-            pd.concat([o.to_frame() for o in outcomes.values()], ignore_index=True).to_parquet(tmp, index=False)
+            tidy_table(list(outcomes.values())).to_parquet(tmp, index=False)
     return {"summary": summary, "differences": diffs, "numbers": numbers, "headline": headline}
 
 
@@ -287,9 +293,10 @@ def write_card(result: TrainResult, cfg: TrainConfig, policy_dir: Path) -> Path:
             "(common random numbers); intention-to-treat (dropouts keep their simulated no-exercise outcomes). "
             "The headline objective is the episode return under the env's default reward weights (whatever the "
             "run trained on; higher is better); its components follow. Composite (secondary) = mean weekly pain "
-            "(NRS) + flare weeks + 2 if dropped out; lower is better. Dropout differences are in percentage "
-            "points (pp). Differences are means over patients (agent minus comparator) with percentile-bootstrap "
-            "95 % CIs; the trial reports (experiments/) add p-values, MCIDs and the definitions of every column.",
+            f"(NRS) + flare weeks + {DROPOUT_WEIGHT:g} if dropped out; lower is better. Dropout differences are in "
+            "percentage points (pp). Differences are means over patients (agent minus comparator) with "
+            "percentile-bootstrap 95 % CIs; the trial reports (experiments/) add p-values, MCIDs and the definitions "
+            "of every column.",
             "",
             f"**Headline:** {result.test['headline']}.",
             "",

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 from adaptrx.agents.export import export_policy, load_policy
 from adaptrx.agents.factory import make_model
 from adaptrx.envs import PatientVecEnv
-from adaptrx.envs.episode_engine import env_config
 from adaptrx.envs.programme_end import ProgrammeEnd
 from adaptrx.experiments.clinical_metrics import response_curve, response_figure, trajectory_figure
 from adaptrx.experiments.train import checkpoints
@@ -53,6 +51,8 @@ from adaptrx.experiments.train.callbacks import (
 )
 from adaptrx.experiments.train.config import TrainConfig, validate
 from adaptrx.experiments.train.distillation import run_dagger
+from adaptrx.experiments.train.policy_card import compare_on_test, log_test_comparison, write_card
+from adaptrx.experiments.train.result import TrainResult
 from adaptrx.protocols.safety_rules import SafetyRules
 
 __all__ = ["ClinicalEvaluator", "SB3Policy", "TrainResult", "train"]
@@ -81,7 +81,7 @@ def env_settings(cfg: TrainConfig) -> dict[str, Any]:
 
 def feature_names(cfg: TrainConfig) -> tuple[str, ...]:
     """The observation's feature names of the run's env (records, then belief features if ``env.belief``)."""
-    return env_config(**cfg.env.env_kwargs()).feature_names
+    return cfg.env.env_config().feature_names
 
 
 def make_train_env(cfg: TrainConfig) -> tuple[VecEnv, VecNormalize | None]:
@@ -100,49 +100,6 @@ def make_train_env(cfg: TrainConfig) -> tuple[VecEnv, VecNormalize | None]:
         norm = VecNormalize(env, norm_obs=e.normalize_obs, norm_reward=e.normalize_reward, gamma=gamma)
         env = norm
     return env, norm
-
-
-@dataclass
-class TrainResult:
-    """What a run produced (paths) and its headline numbers."""
-
-    run_dir: Path
-    tensorboard_dir: Path
-    policy_dir: Path
-    timesteps: int
-    seconds: float
-    best_step: int
-    val_metrics: dict[str, float]
-    test: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)  # every val evaluation (step, metrics)
-
-    def decline(self) -> str:
-        """A sentence when the selected evaluation is not the last one: how far val return fell after it
-        (empty when the last evaluation is the selected one)."""
-        if not self.history or int(self.history[-1]["step"]) == self.best_step:
-            return ""
-        best = max((row for row in self.history if int(row["step"]) == self.best_step), key=lambda r: r["return"],
-                   default=None)
-        if best is None:
-            return ""
-        last = self.history[-1]
-        worst = min(self.history[self.history.index(best):], key=lambda r: r["return"])
-        return (f"the selected policy (step {self.best_step:,}) is not the last: later evaluations fell to val "
-                f"return {last['return']:.2f} at the last (step {int(last['step']):,}; lowest {worst['return']:.2f}) "
-                f"from {best['return']:.2f}, dropout {100 * best['dropout_rate']:.0f} % -> "
-                f"{100 * last['dropout_rate']:.0f} %")
-
-    def summary_line(self) -> str:
-        """One line: what ran, the selected policy's val numbers, the test verdict, and where things went."""
-        m = self.val_metrics
-        line = (f"adaptrx-train: {self.timesteps:,} steps in {self.seconds / 60:.1f} min; best at step "
-                f"{self.best_step:,}: val return {m['return']:.2f}, pain w12 {m['pain_w12']:.2f}, flares "
-                f"{m['flares_per_patient']:.2f}/patient, dropout {100 * m['dropout_rate']:.0f} %")
-        if self.decline():
-            line += f"; NOTE: {self.decline()}"
-        if self.test:
-            line += f"; test: {self.test['headline']}"
-        return line + f" | logs: {self.tensorboard_dir} | policy: {self.policy_dir}"
 
 
 def _resume_dir(cfg: TrainConfig, run_dir: Path) -> Path | None:
@@ -234,8 +191,6 @@ def train(cfg: TrainConfig | DictConfig, run_dir: str | Path) -> TrainResult:
     result = TrainResult(run_dir=run_dir, tensorboard_dir=tb_dir, policy_dir=policy_dir,
                          timesteps=int(model.num_timesteps), seconds=time.perf_counter() - start,
                          best_step=callback.best_step, val_metrics=val.metrics, history=list(callback.history))
-    from adaptrx.experiments.train.policy_card import compare_on_test, log_test_comparison, write_card
-
     if cfg.budget.test_patients > 0:
         result.test = compare_on_test(exported, cfg, run_dir, progress=cfg.progress)
         log_test_comparison(model.logger, result.test, int(model.num_timesteps))

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from adaptrx.experiments.clinical_metrics import composite_score
+from adaptrx.experiments.clinical_metrics import DROPOUT_WEIGHT, composite_score
 from adaptrx.experiments.stats import (
     Estimate,
     bootstrap_iqm,
@@ -54,7 +54,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "cost": ("safety cost (weeks with in-session pain > 5 or a flare; a dropout adds 1 + the weeks it loses)",
              True),
     "supervised_sessions": ("supervised sessions attended", True),
-    "composite": ("composite harm (secondary): mean pain + flares + 2 x dropout", True),
+    "composite": (f"composite harm (secondary): mean pain + flares + {DROPOUT_WEIGHT:g} x dropout", True),
     "return": ("episode return (headline objective: env reward, default weights)", False),
 }
 #: 0/1 outcomes: their mean is a rate; an interquartile mean says nothing (NaN in the summary).
@@ -77,7 +77,8 @@ DEFINITIONS: dict[str, str] = {
     "dropped_out": "share of patients who left the programme before its end; differences in pp; lower is better",
     "cost": "safety cost per patient: weeks with in-session pain > 5 or a flare, plus, on dropout, 1 + the "
             "weeks the dropout loses; lower is better (a constraint, not the objective: no exercise scores best)",
-    "composite": "secondary harm score: mean weekly pain (NRS) + flare weeks + 2 if dropped out; lower is better",
+    "composite": f"secondary harm score: mean weekly pain (NRS) + flare weeks + {DROPOUT_WEIGHT:g} if dropped out; "
+                 "lower is better",
 }
 #: Outcomes of the safety comparison (every policy vs the safety reference, ``pain_monitoring`` by default).
 SAFETY: tuple[str, ...] = ("cost", "flares", "dropped_out")
@@ -149,12 +150,19 @@ def clinical_reading(diff: float, low: float, high: float, mcid: float | None, l
     return f"{side}, possibly important" if abs(diff) >= mcid else f"{side}, below MCID"
 
 
-def add_outcome_columns(results: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived outcomes (``pain_change_w12``, ``composite``) and the subgroup covariates of ``cohort``
-    (``age_band``, ``sensitization_tercile`` within condition, ``adherence_class``, ``sex``, ``condition``)."""
+def add_derived_outcomes(results: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``results`` with the derived outcomes: ``pain_change_w12`` (NRS points, negative is relief) and
+    ``composite`` (:func:`~adaptrx.experiments.clinical_metrics.composite_score`)."""
     out = results.copy()
     out["pain_change_w12"] = out["pain_w12"] - out["pain_baseline"]
     out["composite"] = composite_score(out["pain_mean"], out["flares"], out["dropped_out"])
+    return out
+
+
+def add_outcome_columns(results: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """Add the derived outcomes (:func:`add_derived_outcomes`) and the subgroup covariates of ``cohort``
+    (``age_band``, ``sensitization_tercile`` within condition, ``adherence_class``, ``sex``, ``condition``)."""
+    out = add_derived_outcomes(results)
     cov = cohort[["patient_id", "condition", "age", "sensitization", "adherence_class", "sex"]].copy()
     cov["age_band"] = pd.cut(cov["age"], bins=[b[0] for b in AGE_BANDS.values()] + [200],
                              labels=list(AGE_BANDS), right=False).astype(str)

@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from adaptrx.experiments.trial.config import (
     validate,
 )
 from adaptrx.experiments.trial.report import differences_table, write_report
+from adaptrx.experiments.trial.runner import run_trial
 from adaptrx.experiments.trial.tensorboard import write_tensorboard
 
 register_schema()
@@ -82,8 +84,6 @@ class TrialOutput:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("adaptrx")
     except PackageNotFoundError:
@@ -217,8 +217,6 @@ def render_report(run_dir: str | Path, path: str | Path) -> Path:
 
 def run(cfg: TrialConfig | DictConfig, out_dir: str | Path, command: str = "adaptrx-trial") -> TrialOutput:
     """Run one composed trial config into ``out_dir`` (see the module docstring for what it writes)."""
-    from adaptrx.experiments.trial.runner import run_trial
-
     c = validate(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

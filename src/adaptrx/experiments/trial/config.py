@@ -22,10 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from adaptrx.envs.episode_engine import env_config
 from adaptrx.experiments.hydra_cli import ConfigError, check_field, check_known_keys
 from adaptrx.experiments.trial.analysis import METRICS, Mcid, mcid_config, mcids
+from adaptrx.patient import conditions
+from adaptrx.patient.cohort import programme_modality
+from adaptrx.protocols import NAMES
 
 __all__ = ["ConfigError", "PolicySpec", "TrialConfig", "parse_policy", "register_schema", "validate"]
 
@@ -111,8 +116,6 @@ class PolicySpec:
 
     @property
     def is_directory(self) -> bool:
-        from adaptrx.protocols import NAMES
-
         return self.target not in NAMES
 
     @property
@@ -128,8 +131,6 @@ def parse_policy(text: str) -> PolicySpec:
     hex digits pin the directory's policy id (``adaptrx.agents.export.policy_id``): a different policy is
     refused before the trial runs.
     """
-    from adaptrx.protocols import NAMES
-
     raw = str(text).strip()
     shield = raw.endswith(SHIELD_SUFFIX)
     if shield:
@@ -163,8 +164,6 @@ def parse_policy(text: str) -> PolicySpec:
 def absolute_path(path: str) -> str:
     """``path`` against the directory the command was started in (Hydra may run jobs elsewhere)."""
     try:
-        from hydra.utils import to_absolute_path
-
         return to_absolute_path(path)
     except ValueError:  # outside a Hydra run
         return str(Path(path).resolve())
@@ -188,8 +187,6 @@ def policy_specs(cfg: TrialConfig) -> list[PolicySpec]:
 
 def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
     """Check ranges and names of a composed config; returns it as a :class:`TrialConfig`."""
-    from adaptrx.patient import conditions
-
     if not isinstance(cfg, TrialConfig):
         check_known_keys(cfg, TrialConfig)
     c = cfg if isinstance(cfg, TrialConfig) else OmegaConf.to_object(cfg)
@@ -220,12 +217,8 @@ def validate(cfg: TrialConfig | DictConfig) -> TrialConfig:
     check_field(1 <= c.n_jobs <= 256, "n_jobs", f"must be 1-256, got {c.n_jobs}")
     policy_specs(c)
     if c.modality is None:
-        from adaptrx.patient.cohort import programme_modality
-
         c.modality = programme_modality(k.condition)
     try:
-        from adaptrx.envs.episode_engine import env_config
-
         env_config(condition=k.condition, split=k.split, weeks=c.weeks, modality=c.modality)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{exc}") from exc

@@ -29,51 +29,58 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes
-from adaptrx.experiments.stats import Estimate, bootstrap_mean, paired_difference
+from adaptrx.envs.episodes import EpisodeOutcomes
+from adaptrx.experiments.stats import Estimate, bootstrap_mean
+from adaptrx.experiments.trial.comparison import (
+    PairedComparison,
+    planner_arm,
+    protocol_arm,
+    run_comparison,
+    tidy_table,
+)
 from adaptrx.experiments.trial.report import markdown_table as _markdown_table
 from adaptrx.patient import make_cohort
-from adaptrx.protocols import get
 from adaptrx.protocols.clinical import PROTOCOLS
 from adaptrx.protocols.population_best import stored_results
 
 REFERENCE = "population_best"
+#: Split of the baseline's patients.
+SPLIT = "val"
 
 
 def run_trial(condition: str = "knee_oa", n: int = 1000, seed: int = 0, weeks: int = 26,
               oracle: dict[str, Any] | None = None, policies: list[str] | None = None,
-              progress: bool = True) -> dict[str, EpisodeOutcomes]:
+              progress: bool = True) -> PairedComparison:
     """Run the policies (default: every clinical protocol, ``population_best`` and ``oracle``) on ``n`` val
-    patients; returns outcomes keyed by policy name. ``oracle``: planner parameters (or ``None``)."""
+    patients of ``condition`` (cohort and noise seed ``seed``, ``weeks``-week episodes) through the shared
+    comparison path; ``oracle``: planner parameters (``None``: the defaults)."""
     names = policies if policies is not None else [*PROTOCOLS, REFERENCE, "oracle"]
-    cohort = make_cohort(condition, n, seed, "val")
-    episodes = CohortEpisodes(cohort, seed=seed, condition=condition, split="val", weeks=weeks)
-    results: dict[str, EpisodeOutcomes] = {}
-    with tqdm(total=len(names) * weeks, desc="protocols x weeks", disable=not progress) as bar:
-        for name in names:
-            if name == "oracle":
-                policy = get("oracle", env=episodes, **(oracle or {}))
-            elif name == REFERENCE:
-                policy = get(REFERENCE, condition=condition)
-            else:
-                policy = get(name)
-            results[name] = episodes.run(policy, name=name, progress=bar.update)
-    return results
+    arms = [planner_arm("oracle", **(oracle or {})) if name == "oracle" else protocol_arm(name, condition)
+            for name in names]
+    cohort = make_cohort(condition, n, seed, SPLIT)
+    with tqdm(total=len(arms) * weeks, desc="protocols x weeks", disable=not progress) as bar:
+        return run_comparison(cohort, seed, arms, {"condition": condition, "split": SPLIT, "weeks": weeks},
+                              progress=bar.update)
 
 
-def tidy(results: dict[str, EpisodeOutcomes]) -> pd.DataFrame:
-    """One row per (policy, patient)."""
-    return pd.concat([out.to_frame() for out in results.values()], ignore_index=True)
+def _paired(trial: PairedComparison, metrics: list[str], seed: int) -> dict[tuple[str, str], Estimate]:
+    """(policy, metric) -> paired mean difference vs the reference with its bootstrap 95 % CI (the reference
+    itself: exactly 0); empty if the trial has no reference arm."""
+    if REFERENCE not in trial.outcomes:
+        return {}
+    table = trial.differences(REFERENCE, metrics, seed=seed)
+    out = {(r.policy, r.metric): Estimate(r.diff, r.low, r.high) for r in table.itertuples()}
+    return out | {(REFERENCE, m): Estimate(0.0, 0.0, 0.0) for m in metrics}
 
 
-def summarize(results: dict[str, EpisodeOutcomes], seed: int = 0) -> pd.DataFrame:
+def summarize(trial: PairedComparison, seed: int = 0) -> pd.DataFrame:
     """Per policy: pain change at weeks 12 and 26 and mean weekly pain (with CIs), responders, flares (mean
     with CI, the most any patient had, the share above 13 in the episode), dropout (overall and among the
     patients with 6 or more flares), safety cost, supervised sessions, return; and the paired differences of
     mean pain and return against the reference."""
     rows = []
-    ref = results.get(REFERENCE)
-    for name, out in results.items():
+    paired = _paired(trial, ["pain_mean", "return"], seed)
+    for name, out in trial.outcomes.items():
         row: dict[str, Any] = {"policy": name}
         for w in (12, 26):
             if w <= out.weeks:
@@ -94,10 +101,9 @@ def summarize(results: dict[str, EpisodeOutcomes], seed: int = 0) -> pd.DataFram
         row["sessions_attended"] = frame["sessions_attended"].mean()
         row["function_change"] = frame["function_change"].mean()
         row["return"] = bootstrap_mean(out.returns, seed=seed)
-        if ref is not None:
-            row["pain_mean_vs_reference"] = paired_difference(out.pain.mean(axis=0), ref.pain.mean(axis=0),
-                                                              seed=seed)
-            row["return_vs_reference"] = paired_difference(out.returns, ref.returns, seed=seed)
+        if paired:
+            row["pain_mean_vs_reference"] = paired[(name, "pain_mean")]
+            row["return_vs_reference"] = paired[(name, "return")]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -120,20 +126,25 @@ def oracle_sensitivity(condition: str = "knee_oa", n: int = 300, seed: int = 0, 
     """Is a small oracle gap the planner's fault or the model's? The oracle with more noise replicates and a
     clairvoyant oracle (plans on the patient's own future noise, an unreachable bound) against
     ``population_best`` on ``n`` val patients (paired): differences with bootstrap 95 % CIs."""
-    cohort = make_cohort(condition, n, seed, "val")
-    episodes = CohortEpisodes(cohort, seed=seed, condition=condition, split="val", weeks=weeks)
-    ref = episodes.run(get(REFERENCE, condition=condition), name=REFERENCE)
+    arms = [protocol_arm(REFERENCE, condition),
+            *(planner_arm("oracle", name=label, **params) for label, params in ORACLE_VARIANTS.items())]
+    cohort = make_cohort(condition, n, seed, SPLIT)
+    with tqdm(total=len(arms) * weeks, desc="oracle variants x weeks", disable=not progress) as bar:
+        trial = run_comparison(cohort, seed, arms, {"condition": condition, "split": SPLIT, "weeks": weeks},
+                               progress=bar.update)
+    paired = _paired(trial, ["return", "pain_mean", "function_change"], seed)
+    ref = trial.outcomes[REFERENCE]
+    ref_harm = ref.flares.sum(axis=0) + (ref.dropout_week > 0)
     rows = []
-    for label, params in tqdm(ORACLE_VARIANTS.items(), desc="oracle variants", disable=not progress):
-        out = episodes.run(get("oracle", env=episodes, **params), name=label)
+    for label in ORACLE_VARIANTS:
+        out = trial.outcomes[label]
         harm = out.flares.sum(axis=0) + (out.dropout_week > 0)
-        ref_harm = ref.flares.sum(axis=0) + (ref.dropout_week > 0)
         rows.append({
             "variant": label,
-            "return_gain": paired_difference(out.returns, ref.returns, seed=seed),
-            "pain_mean_change": paired_difference(out.pain.mean(axis=0), ref.pain.mean(axis=0), seed=seed),
+            "return_gain": paired[(label, "return")],
+            "pain_mean_change": paired[(label, "pain_mean")],
             "flares_plus_dropout_change_pct": 100.0 * (harm.mean() - ref_harm.mean()) / ref_harm.mean(),
-            "function_gain": paired_difference(out.function[-1], ref.function[-1], seed=seed),
+            "function_gain": paired[(label, "function_change")],
             "dropout_pct": 100.0 * (out.dropout_week > 0).mean(),
             "reference_dropout_pct": 100.0 * (ref.dropout_week > 0).mean(),
             "supervised_sessions": float((out.sessions_attended * out.supervised).sum(axis=0).mean()),
@@ -206,20 +217,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n: need at least 10 patients")
     started = time.perf_counter()
     policies = [*PROTOCOLS, REFERENCE] + ([] if args.no_oracle else ["oracle"])
-    results = run_trial(args.condition, args.n, args.seed, args.weeks, policies=policies)
+    trial = run_trial(args.condition, args.n, args.seed, args.weeks, policies=policies)
     elapsed = time.perf_counter() - started
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tidy(results).to_parquet(out_dir / "results.parquet", index=False)
-    summary = summarize(results, seed=args.seed)
+    tidy_table(list(trial.outcomes.values())).to_parquet(out_dir / "results.parquet", index=False)
+    summary = summarize(trial, seed=args.seed)
     flat = summary.map(lambda v: v.value if isinstance(v, Estimate) else v)
     flat.to_csv(out_dir / "summary.csv", index=False, float_format="%.4f")
     (out_dir / "summary.md").write_text(markdown_table(summary) + "\n")
-    plot(results, out_dir)
+    plot(trial.outcomes, out_dir)
     meta = {
         "command": "python -m adaptrx.experiments.trial.protocols_baseline " + " ".join(sys.argv[1:] if argv is None
                                                                                  else argv),
-        "condition": args.condition, "n": args.n, "seed": args.seed, "weeks": args.weeks, "split": "val",
+        "condition": args.condition, "n": args.n, "seed": args.seed, "weeks": args.weeks, "split": SPLIT,
         "population_best": stored_results().get(args.condition), "wall_seconds": round(elapsed, 1),
     }
     (out_dir / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")

@@ -1,14 +1,14 @@
 """Running a paired virtual trial: every policy on the same patients with the same noise, in batch.
 
 For each seed ``s`` of the trial, the patients are ``make_cohort(condition, n, s, split)`` (or the cohort
-file's patients) and every policy plays one episode per patient on a
-:class:`~adaptrx.envs.episodes.CohortEpisodes` with noise seed ``s``: a patient's random stream depends only
-on its id and ``s``, never on the policy or on the other patients (common random numbers), so the results
+file's patients) and every policy plays one episode per patient through the shared comparison path
+(:func:`adaptrx.experiments.trial.comparison.run_arms`) with noise seed ``s``: a patient's random stream depends
+only on its id and ``s``, never on the policy or on the other patients (common random numbers), so the results
 are paired patient by patient. Dropouts are followed to the horizon without exercise (intention to treat).
 
 The protocols and shipped agents step all patients at once (milliseconds per week for thousands of
-patients) and run in this process. The oracle plans by simulation and is the slow one: with ``n_jobs > 1``
-its patients are split into ``n_jobs`` chunks run in worker processes (joblib); because the noise is per
+patients) and run in this process. The planners plan by simulation and are the slow ones: with ``n_jobs > 1``
+their patients are split into ``n_jobs`` chunks run in worker processes (joblib); because the noise is per
 patient, chunking changes nothing.
 """
 
@@ -20,18 +20,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from gymnasium import spaces
 from tqdm.auto import tqdm
 
+from adaptrx.agents import load_policy
+from adaptrx.agents.export import check_spaces
 from adaptrx.envs.belief import reads_beliefs
 from adaptrx.envs.episode_engine import env_config
-from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes
+from adaptrx.envs.episodes import EpisodeOutcomes
 from adaptrx.envs.features import FEATURE_NAMES
-from adaptrx.experiments.trial.analysis import add_outcome_columns
+from adaptrx.envs.progression import env_spaces
+from adaptrx.experiments.trial.comparison import (
+    PLANNERS,
+    Arm,
+    planner_arm,
+    policy_arm,
+    protocol_arm,
+    results_table,
+    run_arms,
+    weekly_table,
+)
 from adaptrx.experiments.trial.config import ConfigError, PolicySpec, TrialConfig, absolute_path
 from adaptrx.patient import load_cohort, make_cohort
-
-#: The planners (slow: their patients are split over the worker processes; trial config sections of the same name).
-PLANNERS: tuple[str, ...] = ("oracle", "belief_planner")
 
 
 @dataclass
@@ -57,36 +67,17 @@ def cohort_for(cfg: TrialConfig, seed: int) -> pd.DataFrame:
     return cohort
 
 
-def episodes_for(cfg: TrialConfig, cohort: pd.DataFrame, seed: int, belief: bool = False) -> CohortEpisodes:
-    """The paired episode batch of one seed (default reward weights: returns comparable across trials), with
-    the belief features in the observations when ``belief`` (for a policy trained with them)."""
-    return CohortEpisodes(cohort, seed=seed, condition=cfg.cohort.condition, split=cfg.cohort.split,
-                          weeks=cfg.weeks, modality=cfg.modality, belief=belief)
-
-
-def build_policy(spec: PolicySpec, cfg: TrialConfig, episodes: CohortEpisodes) -> tuple[Any, bool]:
-    """The policy object of a protocol or reference ``spec`` (not a policy folder: :func:`load_agent`) and
-    whether it acts with discrete moves."""
-    from adaptrx.protocols import get
-
-    if spec.target in PLANNERS:
-        o = getattr(cfg, spec.target)
-        return get(spec.target, env=episodes, horizon=o.horizon, replicates=o.replicates, seed=o.seed), False
-    if spec.target == "population_best":
-        return get("population_best", condition=cfg.cohort.condition), False
-    return get(spec.target), False
+def env_settings(cfg: TrialConfig) -> dict[str, Any]:
+    """The env settings of every arm (default reward weights: returns comparable across trials); an arm adds the
+    belief features when its policy reads them."""
+    return {"condition": cfg.cohort.condition, "split": cfg.cohort.split, "weeks": cfg.weeks,
+            "modality": cfg.modality}
 
 
 def load_agent(spec: PolicySpec) -> tuple[Any, bool, bool]:
     """Load the exported policy folder of ``spec`` (every safety check of ``load_policy``) and check it against
     the env's spaces and features; returns it, whether it acts with discrete moves and whether it reads the
     belief features. ``ValueError`` / :class:`ConfigError` naming the folder otherwise."""
-    from gymnasium import spaces
-
-    from adaptrx.agents import load_policy
-    from adaptrx.agents.export import check_spaces
-    from adaptrx.envs.progression import env_spaces
-
     path = absolute_path(spec.target)
     policy = load_policy(path, expect_id=spec.expect_id)
     discrete = isinstance(policy.action_space, spaces.Discrete)
@@ -96,6 +87,21 @@ def load_agent(spec: PolicySpec) -> tuple[Any, bool, bool]:
     except ValueError as exc:
         raise ConfigError(f"policies: {path}: {exc}") from exc
     return policy, discrete, belief
+
+
+def arm_for(spec: PolicySpec, cfg: TrialConfig, agent: tuple[Any, bool, bool] | None = None) -> Arm:
+    """The comparison arm of a policy ``spec``: a protocol, a planner with the config's section of its name, or a
+    policy folder (``agent``: what :func:`load_agent` returned for it)."""
+    if spec.is_directory:
+        if agent is None:
+            raise ValueError(f"agent: {spec.target} is a policy folder; load it with load_agent first")
+        policy, discrete, belief = agent
+        return policy_arm(spec.label, policy, shield=spec.shield, discrete=discrete, belief=belief)
+    if spec.target in PLANNERS:
+        o = getattr(cfg, spec.target)
+        return planner_arm(spec.target, name=spec.label, shield=spec.shield, horizon=o.horizon,
+                           replicates=o.replicates, seed=o.seed)
+    return protocol_arm(spec.target, cfg.cohort.condition, name=spec.label, shield=spec.shield)
 
 
 def describe(spec: PolicySpec, agent: Any = None) -> dict[str, Any]:
@@ -109,36 +115,6 @@ def describe(spec: PolicySpec, agent: Any = None) -> dict[str, Any]:
         info.update({"name": agent.name, "algorithm": agent.algorithm, "policy_id": agent.policy_id,
                      "sha256": agent.sha256})
     return info
-
-
-def _run_one(spec: PolicySpec, cfg: TrialConfig, seed: int, rows: slice | None, record: bool) -> EpisodeOutcomes:
-    """One policy on one seed's patients (``rows``: a chunk of them); runs in a worker process too."""
-    from adaptrx.protocols.safety_rules import SafetyRules
-
-    cohort = cohort_for(cfg, seed)
-    if rows is not None:
-        cohort = cohort.iloc[rows]
-    if spec.is_directory:
-        policy, discrete, belief = load_agent(spec)
-        episodes = episodes_for(cfg, cohort, seed, belief)
-    else:
-        episodes = episodes_for(cfg, cohort, seed, belief=spec.target == "belief_planner")
-        policy, discrete = build_policy(spec, cfg, episodes)
-    return episodes.run(policy, name=spec.label, shield=SafetyRules() if spec.shield else None, discrete=discrete,
-                        record=record)
-
-
-def _jobs(specs: Sequence[PolicySpec], cfg: TrialConfig, n: int) -> list[tuple[PolicySpec, int, slice | None]]:
-    """Work items: (policy, seed, patient rows); the oracle's patients are split into ``n_jobs`` chunks."""
-    jobs: list[tuple[PolicySpec, int, slice | None]] = []
-    chunk = -(-n // cfg.n_jobs)
-    for seed in range(cfg.seed, cfg.seed + cfg.n_seeds):
-        for spec in specs:
-            if spec.target in PLANNERS and cfg.n_jobs > 1 and n > 1:
-                jobs += [(spec, seed, slice(i, min(i + chunk, n))) for i in range(0, n, chunk)]
-            else:
-                jobs.append((spec, seed, None))
-    return jobs
 
 
 def transitions_frame(out: EpisodeOutcomes, condition: str) -> pd.DataFrame:
@@ -165,66 +141,33 @@ def transitions_frame(out: EpisodeOutcomes, condition: str) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
-def _blocks(jobs: Sequence[tuple[PolicySpec, int, slice | None]]) -> list[list[int]]:
-    """Indices of consecutive jobs of one (policy, seed): an oracle split into chunks is one block."""
-    blocks: list[list[int]] = []
-    for i, (spec, seed, _) in enumerate(jobs):
-        if blocks and jobs[blocks[-1][0]][:2] == (spec, seed):
-            blocks[-1].append(i)
-        else:
-            blocks.append([i])
-    return blocks
-
-
-def _week_major(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The week-major rows of one (policy, seed) in the order of an unchunked run (patients in cohort order
-    within a week), whatever the number of chunks its patients were run in: tables do not depend on
-    ``n_jobs``."""
-    frame = pd.concat(frames, ignore_index=True)
-    return frame if len(frames) == 1 else frame.sort_values("week", kind="stable", ignore_index=True)
-
-
 def run_trial(cfg: TrialConfig, specs: Sequence[PolicySpec]) -> TrialData:
-    """Run every policy of ``specs`` on every seed's patients (a progress bar counts the work items: a policy
-    on a seed, or an oracle chunk). Returns the tidy tables with the subgroup covariates added."""
+    """Run every policy of ``specs`` on every seed's patients (a progress bar counts the simulated policy-weeks).
+    Returns the tidy tables with the subgroup covariates added."""
     # every policy folder is loaded and checked before any arm is simulated (and described from what was loaded)
-    agents = {i: load_agent(spec)[0] for i, spec in enumerate(specs) if spec.is_directory}
-    for i, agent in agents.items():  # an agent meets the exercise it was trained to prescribe
+    agents = {i: load_agent(spec) for i, spec in enumerate(specs) if spec.is_directory}
+    for i, (agent, _, _) in agents.items():  # an agent meets the exercise it was trained to prescribe
         trained = (agent.manifest.get("env") or {}).get("modality")
         if trained is not None and trained != cfg.modality:
             raise ConfigError(f"modality: the trial runs {cfg.modality} exercise but {specs[i].target} was trained "
                               f"with {trained}; set modality={trained} (or leave it unset for the condition's)")
-    n = len(cohort_for(cfg, cfg.seed))
-    jobs = _jobs(specs, cfg, n)
-    record = cfg.output.dataset
-    desc = f"trial: {len(specs)} policies x {n} patients x {cfg.n_seeds} seed(s)"
-    # batched policies take milliseconds per week: run them here; only oracle chunks go to worker processes
-    pooled = [i for i, job in enumerate(jobs) if job[2] is not None]
-    results_of: dict[int, EpisodeOutcomes] = {}
-    with tqdm(total=len(jobs), desc=desc, unit="run", disable=not cfg.progress) as bar:
-        for i, (spec, seed, rows) in enumerate(jobs):
-            if i not in pooled:
-                results_of[i] = _run_one(spec, cfg, seed, rows, record)
-                bar.update(1)
-        if pooled:
-            from joblib import Parallel, delayed
-
-            work = (delayed(_run_one)(jobs[i][0], cfg, jobs[i][1], jobs[i][2], record) for i in pooled)
-            for i, out in zip(pooled, Parallel(n_jobs=cfg.n_jobs, return_as="generator")(work), strict=True):
-                results_of[i] = out
-                bar.update(1)
-    outcomes = [results_of[i] for i in range(len(jobs))]
+    arms = [arm_for(spec, cfg, agents.get(i)) for i, spec in enumerate(specs)]
+    seeds = range(cfg.seed, cfg.seed + cfg.n_seeds)
+    cohorts = {s: cohort_for(cfg, s) for s in seeds}
+    n = len(cohorts[cfg.seed])
+    env = env_settings(cfg)
+    desc = f"trial: {len(specs)} policies x {n} patients x {cfg.n_seeds} seed(s), weeks"
+    outcomes: list[EpisodeOutcomes] = []
+    with tqdm(total=len(arms) * cfg.weeks * cfg.n_seeds, desc=desc, unit="week", disable=not cfg.progress) as bar:
+        for s in seeds:
+            runs = run_arms(cohorts[s], s, arms, env, n_jobs=cfg.n_jobs, record=cfg.output.dataset,
+                            progress=bar.update)
+            outcomes += runs.values()
     condition = cfg.cohort.condition
-    cohorts = pd.concat([cohort_for(cfg, s) for s in range(cfg.seed, cfg.seed + cfg.n_seeds)], ignore_index=True)
-    cohorts = cohorts.drop_duplicates("patient_id")
-    results = pd.concat([o.to_frame() for o in outcomes], ignore_index=True)
-    results.insert(1, "condition", condition)
-    results["responder_w12"] = np.concatenate([o.responders(12) for o in outcomes])
-    results = add_outcome_columns(results, cohorts)
-    weekly = pd.concat([_week_major([o.to_weekly_frame() for o in outcomes[g[0]:g[-1] + 1]]) for g in _blocks(jobs)],
-                       ignore_index=True)
-    weekly.insert(1, "condition", condition)
-    dataset = pd.concat([_week_major([transitions_frame(o, condition) for o in outcomes[g[0]:g[-1] + 1]])
-                         for g in _blocks(jobs)], ignore_index=True) if record else None
-    policies = [describe(s, agents.get(i)) for i, s in enumerate(specs)]
+    patients = pd.concat(cohorts.values(), ignore_index=True).drop_duplicates("patient_id")
+    results = results_table(outcomes, condition, patients)
+    weekly = weekly_table(outcomes, condition)
+    dataset = pd.concat([transitions_frame(o, condition) for o in outcomes],
+                        ignore_index=True) if cfg.output.dataset else None
+    policies = [describe(s, agents[i][0] if i in agents else None) for i, s in enumerate(specs)]
     return TrialData(results=results, weekly=weekly, dataset=dataset, policies=policies)
