@@ -41,6 +41,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from adaptrx.common.validation import InvalidField, require
+
 #: The objects a ``_target_`` in the ``hydra`` node may name: Hydra's basic launcher and sweeper, the joblib
 #: and submitit launchers (``hydra/launcher=local|slurm|submitit_local``) and the job-return logging callback.
 #: Not ``hydra.utils.*`` (``call`` / ``instantiate`` would name anything) nor the pickling callback.
@@ -95,14 +97,25 @@ def _is_allowed(value: Any, allowed: tuple[str, ...]) -> bool:
     return target is not _MISSING and any(target is _resolve(name) for name in allowed)
 
 
-class ConfigError(ValueError):
-    """A config value out of range or an impossible combination; the message starts with the field."""
+class ConfigError(InvalidField):
+    """A config value out of range or an impossible combination; the message starts with the field.
+
+    Built as ``ConfigError(field, problem)`` like every :class:`~adaptrx.common.validation.InvalidField`, or from
+    one message that already starts with ``"<field>: "`` (errors of the checks underneath, passed on).
+    """
+
+    def __init__(self, message: str, problem: str | None = None) -> None:
+        if problem is not None:
+            super().__init__(message, problem)
+            return
+        field, sep, rest = message.partition(": ")
+        self.field, self.problem = (field, rest) if sep else ("", message)
+        ValueError.__init__(self, message)
 
 
 def check_field(condition: bool, name: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"<name>: <message>"`` unless ``condition``."""
-    if not condition:
-        raise ConfigError(f"{name}: {message}")
+    require(condition, name, message, error=ConfigError)
 
 
 def check_known_keys(cfg: Any, schema: type) -> None:
