@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adaptrx._jit_cache import STAMP_NAME, invalidate_stale_caches
+from adaptrx.common.jit_cache import STAMP_NAME, invalidate_stale_caches
 
 
 def _package(root: Path) -> tuple[Path, Path]:
@@ -37,7 +37,7 @@ def test_caches_survive_while_sources_are_unchanged_and_go_when_any_source_chang
 
 def test_installed_package_is_stamped_with_its_current_sources() -> None:
     import adaptrx.patient.kernel as kernel
-    from adaptrx._jit_cache import sources_fingerprint
+    from adaptrx.common.jit_cache import sources_fingerprint
 
     root = Path(kernel.__file__).parent.parent
     stamp = root / "patient" / "__pycache__" / STAMP_NAME

@@ -1,4 +1,4 @@
-"""Atomic writes (adaptrx.atomic): an interrupted write never leaves a truncated table, report or policy that
+"""Atomic writes (adaptrx.common.atomic): an interrupted write never leaves a truncated table, report or policy that
 reads as a complete one."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adaptrx import atomic
 from adaptrx.agents.export import MANIFEST_FILE, WEIGHTS_FILE, load_policy
+from adaptrx.common import atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 

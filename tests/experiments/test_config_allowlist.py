@@ -24,8 +24,8 @@ REFUSED_OVERRIDES = [
     ["hydra.job_logging.handlers.console.class=os.system"],
     ["+algo.kwargs.policy={a: [{_target_: subprocess.run}]}"],  # nested in a list
     # an adaptrx function that writes files: the old prefix check let it through (adaptrx-trial exited 0)
-    ["+hydra.callbacks.x={_target_: adaptrx.atomic.write_text, _args_: [/tmp/x, pwned]}"],
-    ["hydra.launcher._target_=adaptrx.atomic.os.system"],  # starts with adaptrx. but is os.system
+    ["+hydra.callbacks.x={_target_: adaptrx.common.atomic.write_text, _args_: [/tmp/x, pwned]}"],
+    ["hydra.launcher._target_=adaptrx.common.atomic.os.system"],  # starts with adaptrx. but is os.system
     ["+x._target_=adaptrx.protocols.get"],  # the app config instantiates nothing
     ["hydra.launcher._target_=hydra._internal.core_plugins.basic_launcher.os.system"],  # inside an allowed module
     ["hydra.callbacks.x._target_=hydra.experimental.callbacks.PickleJobInfoCallback"],  # real, not allowlisted
@@ -127,17 +127,17 @@ def test_shipped_configs_compose_inside_the_allowlist(config: str, group: str, p
 
 
 def test_the_file_writing_callback_of_the_report_is_refused_end_to_end(tmp_path: Path) -> None:
-    """The measured attack: a preset in a --config-dir folder makes Hydra call adaptrx.atomic.write_text."""
+    """The measured attack: a preset in a --config-dir folder makes Hydra call adaptrx.common.atomic.write_text."""
     victim = tmp_path / "victim.txt"
     victim.write_text("intact")
     _write(tmp_path / "cfg" / "preset" / "evil.yaml",
-           "# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: adaptrx.atomic.write_text\n"
+           "# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: adaptrx.common.atomic.write_text\n"
            f"      _args_: [{victim}, pwned]\n")
     code = "import sys; from adaptrx.experiments.trial.app import main; main(sys.argv[1:])"
     run = subprocess.run([sys.executable, "-c", code, "--config-dir", str(tmp_path / "cfg"), "preset=evil",
                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr
-    assert "adaptrx.atomic.write_text" in run.stderr and "Traceback" not in run.stderr
+    assert "adaptrx.common.atomic.write_text" in run.stderr and "Traceback" not in run.stderr
     assert victim.read_text() == "intact"
 
 

@@ -54,8 +54,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium import spaces
 
-from adaptrx import __version__, atomic, strict_json
-from adaptrx.common import validation
+from adaptrx import __version__
+from adaptrx.common import atomic, strict_json, validation
 from adaptrx.common.validation import InvalidField
 from adaptrx.protocols.base import Policy
 

@@ -17,9 +17,9 @@ import os
 import sys
 from typing import Any
 
-from adaptrx import atomic
 from adaptrx.clinic.history import HistoryError, load_history
 from adaptrx.clinic.recommend import recommend
+from adaptrx.common import atomic
 
 #: Intake options of ``recommend`` (for a CSV without intake comment lines): option -> (field, type).
 _INTAKE_OPTIONS: dict[str, tuple[str, Any]] = {

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from adaptrx import atomic
+from adaptrx.common import atomic
 
 #: The evidence file inside the package.
 EVIDENCE_FILE = "evidence.json"

@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adaptrx import strict_json
+from adaptrx.common import strict_json
 from adaptrx.common.validation import as_flag, as_number
 from adaptrx.patient import MODALITIES, conditions
 

@@ -1,1 +1,1 @@
-"""Utilities every layer shares: validation helpers (more to come from the package root)."""
+"""Utilities every layer shares: validation helpers, atomic file writes, strict JSON, the numba cache guard."""

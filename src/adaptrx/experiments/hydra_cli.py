@@ -14,7 +14,7 @@ name only these exact objects:
   (:data:`LOGGING_CALLABLES`).
 
 A named path is resolved to the object it denotes and compared with the allowed objects, never by a string
-prefix (``adaptrx.atomic.os.system`` starts with ``adaptrx.`` and is ``os.system``). Only paths inside the
+prefix (``adaptrx.common.atomic.os.system`` starts with ``adaptrx.`` and is ``os.system``). Only paths inside the
 packages the allowed objects come from are imported to resolve them (:data:`_RESOLVABLE`), so naming a module
 never runs it. Anything else exits with code 2 before Hydra composes or instantiates anything
 (:func:`check_user_configs`), and each job checks its composed config again (:func:`check_targets`).

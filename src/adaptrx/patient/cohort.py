@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 from scipy import special
 
-from adaptrx import atomic
+from adaptrx.common import atomic
 from adaptrx.patient import generators
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")

@@ -43,7 +43,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from adaptrx._jit_cache import invalidate_stale_caches
+from adaptrx.common.jit_cache import invalidate_stale_caches
 from adaptrx.patient.constants import CHANNELS, SESSION_DAYS, Modality, ModelConstants
 
 # numba's cache does not track calls across files: drop machine code compiled from other sources (first).

@@ -19,8 +19,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecNormalize
 
-from adaptrx import atomic
 from adaptrx.agents.factory import OFF_POLICY
+from adaptrx.common import atomic
 from adaptrx.envs import CohortEpisodes
 from adaptrx.envs.episodes import EpisodeOutcomes
 from adaptrx.experiments.clinical_metrics import (

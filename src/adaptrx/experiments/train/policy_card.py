@@ -30,8 +30,8 @@ from omegaconf import OmegaConf
 from stable_baselines3.common.logger import Logger
 from tqdm.auto import tqdm
 
-from adaptrx import atomic
 from adaptrx.agents.export import policy_id
+from adaptrx.common import atomic
 from adaptrx.experiments.clinical_metrics import DROPOUT_WEIGHT, clinical_metrics, load_follows_patient
 from adaptrx.experiments.stats import Estimate
 from adaptrx.experiments.train.config import TrainConfig

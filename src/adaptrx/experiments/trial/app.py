@@ -44,7 +44,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from adaptrx import atomic
+from adaptrx.common import atomic
 from adaptrx.experiments.hydra_cli import ConfigError, check_job, run_app
 from adaptrx.experiments.trial import figures as tf
 from adaptrx.experiments.trial.analysis import SAFETY, Mcid, compare, mcids, subgroups, summarize

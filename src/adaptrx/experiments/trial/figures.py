@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from adaptrx import atomic
+from adaptrx.common import atomic
 from adaptrx.experiments.trial.analysis import BINARY
 
 #: An RGBA colour, components in 0-1.

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adaptrx import atomic
+from adaptrx.common import atomic
 from adaptrx.experiments.stats import Estimate
 from adaptrx.experiments.trial.analysis import BINARY, DEFINITIONS, METRICS, Mcid
 

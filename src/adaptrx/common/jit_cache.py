@@ -44,7 +44,7 @@ def invalidate_stale_caches(root: Path | None = None, packages: tuple[str, ...] 
     Returns:
         The cache files deleted (empty when the stamps match or nothing could be written).
     """
-    root = Path(__file__).parent if root is None else root
+    root = Path(__file__).resolve().parents[1] if root is None else root  # src/adaptrx
     fingerprint = sources_fingerprint(root, packages)
     deleted: list[Path] = []
     for package in packages:
