@@ -17,7 +17,7 @@ from adaptrx.envs.episode_engine import EpisodeBatch
 from adaptrx.envs.progression import ProgressionEnv
 from adaptrx.patient import PatientSimulator, make_cohort
 from adaptrx.protocols.base import Policy
-from adaptrx.protocols.oracle import HOLD_ACTION, OraclePolicy, planning_keys
+from adaptrx.protocols.oracle import HOLD_ACTION, OpenLoopPlans, OraclePolicy, planning_keys, ramp_load
 
 CONSTANT = np.array([0.0, 0.2, -1.0], dtype=np.float32)  # hold the load, 3 sessions/week at home
 
@@ -72,7 +72,7 @@ def test_take_with_the_original_keys_replays_the_batch_bitwise() -> None:
         if b.done.any():
             break
     # the copies are independent: stepping them did not touch the original's past snapshot's arrays
-    assert before["episode"][engine.E_WEEK, 0] == 4
+    assert EpisodeBatch.from_state(before, b.config, b.constants).week[0] == 4
     assert [p["patient_id"] for p in copies[0].patients] == [b.patients[i]["patient_id"] for i in index]
     assert copies[0].patients[1] is copies[0].patients[2]  # one copied row per distinct patient
     assert copies[0].patients[1] is not b.patients[5]
@@ -344,3 +344,26 @@ def test_belief_planner_plans_on_particles_not_on_the_truth() -> None:
     swapped, _ = planner.predict(obs)
     np.testing.assert_array_equal(first, swapped)
     assert first.shape == (6, 3) and np.isfinite(first).all()
+
+
+def test_open_loop_plans_ramp_toward_their_targets() -> None:
+    """Each row's load climbs by at most the ramp, falls by at most half, holds at NaN; sessions and delivery are
+    kept. With a batch the exact last load is read from it; from the observation the same plan to float32
+    precision."""
+    last = np.array([0.3, 0.3, 1.0, 0.4])
+    target = np.array([1.0, 0.32, 0.2, np.nan])
+    np.testing.assert_allclose(ramp_load(last, target, 0.2), [0.36, 0.32, 0.5, 0.4])
+    vec = PatientVecEnv(4, weeks=8)
+    vec.seed(1)
+    obs = vec.reset()
+    b = vec.batch
+    plans = OpenLoopPlans(target, np.array([1, 2, 3, 5]), np.array([0, 1, 2, 0]), ramp=0.2, batch=b)
+    from_batch, _ = plans.predict(obs)
+    from_obs, _ = OpenLoopPlans(target, np.array([1, 2, 3, 5]), np.array([0, 1, 2, 0]), ramp=0.2).predict(obs)
+    np.testing.assert_allclose(from_batch, from_obs, atol=1e-5)
+    step = b.step_actions(from_batch, discrete=False)
+    np.testing.assert_allclose(step.load, ramp_load(np.full(4, 0.3), target, 0.2), rtol=1e-6)
+    np.testing.assert_array_equal(step.sessions, [1, 2, 3, 5])
+    np.testing.assert_array_equal(step.delivery, [0, 1, 2, 0])
+    single, _ = OpenLoopPlans(1.0, 3, 2).predict(obs[0])
+    assert single.shape == (3,)

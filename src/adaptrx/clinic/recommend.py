@@ -40,23 +40,32 @@ from typing import Any
 
 import numpy as np
 
+from adaptrx import __version__
 from adaptrx.agents.export import MANIFEST_FILE, WEIGHTS_FILE, check_spaces, load_policy
 from adaptrx.agents.numpy_policy import NoNumpyImplementation, load_numpy_policy
 from adaptrx.clinic import evidence
 from adaptrx.clinic.fitting import PatientFit, belief_features, fit_patient, summary
 from adaptrx.clinic.history import DELIVERIES, History
-from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN, decode_continuous
 from adaptrx.envs.belief import reads_beliefs
-from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch
-from adaptrx.envs.features import FEATURE_INDEX, FEATURE_NAMES, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
+from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch, episode_state
+from adaptrx.envs.episodes import rollout
+from adaptrx.envs.features import (
+    FEATURE_INDEX,
+    FEATURE_NAMES,
+    HIGH,
+    HISTORY_FEATURES,
+    HISTORY_LAGS,
+    LOW,
+    SCALES,
+    to_units,
+)
 from adaptrx.envs.progression import env_spaces
-from adaptrx.patient.kernel import Out
 from adaptrx.patient.noise import mix64
 from adaptrx.protocols import NAMES as PROTOCOL_NAMES
 from adaptrx.protocols import get as get_protocol
 from adaptrx.protocols.base import Policy, batch_obs, encode_prescription
-from adaptrx.protocols.oracle import plan_for_posterior
+from adaptrx.protocols.oracle import OpenLoopPlans, plan_for_posterior
 from adaptrx.protocols.safety_rules import SafetyRules
 
 #: The shipped agent of each condition is ``agents/<AGENT_PATTERN.format(condition=...)>``.
@@ -147,8 +156,6 @@ class _MidCourse(Policy):
 
     def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        from adaptrx.envs.features import to_units
-
         x, single = batch_obs(obs)
         n = len(x)
         u = to_units(x)
@@ -320,8 +327,8 @@ def _resolve(policy: str | Path | None, history: History, last: dict[str, Any]) 
 def observation_values(history: History, fit: PatientFit) -> np.ndarray:
     """The env's observation records after the logged weeks, in clinical units ``(n_features,)``.
 
-    The same update as the compiled env step (:func:`adaptrx.envs.compiled_step.env_step`), fed with the log's
-    weekly records; diary pain, diary days, function, capacity tests and (without ``pain_before``) the
+    The same update as the env's step (:meth:`adaptrx.envs.episode_engine.EpisodeBatch.step`), fed with the
+    log's weekly records; diary pain, diary days, function, capacity tests and (without ``pain_before``) the
     next-morning change are the fit's posterior means.
     """
     intake, weeks, imputed = history.intake, history.weeks(), fit.imputed.set_index("week")
@@ -382,22 +389,12 @@ def _last_prescription(history: History) -> dict[str, Any]:
             "held_sessions": int(last["sessions"]), "delivery": int(last["delivery"])}
 
 
-class _OpenLoop(Policy):
-    """The belief planner's chosen plan followed open-loop (what its forecast shows): the load moves toward the
-    plan's target by at most the planner's ramp up and -50 % down per week, sessions and delivery held."""
-
-    def __init__(self, plan: dict[str, Any], ramp: float = 0.2) -> None:
-        self.plan, self.ramp = plan, ramp
-
-    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        x, single = batch_obs(obs)
-        n = len(x)
-        last = np.maximum(x[:, FEATURE_INDEX["load"]] * SCALES[FEATURE_INDEX["load"]], LOAD_MIN)
-        target = last if self.plan["target_load"] is None else np.full(n, self.plan["target_load"])
-        load = np.minimum(np.maximum(target, 0.5 * last), last * (1.0 + self.ramp))
-        actions = encode_prescription(load, np.full(n, self.plan["sessions"]), np.full(n, self.plan["delivery"]), last)
-        return (actions[0] if single else actions), state
+def _open_loop(plan: dict[str, Any], ramp: float = 0.2) -> OpenLoopPlans:
+    """A plan ``{"target_load" (None: hold), "sessions", "delivery"}`` followed open-loop (the belief planner's
+    choice, the clinician's plan): the load moves toward the target by at most ``ramp`` up and -50 % down per
+    week from the observed last load, sessions and delivery held."""
+    target = np.nan if plan["target_load"] is None else float(plan["target_load"])
+    return OpenLoopPlans(target, plan["sessions"], plan["delivery"], ramp=ramp)
 
 
 class _Hold(Policy):
@@ -422,11 +419,9 @@ def _start_batch(fit: PatientFit, values: np.ndarray, last: dict[str, Any], m: i
     index = fit.resample(m, rng)
     keys = rng.integers(0, np.iinfo(np.uint64).max, size=m, dtype=np.uint64, endpoint=True)
     sim = fit.particles.take(index, keys=keys)
-    episode = np.zeros((engine.N_EPISODE, m))
-    episode[engine.E_LAST_LOAD] = max(last["load"], LOAD_MIN)  # as recommend() decodes it (0 -> the minimum)
-    episode[engine.E_PLAN] = max(last["held_sessions"], 1)
-    episode[engine.E_DELIVERY] = last["delivery"]
-    episode[engine.E_WEEK] = fit.history.n_weeks
+    episode = episode_state(m, last_load=max(last["load"], LOAD_MIN),  # as recommend() decodes it (0 -> the minimum)
+                            planned_sessions=max(last["held_sessions"], 1), delivery=last["delivery"],
+                            week=fit.history.n_weeks)
     intake = fit.history.intake
     config = EnvConfig(condition=intake.condition, weeks=EPISODE_WEEKS, modality=intake.modality)
     columns = sim.cohort
@@ -437,33 +432,16 @@ def _start_batch(fit: PatientFit, values: np.ndarray, last: dict[str, Any], m: i
     return EpisodeBatch.from_state(state, config)
 
 
-def _rollout(base: EpisodeBatch, policy: Any, rules: SafetyRules, horizon: int) -> dict[str, np.ndarray]:
-    """Follow ``policy`` (behind ``rules``) for ``horizon`` weeks on a copy of ``base``; ITT after dropout."""
+def _forecast(base: EpisodeBatch, policy: Any, rules: SafetyRules, horizon: int) -> dict[str, np.ndarray]:
+    """Follow ``policy`` (behind ``rules``, asked afresh each week as the clinic asks it) for ``horizon`` weeks on a
+    copy of ``base``; ITT after dropout. Weekly ``pain`` (NRS), ``flares``, ``load`` (NaN after a dropout), per
+    particle whether it ``dropped`` out, and the first week's prescription."""
     b = base.take(np.arange(base.n))  # same keys: every plan meets the same noise
-    if callable(getattr(policy, "reset", None)):
-        policy.reset()
-    obs = b.features.observation()
-    n = b.n
-    active = np.ones(n, dtype=bool)
-    pain, load, flares = np.zeros((horizon, n)), np.full((horizon, n), np.nan), np.zeros((horizon, n))
-    dropped = np.zeros(n, dtype=bool)
-    first: tuple[np.ndarray, ...] = ()
-    for t in range(horizon):
-        actions, _ = policy.predict(obs, deterministic=True)
-        actions, _ = rules.constrain(obs, np.asarray(actions, dtype=np.float32).reshape(n, 3))
-        lo, se, de = decode_continuous(actions, b.last_load)
-        if t == 0:
-            first = (lo.copy(), se.copy(), de.copy())
-        lo[~active], se[~active], de[~active] = 0.0, 0.0, 0.0
-        b.E[engine.E_DONE] = 0.0  # dropouts and weeks past the episode keep being simulated
-        step = b.step(lo, se, de)
-        pain[t], flares[t] = step.out[Out.pain], step.out[Out.flares]
-        load[t] = np.where(active, lo, np.nan)
-        dropped |= active & step.terminated
-        active &= ~step.terminated
-        obs = step.obs
-    return {"pain": pain, "load": load, "flares": flares, "dropped": dropped, "first_load": first[0],
-            "first_sessions": first[1], "first_delivery": first[2]}
+    r = rollout(b, policy, horizon, shield=rules, fresh_state=True,
+                record=("pain", "flares", "load", "sessions", "delivery"))
+    return {"pain": r["pain"], "load": np.where(r.in_programme, r["load"], np.nan), "flares": r["flares"],
+            "dropped": r.dropout_week > 0, "first_load": r["load"][0], "first_sessions": r["sessions"][0],
+            "first_delivery": r["delivery"][0]}
 
 
 def _plan_summary(label: str, r: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -509,8 +487,6 @@ class Recommendation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (layout in the README's clinic section)."""
-        from adaptrx import __version__
-
         h = self.history
         weeks = h.weeks()
         n = h.n_weeks
@@ -704,7 +680,7 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
         rows = np.arange(min(PLANNER_PARTICLES, m))
         # other noise than the forecast's: the plan is not chosen on the futures it is then shown with
         _, plan = plan_for_posterior(base.take(rows, keys=mix64(base.keys[rows] ^ np.uint64(0xB1A9))))
-        acting = _OpenLoop(plan)
+        acting = _open_loop(plan)
     elif reads_beliefs(getattr(acting, "feature_names", ())):  # the envs' filter over the log, the policy's particles
         particles = int((acting.manifest.get("env") or {}).get("belief_particles", 64))
         acting = _WithBeliefs(acting, belief_features(history, particles=particles, seed=seed))
@@ -734,14 +710,14 @@ def recommend(history: History, policy: str | Path | None = None, horizon: int =
                                  "pain-monitoring model from the current load")}
     plan_check = None
     if own is not None:
-        follows = _OpenLoop({"target_load": own["load"], "sessions": own["sessions"],
-                             "delivery": DELIVERIES.index(own["delivery"])}, ramp=0.5)
+        follows = _open_loop({"target_load": own["load"], "sessions": own["sessions"],
+                              "delivery": DELIVERIES.index(own["delivery"])}, ramp=0.5)
         plan_check = _plan_check(own, follows, obs, float(last_load[0]), rules)
         plans["clinician"] = (follows, f"your plan: {own['sessions']} session(s), load {own['load']:.2f}, "
                                        f"{own['delivery']} (with the safety rules)")
     forecast: dict[str, Any] = {"weeks": list(range(history.n_weeks + 1, history.n_weeks + horizon + 1)), "plans": {}}
     for name, (plan, label) in plans.items():
-        r = _rollout(base, plan, rules, horizon)
+        r = _forecast(base, plan, rules, horizon)
         if name == "recommended":
             same = np.allclose(r["first_load"], load[0]) and (r["first_sessions"] == sessions[0]).all()
             assert same, "the forecast's first week must be the recommendation"

@@ -20,7 +20,12 @@ import numpy as np
 
 from adaptrx.clinic.history import DELIVERIES
 from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch
+from adaptrx.envs.episodes import rollout
 from adaptrx.patient.constants import SESSION_DAYS
+
+# what the log is written from: the week's prescription and the simulator's observation records
+_LOGGED = ("load", "sessions", "delivery", "sessions_attended", "session_pain_mean", "morning_pain_mean",
+           "morning_change_mean", "rpe_mean", "flare_reported")
 
 
 def _round(x: float) -> float | None:
@@ -64,17 +69,13 @@ def simulate_history(patient: Mapping[str, Any], policy: Any, weeks: int, seed: 
     for name in intake_fields:
         value = float(intake[records[name]][0])
         doc_patient[name] = float(np.clip(np.rint(value), 1, 5)) if name == "preferred_sessions" else value
+    r = rollout(batch, policy, int(weeks), obs=obs, itt=False, record=_LOGGED)  # the log ends at a dropout
+    week = {name: r[name][:, 0].tolist() for name in _LOGGED}
     rows: list[dict[str, Any]] = []
-    if callable(getattr(policy, "reset", None)):
-        policy.reset()
-    state: Any = None
-    for w in range(int(weeks)):
-        action, state = policy.predict(obs, state=state, episode_start=np.array([w == 0]), deterministic=True)
-        step = batch.step_actions(np.asarray(action, dtype=np.float32).reshape(1, 3), discrete=False)
-        load, sessions, delivery = float(step.load[0]), int(step.sessions[0]), int(step.delivery[0])
-        o = step.result.observation
-        attended = int(o.sessions_attended[0])
-        morning, change = float(o.morning_pain_mean[0]), float(o.morning_change_mean[0])
+    for w in range(r.weeks):
+        load, sessions, delivery = week["load"][w], int(week["sessions"][w]), int(week["delivery"][w])
+        attended = int(week["sessions_attended"][w])
+        morning, change = week["morning_pain_mean"][w], week["morning_change_mean"][w]
         for j, day in enumerate(SESSION_DAYS[sessions]):
             row: dict[str, Any] = {
                 "date": (start + dt.timedelta(days=7 * w + 1 + day)).isoformat(),
@@ -83,14 +84,11 @@ def simulate_history(patient: Mapping[str, Any], policy: Any, weeks: int, seed: 
                 "delivery": DELIVERIES[delivery],
             }
             if j < attended:
-                for name, value in (("pain_during", float(o.session_pain_mean[0])), ("pain_next_morning", morning),
-                                    ("rpe", float(o.rpe_mean[0])), ("pain_before", morning - change)):
+                for name, value in (("pain_during", week["session_pain_mean"][w]), ("pain_next_morning", morning),
+                                    ("rpe", week["rpe_mean"][w]), ("pain_before", morning - change)):
                     if _round(value) is not None:
                         row[name] = _round(value)
-            if j == 0 and bool(o.flare_reported[0]):
+            if j == 0 and week["flare_reported"][w] != 0.0:
                 row["flare"] = True
             rows.append(row)
-        obs = step.obs
-        if bool(step.terminated[0]):
-            break
     return {"patient": doc_patient, "sessions": rows}, batch

@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium as gym
 
 from adaptrx.envs.actions import MOVE_NAMES, MOVES, decode_continuous, decode_discrete, encode_continuous
-from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes
+from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes, Rollout, rollout
 from adaptrx.envs.features import FEATURE_NAMES, FEATURES, to_units
 from adaptrx.envs.progression import ProgressionDiscreteEnv, ProgressionEnv
 from adaptrx.envs.reward import COMPONENTS, RewardWeights
@@ -54,11 +54,13 @@ __all__ = [
     "ProgressionDiscreteEnv",
     "ProgressionEnv",
     "RewardWeights",
+    "Rollout",
     "SafetyShield",
     "Shield",
     "decode_continuous",
     "decode_discrete",
     "encode_continuous",
     "register_envs",
+    "rollout",
     "to_units",
 ]

@@ -128,6 +128,19 @@ def env_config(**kwargs: Any) -> EnvConfig:
     return EnvConfig(**kwargs)
 
 
+def episode_state(n: int, *, last_load: float | np.ndarray, planned_sessions: float | np.ndarray,
+                  delivery: float | np.ndarray, week: int | np.ndarray) -> np.ndarray:
+    """The ``"episode"`` entry of an :meth:`EpisodeBatch.get_state` snapshot of ``n`` patients whose episodes are
+    running after ``week`` weeks (0-104), with the prescription carried to the next week: ``last_load``
+    (baseline-capacity units, 0.05-1.5), the discrete env's ``planned_sessions`` (1-5) and ``delivery`` (0 home
+    alone, 1 remote, 2 supervised); scalars or arrays ``(n,)``. For starting episodes mid-course (the clinic's
+    forecast from a patient's log) with :meth:`EpisodeBatch.from_state`."""
+    episode = np.zeros((engine.N_EPISODE, int(n)))
+    episode[engine.E_LAST_LOAD], episode[engine.E_PLAN] = last_load, planned_sessions
+    episode[engine.E_DELIVERY], episode[engine.E_WEEK] = delivery, week
+    return episode
+
+
 @dataclass
 class StepBatch:
     """What one batched step returns: the observations and the step's work block (views below)."""
@@ -376,6 +389,34 @@ class EpisodeBatch:
         """Last prescribed load per patient (baseline-capacity units; a view)."""
         return self.E[engine.E_LAST_LOAD]
 
+    @property
+    def planned_sessions(self) -> np.ndarray:
+        """The discrete env's planned sessions/week per patient (whole numbers 1-5, float64; a view)."""
+        return self.E[engine.E_PLAN]
+
+    @property
+    def last_delivery(self) -> np.ndarray:
+        """Delivery carried to next week per patient (0 home alone, 1 remote, 2 supervised; float64 view)."""
+        return self.E[engine.E_DELIVERY]
+
+    def set_planned_sessions(self, plan: np.ndarray, where: np.ndarray | None = None) -> None:
+        """Set the discrete env's planned sessions/week (1-5, ``(n,)``) of every patient, or only where the bool
+        mask ``where`` ``(n,)`` is true (the others keep theirs)."""
+        self.E[engine.E_PLAN] = plan if where is None else np.where(where, plan, self.E[engine.E_PLAN])
+
+    def reopen(self) -> None:
+        """Let every ended episode be stepped again: a patient who dropped out, or whose episode is past its
+        last week, keeps being simulated by the next :meth:`step` (intention-to-treat continuation, planners'
+        copies past their horizon). The kernel reports each dropout once and keeps a dropped-out patient
+        without sessions."""
+        self.E[engine.E_DONE] = 0.0
+
+    def observe(self) -> np.ndarray:
+        """The patients' current observations ``(n, n_features)`` float32 (with the belief features when the
+        batch has a filter), as the last reset or step returned them."""
+        obs = self.features.observation()
+        return obs if self.belief is None else np.hstack([obs, self.belief.features()])
+
     # ------------------------------------------------------------------ reset
     def reset(self, index: np.ndarray, rows: list[dict[str, Any]], episode_seeds: np.ndarray) -> np.ndarray:
         """Start new episodes for patients ``index`` with the given cohort rows and episode seeds.
@@ -579,14 +620,17 @@ class EpisodeBatch:
             raise ValueError(f"state.episode: expected shape {(engine.N_EPISODE, n)}, got {episode.shape}")
         return cls.of_parts(config, constants, patients, keys, sim, values, episode)
 
-    def take(self, index: np.ndarray, keys: np.ndarray | None = None) -> EpisodeBatch:
+    def take(self, index: np.ndarray, keys: np.ndarray | None = None,
+             sim: PatientSimulator | None = None) -> EpisodeBatch:
         """A new, independent batch of copies of patients ``index`` (repeats allowed), in their current state.
 
         The copies carry the patients' parameters, latent state, observation records and episode columns
         (last prescription, week, done) and the noise-stream ``keys`` given (``uint64`` ``(m,)``; default:
         their own keys, with which the copies' next steps replay the originals' bit for bit). Planners pass
-        other keys to roll out plans on noise the patients have not met. Repeated rows share one copy of
-        the patient's cohort row (dict). This batch is left unchanged.
+        other keys to roll out plans on noise the patients have not met, and may pass ``sim``, a simulator of
+        ``m`` patients (e.g. posterior particles of patients ``index``, owned by the new batch) to simulate in
+        place of the patients' true parameters and state (built with the same ``keys``). Repeated rows
+        share one copy of the patient's cohort row (dict). This batch is left unchanged.
         """
         index = np.asarray(index, dtype=np.int64)
         m = len(index) if index.ndim == 1 else -1
@@ -595,7 +639,10 @@ class EpisodeBatch:
         keys = self.keys[index] if keys is None else np.array(keys, dtype=np.uint64)
         if keys.shape != (m,):
             raise ValueError(f"keys: need one stream key per copied patient ({m}), got shape {keys.shape}")
-        sim = self.sim.take(index, keys)
+        if sim is None:
+            sim = self.sim.take(index, keys)
+        elif sim.n != m:
+            raise ValueError(f"sim: need one simulated patient per copy ({m}), got {sim.n}")
         rows = {i: dict(self.patients[i]) for i in np.unique(index).tolist()}
         patients = [rows[i] for i in index.tolist()]
         values = np.ascontiguousarray(self.features.values[:, index])

@@ -15,26 +15,45 @@ trajectory.
 
 The object also looks like an env to the oracle (``protocols.get("oracle", env=episodes)``): it has
 ``unwrapped``, ``batch`` and ``get_state()``.
+
+:func:`rollout` is the one episode loop of the project (observe, act, shield, decode, step, intention-to-treat
+continuation): the paired trials (:meth:`CohortEpisodes.run`), the clinic's forecast
+(:mod:`adaptrx.clinic.recommend`), the oracle's and belief planner's candidate plans
+(:mod:`adaptrx.protocols.oracle`) and the clinic's synthetic logs (:mod:`adaptrx.clinic.synthetic`) all step
+through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import decode_continuous, decode_discrete
-from adaptrx.envs.episode_engine import EpisodeBatch, env_config
+from adaptrx.envs.episode_engine import EpisodeBatch, StepBatch, env_config
+from adaptrx.envs.reward import COMPONENTS
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
 from adaptrx.patient.kernel import Out
 
 #: Weeks at which the tidy table reports pain (when the episode is that long).
 REPORT_WEEKS: tuple[int, ...] = (12, 26)
+#: What :func:`rollout` can record each week: the prescription simulated (``load`` in baseline-capacity units,
+#: ``sessions`` 0-5, ``delivery`` 0 home alone / 1 remote / 2 supervised; after the shield, decoding and the
+#: intention-to-treat masking), the step record (``reward``: the env reward; ``dropout_term``: its dropout
+#: component, the untreated future of a patient who dropped out that week; ``cost``: safety cost 0/1;
+#: ``terminated``: a dropout that week) and every row of the simulator's week (names of
+#: :class:`~adaptrx.patient.kernel.Out`: true ``pain`` (NRS), ``function`` (0-100), ``capacity``, ``flares``,
+#: ``sessions_prescribed``, ``sessions_attended``, the observation records ...).
+RECORDS: tuple[str, ...] = ("load", "sessions", "delivery", "reward", "dropout_term", "cost", "terminated",
+                            *Out.__members__)
+_DROPOUT_COMPONENT = COMPONENTS.index("dropout")
+# what CohortEpisodes.run keeps of a rollout
+_OUTCOME_RECORDS = ("pain", "function", "capacity", "flares", "load", "sessions_prescribed", "sessions_attended",
+                    "delivery")
 
 
 @dataclass
@@ -172,6 +191,150 @@ class EpisodeOutcomes:
         })
 
 
+@dataclass
+class Rollout:
+    """What :func:`rollout` returns: per-week arrays ``(weeks, n)`` (``weeks``: the weeks stepped) and per-patient
+    totals ``(n,)``."""
+
+    records: dict[str, np.ndarray]  # name (RECORDS) -> (weeks, n) weekly values of what was asked for
+    in_programme: np.ndarray  # (weeks, n) bool: the week counts (within the patient's horizon, not after its dropout)
+    dropout_week: np.ndarray  # (n,) int64: week of a dropout in the programme (1-based), 0 if none
+    returns: np.ndarray  # (n,) env reward summed over the weeks in the programme (the dropout's term included)
+    cost: np.ndarray  # (n,) safety-cost weeks in the programme
+    shield_interventions: np.ndarray  # (n,) int64: weeks in the programme a shield rule bound (0 without one)
+    transitions: Transitions | None = None  # with ``rollout(..., transitions=True)``
+
+    @property
+    def weeks(self) -> int:
+        """Weeks stepped (fewer than asked when ``itt=False`` and every patient ended early)."""
+        return self.in_programme.shape[0]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.records[name]
+
+
+def _recorder(name: str) -> Callable[[StepBatch, tuple[np.ndarray, ...]], np.ndarray]:
+    """How to read record ``name`` of a week from the step and the simulated prescription."""
+    if name in ("load", "sessions", "delivery"):
+        k = ("load", "sessions", "delivery").index(name)
+        return lambda step, rx: rx[k]
+    if name == "dropout_term":
+        return lambda step, rx: step.components[_DROPOUT_COMPONENT]
+    if name in ("reward", "cost", "terminated"):
+        return lambda step, rx: getattr(step, name)
+    row = int(Out[name])
+    return lambda step, rx: step.out[row]
+
+
+def rollout(batch: EpisodeBatch, policy: Any, weeks: int | np.ndarray, *, obs: np.ndarray | None = None,
+            shield: Shield | None = None, itt: bool = True, discrete: bool = False, record: Iterable[str] = (),
+            transitions: bool = False, fresh_state: bool = False,
+            progress: Callable[[int], None] | None = None) -> Rollout:
+    """Follow ``policy`` week by week on the running episodes of ``batch`` (stepped in place), intention-to-treat.
+
+    Each week: the policy's ``predict(obs, state, episode_start, deterministic=True)`` (its ``reset()`` is called
+    first if it has one), the shield's ``constrain(obs, actions, discrete)``, decoding of the action against the
+    patient's last prescription (the discrete env's session plan kept per patient), then one batched step. A
+    patient who dropped out is simulated on without exercise (load 0, no sessions, home alone), with its own
+    noise, while the others go on; ended episodes (a dropout, or a patient past its episode's last week) are
+    reopened before every step (:meth:`EpisodeBatch.reopen`), so a rollout may run past ``config.weeks``.
+
+    Args:
+        batch: the patients, their episodes running (after a reset, or copies mid-episode).
+        policy: anything with SB3's ``predict`` acting in ``Progression-v0``'s Box action space (``(n, 3)``), or
+            with ``ProgressionDiscrete-v0`` move indices ``(n,)`` when ``discrete``.
+        weeks: weeks to follow (>= 0): one number, or each patient's horizon ``(n,)`` (a patient's weeks past its
+            horizon do not count; the batch is stepped until the longest).
+        obs: the observations the first week's actions are chosen on (default: :meth:`EpisodeBatch.observe`).
+        shield: optional safety shield; its interventions in the programme are counted.
+        itt: keep simulating dropouts to the horizon (intention to treat). ``False``: a patient's rollout ends at
+            its dropout, and the loop stops once every patient has ended (dropped out or reached its horizon).
+        discrete: the policy acts with move indices.
+        record: names of :data:`RECORDS` to keep week by week (:attr:`Rollout.records`).
+        transitions: also keep every week's observation, action (after the shield), reward and next observation
+            (:class:`Transitions`; the weeks in the programme are the policy's own steps).
+        fresh_state: ask the policy afresh every week (``predict(obs, deterministic=True)``: no recurrent state
+            carried, as the clinic asks a policy each week) instead of carrying its state through the episode.
+        progress: called with 1 after each simulated week (e.g. a tqdm ``update``).
+    """
+    n = batch.n
+    horizon = np.broadcast_to(np.asarray(weeks, dtype=np.int64), (n,))
+    if horizon.min(initial=0) < 0:
+        raise ValueError(f"weeks: must be >= 0, got {weeks!r}")
+    names = tuple(dict.fromkeys(record))
+    unknown = sorted(set(names) - set(RECORDS))
+    if unknown:
+        raise ValueError(f"record: unknown name(s) {unknown}; known: {list(RECORDS)}")
+    readers = [(name, _recorder(name)) for name in names]
+    n_weeks = int(horizon.max(initial=0))
+    records = {name: np.zeros((n_weeks, n), dtype=bool if name == "terminated" else np.float64) for name in names}
+    in_programme = np.zeros((n_weeks, n), dtype=bool)
+    active = np.ones(n, dtype=bool)  # not dropped out
+    dropout_week = np.zeros(n, dtype=np.int64)
+    returns, cost, interventions = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+    steps: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated")}
+    if callable(getattr(policy, "reset", None)):
+        policy.reset()
+    obs = batch.observe() if obs is None else obs
+    state: Any = None
+    episode_start = np.ones(n, dtype=bool)
+    stepped = n_weeks
+    for t in range(n_weeks):
+        if fresh_state:
+            actions, _ = policy.predict(obs, deterministic=True)
+        else:
+            actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+            episode_start[:] = False
+        counted = active & (t < horizon)
+        if shield is not None:
+            actions, rules = shield.constrain(obs, actions, discrete)
+            interventions += counted & np.array([len(r) > 0 for r in rules])
+        if transitions:
+            steps["obs"].append(np.asarray(obs, dtype=np.float32).copy())
+            steps["actions"].append(np.asarray(actions, dtype=np.float32).reshape(n, -1).copy())
+        if discrete:
+            load, sessions, delivery, plan = decode_discrete(actions, batch.last_load, batch.planned_sessions,
+                                                             batch.last_delivery)
+            batch.set_planned_sessions(plan, where=active)
+        else:
+            load, sessions, delivery = decode_continuous(np.asarray(actions, dtype=np.float32).reshape(n, 3),
+                                                         batch.last_load)
+        gone = ~active  # dropouts: simulated on without exercise (ITT)
+        load[gone], sessions[gone], delivery[gone] = 0.0, 0.0, 0.0
+        batch.reopen()
+        step = batch.step(load, sessions, delivery)
+        rx = (load, sessions, delivery)
+        for name, read in readers:
+            records[name][t] = read(step, rx)
+        in_programme[t] = counted
+        returns += np.where(counted, step.reward, 0.0)
+        cost += np.where(counted, step.cost, 0.0)
+        new = counted & step.terminated
+        dropout_week[new] = t + 1
+        if transitions:
+            steps["rewards"].append(np.asarray(step.reward, dtype=np.float64).copy())
+            steps["next_obs"].append(np.asarray(step.obs, dtype=np.float32).copy())
+            steps["terminated"].append(new.copy())
+        active &= ~step.terminated
+        obs = step.obs
+        if progress is not None:
+            progress(1)
+        if not itt and not (active & (t + 1 < horizon)).any():
+            stepped = t + 1
+            break
+    kept = None
+    if transitions and stepped:
+        terminated = np.stack(steps["terminated"])
+        truncated = np.zeros_like(terminated)
+        truncated[-1] = in_programme[stepped - 1] & ~terminated[-1]
+        kept = Transitions(obs=np.stack(steps["obs"]), actions=np.stack(steps["actions"]),
+                           rewards=np.stack(steps["rewards"]), next_obs=np.stack(steps["next_obs"]),
+                           terminated=terminated, truncated=truncated)
+    return Rollout(records={name: v[:stepped] for name, v in records.items()}, in_programme=in_programme[:stepped],
+                   dropout_week=dropout_week, returns=returns, cost=cost, shield_interventions=interventions,
+                   transitions=kept)
+
+
 class CohortEpisodes:
     """A paired-trial episode batch over given patients.
 
@@ -229,80 +392,19 @@ class CohortEpisodes:
             record: also keep every step's observation, action, reward and next observation
                 (:class:`Transitions`, e.g. for an offline-RL dataset).
         """
-        b, weeks, n = self.batch, self.config.weeks, self.n
+        b = self.batch
         label = name or getattr(policy, "name", None) or type(policy).__name__
-        if callable(getattr(policy, "reset", None)):
-            policy.reset()
         obs = self.reset()
         baseline_pain = b.sim.state.pain.copy()
         baseline_function = b.sim.baseline_function()
-        shape = (weeks, n)
-        rec = {k: np.zeros(shape) for k in ("pain", "function", "capacity", "flares", "load", "sessions_prescribed",
-                                              "sessions_attended", "supervised")}
-        in_programme = np.zeros(shape, dtype=bool)
-        active = np.ones(n, dtype=bool)
-        dropout_week = np.zeros(n, dtype=np.int64)
-        returns, cost, interventions = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
-        state: Any = None
-        episode_start = np.ones(n, dtype=bool)
-        steps: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated")}
-        for w in range(weeks):
-            actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
-            episode_start[:] = False
-            if shield is not None:
-                actions, rules = shield.constrain(obs, actions, discrete)
-                interventions += active & np.array([len(r) > 0 for r in rules])
-            if record:
-                steps["obs"].append(np.asarray(obs, dtype=np.float32).copy())
-                steps["actions"].append(np.asarray(actions, dtype=np.float32).reshape(n, -1).copy())
-            if discrete:
-                load, sessions, delivery, plan = decode_discrete(actions, b.last_load, b.E[engine.E_PLAN],
-                                                                 b.E[engine.E_DELIVERY])
-                b.E[engine.E_PLAN] = np.where(active, plan, b.E[engine.E_PLAN])
-            else:
-                load, sessions, delivery = decode_continuous(np.asarray(actions, dtype=np.float32).reshape(n, 3),
-                                                             b.last_load)
-            gone = ~active  # dropouts: simulated on without exercise (ITT)
-            load[gone], sessions[gone], delivery[gone] = 0.0, 0.0, 0.0
-            b.E[engine.E_DONE] = 0.0  # dropped-out patients keep being simulated
-            step = b.step(load, sessions, delivery)
-            out = step.out
-            in_programme[w] = active
-            rec["pain"][w] = out[Out.pain]
-            rec["function"][w] = out[Out.function]
-            rec["capacity"][w] = out[Out.capacity]
-            rec["flares"][w] = out[Out.flares]
-            rec["load"][w] = np.where(active, load, 0.0)
-            rec["sessions_prescribed"][w] = out[Out.sessions_prescribed]
-            rec["sessions_attended"][w] = out[Out.sessions_attended]
-            rec["supervised"][w] = delivery == 2
-            returns += np.where(active, step.reward, 0.0)
-            cost += np.where(active, step.cost, 0.0)
-            new = active & step.terminated
-            dropout_week[new] = w + 1
-            if record:
-                steps["rewards"].append(np.asarray(step.reward, dtype=np.float64).copy())
-                steps["next_obs"].append(np.asarray(step.obs, dtype=np.float32).copy())
-                steps["terminated"].append(new.copy())
-            active &= ~step.terminated
-            obs = step.obs
-            if progress is not None:
-                progress(1)
-        transitions = None
-        if record:
-            terminated = np.stack(steps["terminated"])
-            truncated = np.zeros_like(terminated)
-            truncated[-1] = in_programme[-1] & ~terminated[-1]
-            transitions = Transitions(obs=np.stack(steps["obs"]), actions=np.stack(steps["actions"]),
-                                      rewards=np.stack(steps["rewards"]), next_obs=np.stack(steps["next_obs"]),
-                                      terminated=terminated, truncated=truncated)
+        r = rollout(b, policy, self.config.weeks, obs=obs, shield=shield, discrete=discrete,
+                    record=_OUTCOME_RECORDS, transitions=record, progress=progress)
         return EpisodeOutcomes(
             policy=label, patient_id=self.cohort["patient_id"].astype(str).to_numpy(), seed=self.seed,
             split=self.config.split, baseline_pain=baseline_pain, baseline_function=baseline_function,
-            pain=rec["pain"], function=rec["function"], capacity=rec["capacity"], flares=rec["flares"],
-            load=rec["load"], sessions_prescribed=rec["sessions_prescribed"],
-            sessions_attended=rec["sessions_attended"], supervised=rec["supervised"], in_programme=in_programme,
-            dropout_week=dropout_week, returns=returns, cost=cost, shield_interventions=interventions,
-            transitions=transitions,
+            pain=r["pain"], function=r["function"], capacity=r["capacity"], flares=r["flares"], load=r["load"],
+            sessions_prescribed=r["sessions_prescribed"], sessions_attended=r["sessions_attended"],
+            supervised=(r["delivery"] == 2).astype(np.float64), in_programme=r.in_programme,
+            dropout_week=r.dropout_week, returns=r.returns, cost=r.cost, shield_interventions=r.shield_interventions,
+            transitions=r.transitions,
         )
-

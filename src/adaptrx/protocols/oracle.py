@@ -17,9 +17,10 @@ Algorithm (re-planned every week, for all patients of the env at once):
    are kept every week.
 2. Rollouts: every candidate is simulated from the patient's current true state (a copy made with
    :meth:`EpisodeBatch.take <adaptrx.envs.episode_engine.EpisodeBatch.take>`) to the end of its episode (or for
-   ``horizon`` weeks) on ``replicates`` noise replicates, stepping the same compiled env step
-   (:func:`adaptrx.envs.compiled_step.step_continuous`) as the env, so the weekly reward is the env's reward,
-   including the dropout term (the patient's untreated future). Rows are stepped in chunks of at most
+   ``horizon`` weeks) on ``replicates`` noise replicates: the candidates are an open-loop policy
+   (:class:`OpenLoopPlans`, one plan per copy) followed by the project's one episode loop
+   (:func:`adaptrx.envs.episodes.rollout`) on the env's own batched step, so the weekly reward is the env's
+   reward, including the dropout term (the patient's untreated future). Rows are stepped in chunks of at most
    ``max_batch`` patient copies.
 3. Value of a candidate: the mean over replicates of the summed reward until the rollout's episode ends
    (dropout or the last week); rewards after the end are masked. The best candidate's first-week action
@@ -32,8 +33,8 @@ planner's ``seed``, the patient's true key, the current week and the replicate i
 patient's true key; they are shared by all candidates of a patient (common random numbers), so candidates
 are compared on the same simulated futures.
 
-Patients whose episode is done (``E_DONE``) or whose simulator state says they dropped out are not planned
-for; they get the hold action ``[0, -1, -1]`` (load held, 0 sessions, home alone). A paired-trial runner
+Patients whose episode is done (:attr:`EpisodeBatch.done`) or whose simulator state says they dropped out are not
+planned for; they get the hold action ``[0, -1, -1]`` (load held, 0 sessions, home alone). A paired-trial runner
 that keeps stepping dropouts therefore sees no exercise prescribed to them.
 
 Cost: ``n_active x n_candidates x replicates x h`` simulated patient-weeks per decision (``h``: the weeks
@@ -55,15 +56,15 @@ import pandas as pd
 from gymnasium import spaces
 from joblib import Parallel, delayed
 
-from adaptrx.envs import CohortEpisodes
-from adaptrx.envs import compiled_step as engine
+from adaptrx.common.validation import integer as check_int
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
 from adaptrx.envs.belief import grouped_systematic
 from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch
-from adaptrx.envs.episodes import EpisodeOutcomes
+from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes, rollout
+from adaptrx.envs.features import FEATURE_INDEX, SCALES
 from adaptrx.patient import HOME_ALONE, ModelConstants
 from adaptrx.patient.noise import mix64
-from adaptrx.protocols.base import DELIVERY, Policy, batch_obs, check_int, encode_prescription
+from adaptrx.protocols.base import DELIVERY, Policy, batch_obs, encode_prescription
 
 #: Default grid of target loads (baseline-capacity units).
 DEFAULT_LOADS: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2)
@@ -77,6 +78,52 @@ HOLD_ACTION = np.array([0.0, -1.0, -1.0], dtype=np.float32)
 _MAX_DECREASE = 0.5
 
 _SALT = np.uint64(0x6F7261636C65)  # "oracle": planning keys never collide with the env's key derivation
+_LOAD = FEATURE_INDEX["load"]
+
+
+def ramp_load(last: np.ndarray, target: np.ndarray, ramp: float) -> np.ndarray:
+    """Next week's load of open-loop plans: ``target`` (NaN: hold) approached from the ``last`` prescribed load by
+    at most ``+ramp`` (fraction, 0-0.5) up and -50 % (the action's reach) down per week. Baseline-capacity units,
+    arrays ``(n,)``."""
+    goal = np.where(np.isnan(target), last, target)
+    return np.minimum(np.maximum(goal, last * (1.0 - _MAX_DECREASE)), last * (1.0 + ramp))
+
+
+class OpenLoopPlans(Policy):
+    """Open-loop plans, one per patient, as a ``Progression-v0`` policy: every week the load moves from the last
+    prescribed load toward the plan's target (:func:`ramp_load`), and the plan's sessions and delivery are kept.
+
+    The oracle's candidate plans (one per patient copy) and the plans the clinic forecasts are followed by
+    :func:`adaptrx.envs.episodes.rollout` through this policy.
+
+    Args:
+        target: target loads (baseline-capacity units, 0.05-1.5; NaN holds the load), a number or ``(n,)``.
+        sessions: sessions/week (0-5), a number or ``(n,)``.
+        delivery: delivery codes (0 home alone, 1 remote, 2 supervised), a number or ``(n,)``.
+        ramp: largest weekly load increase (fraction, 0 < ramp <= 0.5).
+        batch: the batch whose patients follow the plans: their exact last prescribed load is read from it
+            (planners). Without it, the last load is the observation's ``load`` record (at least 0.05).
+    """
+
+    def __init__(self, target: float | np.ndarray, sessions: float | np.ndarray, delivery: int | np.ndarray,
+                 ramp: float = 0.2, batch: EpisodeBatch | None = None) -> None:
+        self.target = np.asarray(target, dtype=np.float64)
+        self.sessions, self.delivery = np.asarray(sessions), np.asarray(delivery)
+        self.ramp, self.batch = float(ramp), batch
+
+    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """This week's Box actions ``(n, 3)`` float32 (``(3,)`` for one observation); ``state`` unchanged."""
+        if self.batch is not None:  # the batch's own record (exact), not the float32 observation
+            last, single = self.batch.last_load, False
+        else:
+            x, single = batch_obs(obs)
+            last = np.maximum(x[:, _LOAD] * SCALES[_LOAD], LOAD_MIN)
+        n = len(last)
+        load = ramp_load(last, np.broadcast_to(self.target, (n,)), self.ramp)
+        actions = encode_prescription(load, np.broadcast_to(self.sessions, (n,)),
+                                      np.broadcast_to(self.delivery, (n,)), last)
+        return (actions[0] if single else actions), state
 
 
 def planning_keys(seed: int, true_keys: np.ndarray, week: np.ndarray, replicates: int) -> np.ndarray:
@@ -242,24 +289,23 @@ class OraclePolicy(Policy):
         a batch with ``config`` and ``constants`` (sets :attr:`last_values`; the snapshot is not modified)."""
         base = EpisodeBatch.from_state(snapshot, config, constants)
         n_rep = self.replicates
-        patients, steps, actions = self._active(base.E, base.sim.state.dropped_out, config)
+        patients, steps, actions = self._active(base, config)
         if not len(patients):
             return actions
-        week = base.E[engine.E_WEEK]
         if self.clairvoyant:  # diagnostic: plan on the very noise the patient will meet
             keys = np.repeat(base.keys[patients, None], n_rep, axis=1)
         else:
-            keys = planning_keys(self.seed, base.keys[patients], week[patients], n_rep)  # (n_active, n_rep)
+            keys = planning_keys(self.seed, base.keys[patients], base.week[patients], n_rep)  # (n_active, n_rep)
         sources = np.repeat(patients[:, None], n_rep, axis=1)
-        return self._choose(base, sources, keys, patients, steps, base.E[engine.E_LAST_LOAD, patients], actions)
+        return self._choose(base, sources, keys, patients, steps, base.last_load[patients], actions)
 
-    def _active(self, E: np.ndarray, dropped_out: np.ndarray, config: EnvConfig) -> tuple[np.ndarray, np.ndarray,
-                                                                                          np.ndarray]:
-        """The patients to plan for (episode running, not dropped out, weeks left), longest horizon first (no
-        chunk steps far past its rows' ends), their planning horizons ``(n,)`` and the hold actions ``(n, 3)``."""
-        n = E.shape[1]
-        remaining = np.maximum(config.weeks - E[engine.E_WEEK], 0.0).astype(np.int64)
-        active = (E[engine.E_DONE] == 0.0) & (dropped_out == 0.0) & (remaining > 0)
+    def _active(self, batch: EpisodeBatch, config: EnvConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The patients of ``batch`` to plan for (episode running, not dropped out, weeks left of
+        ``config.weeks``), longest horizon first (no chunk steps far past its rows' ends), their planning
+        horizons ``(n,)`` and the hold actions ``(n, 3)``."""
+        n = batch.n
+        remaining = np.maximum(config.weeks - batch.week, 0)
+        active = ~batch.done & (batch.sim.state.dropped_out == 0.0) & (remaining > 0)
         self.last_values = np.full((n, self.n_candidates), np.nan)
         steps = remaining if self.horizon is None else np.minimum(remaining, self.horizon)
         patients = np.flatnonzero(active)
@@ -278,53 +324,32 @@ class OraclePolicy(Policy):
         for start in range(0, total, self.max_batch):  # rows in (patient, candidate, replicate) order
             rows = np.arange(start, min(start + self.max_batch, total))
             j, cand, rep = rows // per_patient, (rows // n_rep) % k, rows % n_rep
-            values[rows] = self._rollout(base.take(sources[j, rep], keys[j, rep]), cand, steps[patients[j]])
+            values[rows] = self._value(base.take(sources[j, rep], keys[j, rep]), cand, steps[patients[j]])
         mean = values.reshape(len(patients), k, n_rep).mean(axis=2)
         assert self.last_values is not None
         self.last_values[patients] = mean
         best = np.argmax(mean, axis=1)  # first best candidate on ties
-        actions[patients] = encode_prescription(self._next_load(last, self._target[best]), self._n_sessions[best],
-                                                self._delivery[best], last)
+        load = ramp_load(last, self._target[best], self.ramp)
+        actions[patients] = encode_prescription(load, self._n_sessions[best], self._delivery[best], last)
         return actions
 
     # --------------------------------------------------------------- rollouts
-    def _next_load(self, last: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Next week's load of a plan: ``target`` approached from ``last`` by at most ``+ramp`` up and -50 %
-        down per week (NaN target: hold). Baseline-capacity units."""
-        goal = np.where(np.isnan(target), last, target)
-        return np.minimum(np.maximum(goal, last * (1.0 - _MAX_DECREASE)), last * (1.0 + self.ramp))
-
-    def _rollout(self, b: EpisodeBatch, cand: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    def _value(self, b: EpisodeBatch, cand: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Summed env reward of candidate plans ``cand`` on the patient copies of ``b`` over ``steps`` weeks.
 
-        Each row is stepped until its episode ends: at a dropout the env's reward already holds the
-        untreated future (full horizon), or, with a finite ``horizon``, the dropped-out copy keeps being
-        stepped without sessions (the same forward simulation) until its horizon. Rows whose episode has
-        ended are masked (and stepped with no sessions while other rows go on).
+        Each row counts until its episode ends: at a dropout the env's reward already holds the untreated
+        future (full horizon), or, with a finite ``horizon``, the dropped-out copy is followed without sessions
+        (the same forward simulation, intention to treat) to its horizon, instead of the dropout term. Rows
+        past their horizon are stepped on while others go on, and do not count.
         """
-        m = b.n
-        target, n_sessions, delivery = self._target[cand], self._n_sessions[cand], self._delivery[cand]
-        value = np.zeros(m)
-        live = np.ones(m, dtype=bool)  # the row's reward still counts
-        out = np.zeros(m, dtype=bool)  # the copy dropped out in this rollout
-        truncated_tails = self.horizon is not None
-        zero, home = np.zeros(m), np.full(m, HOME_ALONE)
-        for t in range(int(steps.max())):
-            last = b.E[engine.E_LAST_LOAD]
-            a = encode_prescription(self._next_load(last, target), np.where(out, zero, n_sessions),
-                                    np.where(out, home, delivery), last)
-            b.E[engine.E_DONE] = 0.0  # ended rows keep stepping (masked); the engine refuses done rows
-            step = b.step_actions(a, discrete=False)
-            reward = step.reward
-            if truncated_tails:  # the untreated tail is stepped below; the dropout's own weight still counts
-                reward = reward - step.components[engine.R_DROPOUT] - b.config.reward.dropout * step.terminated
-            value += np.where(live, reward, 0.0)
-            out |= step.terminated
-            live &= t + 1 < steps
-            if not truncated_tails:
-                live &= ~out
-            if not live.any():
-                break
+        plans = OpenLoopPlans(self._target[cand], self._n_sessions[cand], self._delivery[cand], self.ramp, batch=b)
+        if self.horizon is None:
+            return rollout(b, plans, steps, itt=False).returns
+        r = rollout(b, plans, steps, record=("reward", "dropout_term", "terminated"))
+        weight, value = b.config.reward.dropout, np.zeros(b.n)
+        for t in range(r.weeks):  # the untreated tail was stepped; the dropout's own weight still counts
+            reward = r["reward"][t] - r["dropout_term"][t] - weight * r["terminated"][t]
+            value += np.where(t < steps, reward, 0.0)
         return value
 
 
@@ -379,24 +404,18 @@ class BeliefPlanner(OraclePolicy):
     def plan(self, snapshot: dict[str, Any], config: EnvConfig, constants: ModelConstants | None = None) -> np.ndarray:
         batch = self._unwrapped.batch
         f = batch.belief
-        E = batch.E
-        patients, steps, actions = self._active(E, batch.sim.state.dropped_out, config)
+        patients, steps, actions = self._active(batch, config)
         if not len(patients):
             return actions
         n_rep, P = self.replicates, f.P
-        week = E[engine.E_WEEK, patients]
-        keys = planning_keys(self.seed, batch.keys[patients], week, n_rep + 1)  # the last column draws particles
+        keys = planning_keys(self.seed, batch.keys[patients], batch.week[patients], n_rep + 1)  # last column: draws
         u = (keys[:, -1] >> np.uint64(11)).astype(np.float64) * 2.0**-53
         pick = grouped_systematic(f.weights(patients), u, n_rep)  # (n_active, n_rep)
         particle_rows = (patients[:, None] * P + pick).ravel()
-        copies = np.repeat(patients, n_rep)
-        base = EpisodeBatch.of_parts(config, constants, [batch.patients[i] for i in copies.tolist()],
-                                     keys[:, :n_rep].ravel().copy(), f.sim.take(particle_rows, keys[:, :n_rep].ravel()),
-                                     np.ascontiguousarray(batch.features.values[:, copies]),
-                                     np.ascontiguousarray(E[:, copies]))
+        copies, copy_keys = np.repeat(patients, n_rep), keys[:, :n_rep].ravel()
+        base = batch.take(copies, copy_keys, sim=f.sim.take(particle_rows, copy_keys))  # particles in their place
         sources = np.arange(len(copies)).reshape(len(patients), n_rep)
-        return self._choose(base, sources, base.keys[sources], patients, steps, E[engine.E_LAST_LOAD, patients],
-                            actions)
+        return self._choose(base, sources, base.keys[sources], patients, steps, batch.last_load[patients], actions)
 
 
 class _Posterior:
@@ -429,16 +448,14 @@ def plan_for_posterior(particles: EpisodeBatch, **planner: Any) -> tuple[np.ndar
     """
     policy = OraclePolicy(_Posterior(particles), replicates=1, **planner)
     m = particles.n
-    E = particles.E
-    remaining = int(max(particles.config.weeks - E[engine.E_WEEK, 0], 0))
+    remaining = int(max(particles.config.weeks - particles.week[0], 0))
     actions = np.tile(HOLD_ACTION, (1, 1))
     policy.last_values = np.full((1, policy.n_candidates), np.nan)
-    if remaining == 0 or E[engine.E_DONE, 0] != 0.0:
+    if remaining == 0 or particles.done[0]:
         return actions[0], {"target_load": None, "sessions": 0, "delivery": HOME_ALONE, "value": float("nan")}
     steps = np.array([remaining if policy.horizon is None else min(remaining, policy.horizon)])
     sources = np.arange(m)[None, :]
-    policy._choose(particles, sources, particles.keys[sources], np.array([0]), steps, E[engine.E_LAST_LOAD, :1],
-                   actions)
+    policy._choose(particles, sources, particles.keys[sources], np.array([0]), steps, particles.last_load[:1], actions)
     best = int(np.argmax(policy.last_values[0]))
     target = policy._target[best]
     return actions[0], {"target_load": None if np.isnan(target) else float(target),
