@@ -1,15 +1,13 @@
 """Gymnasium and SB3 adapters of the virtual patient (``DESIGN.md`` section 3).
 
 ``import adaptrx`` registers ``AdaptRx/Progression-v0`` and ``AdaptRx/ProgressionDiscrete-v0``
-(idempotently). :class:`PatientVecEnv` (an SB3 ``VecEnv``) is imported lazily so that importing the
-package does not import torch.
+(idempotently; :mod:`adaptrx.registration`, re-exported here). :class:`PatientVecEnv` (an SB3 ``VecEnv``) is
+imported lazily so that importing the package does not import torch.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import gymnasium as gym
 
 from adaptrx.envs.actions import MOVE_NAMES, MOVES, decode_continuous, decode_discrete, encode_continuous
 from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes, Rollout, rollout
@@ -18,18 +16,7 @@ from adaptrx.envs.progression import ProgressionDiscreteEnv, ProgressionEnv
 from adaptrx.envs.reward import COMPONENTS, RewardWeights
 from adaptrx.envs.shield import SafetyShield, Shield
 from adaptrx.envs.wrappers import HistoryStack
-
-ENV_IDS: dict[str, str] = {
-    "AdaptRx/Progression-v0": "adaptrx.envs.progression:ProgressionEnv",
-    "AdaptRx/ProgressionDiscrete-v0": "adaptrx.envs.progression:ProgressionDiscreteEnv",
-}
-
-
-def register_envs() -> None:
-    """Register the AdaptRx env ids with Gymnasium; calling it again does nothing."""
-    for env_id, entry_point in ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point)
+from adaptrx.registration import ENV_IDS, register_envs
 
 
 def __getattr__(name: str) -> Any:
