@@ -43,7 +43,7 @@ import pandas as pd
 from adaptrx.clinic.history import History
 from adaptrx.envs.belief import (
     BANDWIDTHS,
-    DROPOUT_PENALTY,
+    DROPOUT_LOG_LIKELIHOOD,
     FLARE_MISMATCH,
     INTAKE_RECORDS,
     BeliefFilter,
@@ -199,7 +199,7 @@ def _week_loglik(result: WeekResult, week: pd.Series) -> np.ndarray:
                                 ("rpe_mean", o.rpe_mean)):
             logw += kernel_loglik(simulated, float(week[name]), BANDWIDTHS[name])
     logw += np.where(o.flare_reported == bool(week["flare"]), 0.0, FLARE_MISMATCH)
-    logw += np.where(result.dropped_out, DROPOUT_PENALTY, 0.0)
+    logw += np.where(result.dropped_out, DROPOUT_LOG_LIKELIHOOD, 0.0)
     return logw
 
 

@@ -63,7 +63,7 @@ WEEK_RECORDS: tuple[str, ...] = ("attended", "session_pain_mean", "morning_chang
 #: Log-likelihood of a week whose reported flare (or its absence) the particle did not produce.
 FLARE_MISMATCH = float(np.log(0.2))
 #: Log-likelihood of a particle that dropped out while the patient kept coming.
-DROPOUT_PENALTY = -30.0
+DROPOUT_LOG_LIKELIHOOD = -30.0
 #: Hidden parameters summarised as features: name -> fixed scale (the feature is value / scale, clipped to 1).
 BELIEF_PARAMETERS: dict[str, float] = {"envelope": 1.5, "sensitization": 3.0, "flare_hazard": 0.05,
                                        "adaptation_gain": 0.3}
@@ -128,7 +128,7 @@ def week_loglik(simulated: Mapping[str, np.ndarray], records: Mapping[str, np.nd
         logw += np.where(came, kernel_loglik(simulated[name], value, BANDWIDTHS[name]), 0.0)
     flare = np.asarray(records["flare"], dtype=float)[:, None] > 0.5
     logw += np.where((simulated["flare"] > 0.5) == flare, 0.0, FLARE_MISMATCH)
-    logw += np.where(simulated["dropped_out"] != 0, DROPOUT_PENALTY, 0.0)
+    logw += np.where(simulated["dropped_out"] != 0, DROPOUT_LOG_LIKELIHOOD, 0.0)
     return logw
 
 

@@ -14,7 +14,7 @@ can at most hope to recover with fixed plans (a true adaptive oracle can only do
 
 Objective per patient (NRS-equivalent units, higher is better): minus mean weekly pain over the horizon,
 plus 0.2 x mean function change (10 function points ~ 2 NRS, the two MCIDs), minus 0.5 per flare, minus
-1 for dropping out, minus ``SUPERVISION_COST`` per supervised session attended. The cost is 0 here: the
+1 for dropping out, minus ``PLAN_SUPERVISION_COST`` per supervised session attended. The cost is 0 here: the
 margins of DESIGN.md 2.6 are clinical outcomes, and with a cost the per-patient optimum mostly trades
 outcomes for cheaper delivery (the environment's reward has its own configurable supervision cost).
 """
@@ -33,10 +33,11 @@ from adaptrx.patient.cohort import make_cohort
 from adaptrx.patient.constants import HOME_ALONE, REMOTE, SUPERVISED, ModelConstants
 from adaptrx.patient.simulator import PatientSimulator, stream_keys
 
-FUNCTION_WEIGHT = 0.2
-FLARE_WEIGHT = 0.5
-DROPOUT_WEIGHT = 1.0
-SUPERVISION_COST = 0.0
+#: Weights of the plan score of this study (its own objective, not the trials' composite or the env reward).
+PLAN_FUNCTION_WEIGHT = 0.2
+PLAN_FLARE_WEIGHT = 0.5
+PLAN_DROPOUT_WEIGHT = 1.0
+PLAN_SUPERVISION_COST = 0.0
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ def evaluate_plans(
         supervised += r.sessions_attended * (delivery == SUPERVISED)
     dropped = r.dropped_out.astype(float)
     objective = (
-        -pain + FUNCTION_WEIGHT * function - FLARE_WEIGHT * flares - DROPOUT_WEIGHT * dropped
-        - SUPERVISION_COST * supervised
+        -pain + PLAN_FUNCTION_WEIGHT * function - PLAN_FLARE_WEIGHT * flares - PLAN_DROPOUT_WEIGHT * dropped
+        - PLAN_SUPERVISION_COST * supervised
     )
     shape = (m, n)
     return {

@@ -28,13 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 from adaptrx.envs.episode_engine import env_config
 from adaptrx.experiments.hydra_cli import ConfigError, check_field, check_known_keys
 from adaptrx.experiments.trial.analysis import METRICS, Mcid, mcid_config, mcids
-from adaptrx.patient import conditions
+from adaptrx.patient import SPLITS, conditions
 from adaptrx.patient.cohort import programme_modality
 from adaptrx.protocols import NAMES
 
 __all__ = ["ConfigError", "PolicySpec", "TrialConfig", "parse_policy", "register_schema", "validate"]
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
 SHIELD_SUFFIX = "+shield"
 
 
