@@ -295,25 +295,6 @@ def test_rejects_discrete_envs_bad_envs_and_bad_parameters() -> None:
     assert OraclePolicy(env, replicates=2).params()["replicates"] == 2
 
 
-def test_oracle_outcomes_split_over_workers_equal_one_run() -> None:
-    """Chunks of patients in worker processes give the outcomes of one unsplit run, patient by patient."""
-    from adaptrx.envs.episodes import EpisodeOutcomes
-    from adaptrx.protocols.oracle import oracle_outcomes
-
-    cohort = make_cohort("knee_oa", 7, 11, "test")
-    kw = {"condition": "knee_oa", "split": "test", "weeks": 12}
-    one = oracle_outcomes(cohort, 4, kw, n_jobs=1, replicates=1, horizon=4)
-    three = oracle_outcomes(cohort, 4, kw, n_jobs=3, replicates=1, horizon=4)
-    for f in ("patient_id", "returns", "pain", "load", "in_programme", "dropout_week"):
-        np.testing.assert_array_equal(getattr(one, f), getattr(three, f))
-    assert three.n == 7 and three.policy == "oracle"
-    with pytest.raises(ValueError, match="parts"):
-        EpisodeOutcomes.concat([])
-    other = oracle_outcomes(cohort.iloc[:2], 5, kw, replicates=1, horizon=4)
-    with pytest.raises(ValueError, match="different runs"):
-        EpisodeOutcomes.concat([one, other])
-
-
 def test_belief_planner_plans_on_particles_not_on_the_truth() -> None:
     """The belief planner's actions do not change when the true patients' hidden parameters and latent state
     are replaced (it reads the belief filter, never the truth), and it needs an env with beliefs."""

@@ -99,7 +99,7 @@ def write(root: Path) -> Path:
 
 def difference(entry: dict[str, Any], metric: str) -> str:
     """``entry``'s paired difference on ``metric`` as the trial reports print it: ``+0.51 [+0.35, +0.67]``,
-    rates in pp (``experiments.trial_report.interval``'s format; not imported from there, which would bring
+    rates in pp (``experiments.trial.report.interval``'s format; not imported from there, which would bring
     scipy.stats into the clinic's start-up)."""
     r = entry["differences"][metric]
     scale, unit, k = (100.0, " pp", 1) if metric in ("responder_w12", "dropped_out") else (1.0, "", 2)

@@ -52,15 +52,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from gymnasium import spaces
-from joblib import Parallel, delayed
 
 from adaptrx.common.validation import integer as check_int
 from adaptrx.envs.actions import LOAD_MAX, LOAD_MIN
 from adaptrx.envs.belief import grouped_systematic
 from adaptrx.envs.episode_engine import EnvConfig, EpisodeBatch
-from adaptrx.envs.episodes import CohortEpisodes, EpisodeOutcomes, rollout
+from adaptrx.envs.episodes import rollout
 from adaptrx.envs.features import FEATURE_INDEX, SCALES
 from adaptrx.patient import HOME_ALONE, ModelConstants
 from adaptrx.patient.noise import mix64
@@ -351,29 +349,6 @@ class OraclePolicy(Policy):
             reward = r["reward"][t] - r["dropout_term"][t] - weight * r["terminated"][t]
             value += np.where(t < steps, reward, 0.0)
         return value
-
-
-def _oracle_chunk(rows: pd.DataFrame, noise_seed: int, env_kwargs: dict[str, Any], oracle_kwargs: dict[str, Any],
-                  name: str) -> EpisodeOutcomes:
-    episodes = CohortEpisodes(rows, seed=noise_seed, **env_kwargs)
-    return episodes.run(OraclePolicy(episodes, **oracle_kwargs), name=name)
-
-
-def oracle_outcomes(cohort: pd.DataFrame, noise_seed: int, env_kwargs: dict[str, Any], n_jobs: int = 1,
-                    name: str = "oracle", **oracle_kwargs: Any) -> EpisodeOutcomes:
-    """The oracle's paired episodes on ``cohort`` (the patients' noise seed ``noise_seed``, env settings
-    ``env_kwargs`` as for :class:`~adaptrx.envs.CohortEpisodes`), its patients split over ``n_jobs`` worker
-    processes. The outcomes are those of one unsplit run (each patient's noise stream and the planner's keys
-    depend on the patient, not on the chunk). ``oracle_kwargs`` go to :class:`OraclePolicy` (its planner
-    ``seed`` among them)."""
-    n_jobs = check_int("n_jobs", n_jobs, 1, 256)
-    if n_jobs == 1 or len(cohort) < 2:
-        return _oracle_chunk(cohort, noise_seed, env_kwargs, oracle_kwargs, name)
-    size = -(-len(cohort) // n_jobs)
-    chunks = [cohort.iloc[i:i + size] for i in range(0, len(cohort), size)]
-    parts = Parallel(n_jobs=n_jobs)(delayed(_oracle_chunk)(rows, noise_seed, env_kwargs, oracle_kwargs, name)
-                                    for rows in chunks)
-    return EpisodeOutcomes.concat(list(parts))
 
 
 class BeliefPlanner(OraclePolicy):
