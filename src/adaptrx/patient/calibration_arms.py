@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from adaptrx.patient.constants import HOME_ALONE, SUPERVISED, ModelConstants
 from adaptrx.patient.simulator import PatientSimulator, WeekResult
@@ -145,13 +146,19 @@ def run_arm(
     weeks: int,
     seed: int = 0,
     constants: ModelConstants | None = None,
+    keys: np.ndarray | None = None,
+    progress: bool = False,
 ) -> ArmOutcome:
-    """Run one arm on a cohort for ``weeks`` weeks (batched; same noise for the same patients and seed)."""
-    sim = PatientSimulator(cohort, seed=seed, modality=arm.modality, constants=constants)
+    """Run one arm on a cohort for ``weeks`` weeks (batched; same noise for the same patients and seed): the one
+    fixed-schedule loop of the patient layer (the calibration suite and the personalization study).
+
+    ``keys``: the patients' noise keys (``uint64``, one per row) instead of those of their ids and ``seed``, e.g.
+    to give copies of one patient the same noise; ``progress`` shows a bar over the weeks."""
+    sim = PatientSimulator(cohort, seed=seed, modality=arm.modality, constants=constants, keys=keys)
     baseline = sim.state.pain.copy()
     base_fn = sim.baseline_function()
     rows: list[WeekResult] = []
-    for w in range(weeks):
+    for w in tqdm(range(weeks), desc=arm.name, disable=not progress):
         load, sessions, delivery = arm.schedule(w, sim)
         rows.append(sim.step_week(load, sessions, delivery))
     return ArmOutcome(

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from adaptrx.patient.calibration_arms import Arm, run_arm
 from adaptrx.patient.cohort import make_cohort
 from adaptrx.patient.constants import HOME_ALONE, REMOTE, SUPERVISED, ModelConstants
 from adaptrx.patient.simulator import PatientSimulator, stream_keys
@@ -79,22 +79,18 @@ def evaluate_plans(
     n, m = len(cohort), len(plans)
     tiled = pd.concat([cohort] * m, ignore_index=True)
     keys = np.tile(stream_keys(cohort["patient_id"], seed), m)
-    sim = PatientSimulator(tiled, seed=seed, constants=constants, keys=keys)
-    base_fn = sim.baseline_function()
     sessions = np.repeat([p.sessions for p in plans], n)
     delivery = np.repeat([p.delivery for p in plans], n)
-    pain = np.zeros(n * m)
-    function = np.zeros(n * m)
-    flares = np.zeros(n * m)
-    supervised = np.zeros(n * m)
-    for w in tqdm(range(weeks), desc="plans x patients", disable=not progress):
-        load = np.repeat([p.load(w) for p in plans], n)
-        r = sim.step_week(load, sessions, delivery)
-        pain += r.pain / weeks
-        function += (r.function - base_fn) / weeks
-        flares += r.flares
-        supervised += r.sessions_attended * (delivery == SUPERVISED)
-    dropped = r.dropped_out.astype(float)
+
+    def schedule(w: int, _sim: PatientSimulator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.repeat([p.load(w) for p in plans], n), sessions, delivery
+
+    out = run_arm(tiled, Arm("plans x patients", schedule), weeks, seed, constants, keys=keys, progress=progress)
+    pain = (out.pain / weeks).sum(axis=0)
+    function = ((out.function - out.baseline_function) / weeks).sum(axis=0)
+    flares = out.flares.sum(axis=0)
+    supervised = (out.attended * (delivery == SUPERVISED)).sum(axis=0)
+    dropped = out.dropped_out[-1].astype(float)
     objective = (
         -pain + PLAN_FUNCTION_WEIGHT * function - PLAN_FLARE_WEIGHT * flares - PLAN_DROPOUT_WEIGHT * dropped
         - PLAN_SUPERVISION_COST * supervised
