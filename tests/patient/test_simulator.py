@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -18,8 +20,11 @@ from adaptrx.patient import (
     PatientState,
     WeekObservation,
     WeekResult,
+    kernel,
     make_cohort,
 )
+from adaptrx.patient.kernel import Out
+from adaptrx.patient.simulator import stream_keys
 
 N = 500
 
@@ -472,3 +477,54 @@ def test_deepcopy_and_pickle_keep_views_bound(cohort: pd.DataFrame) -> None:
         assert_results_equal(twin.step_week(0.6, 3, REMOTE), sim.step_week(0.6, 3, REMOTE))
         np.testing.assert_array_equal(twin.state.pain, twin.get_state()["pain"])  # views follow the twin
         assert not np.shares_memory(twin.state.pain, sim.state.pain)
+
+
+def _hashlib_key(patient_id: str, seed: int) -> int:
+    salt = int(seed).to_bytes(8, "little", signed=False)
+    return int.from_bytes(hashlib.blake2b(patient_id.encode(), digest_size=8, salt=salt).digest(), "little")
+
+
+def test_stream_keys_are_hashlib_blake2b() -> None:
+    """The compiled BLAKE2b gives hashlib's digest for every id length (empty, one and several 128-byte blocks),
+    non-ASCII and NUL-ended ids, one seed or a seed per patient (up to 2**64 - 1)."""
+    rng = np.random.default_rng(0)
+    ids = [f"knee_oa-train-s{int(s)}-00000" for s in rng.integers(0, 2**63, 50)]
+    ids += ["", "é漢字-x", "a" * 127, "b" * 128, "c" * 129, "d" * 300, "x\x00y", "x\x00"]
+    seeds = rng.integers(0, 2**63, len(ids)).astype(np.uint64)
+    seeds[0] = 2**64 - 1
+    expected = np.array([_hashlib_key(i, s) for i, s in zip(ids, seeds.tolist(), strict=True)], dtype=np.uint64)
+    assert np.array_equal(stream_keys(ids, seeds), expected)
+    assert np.array_equal(stream_keys(np.array(ids, dtype=object), 7),
+                          np.array([_hashlib_key(i, 7) for i in ids], dtype=np.uint64))
+    assert np.array_equal(stream_keys(pd.Series(ids[:5]), 2**64 - 1), [_hashlib_key(i, 2**64 - 1) for i in ids[:5]])
+    assert stream_keys([], 3).shape == (0,)
+    for bad in (-1, 2**64):
+        with pytest.raises(ValueError, match="seed"):
+            stream_keys(["a"], bad)
+    with pytest.raises(ValueError, match="seed"):
+        stream_keys(["a", "b"], np.array([1, -1]))
+    with pytest.raises(ValueError, match="seed"):
+        stream_keys(["a", "b"], np.array([1, 2, 3]))
+
+
+@pytest.mark.parametrize("n", [1, 8, 16, 4096])
+def test_padded_layout_gives_the_same_week(cohort_2000: pd.DataFrame, n: int) -> None:
+    """The simulator's matrices are row-padded views (cache-friendly strides); stepping contiguous copies of them
+    gives the same numbers bit for bit."""
+    rows = cohort_2000.iloc[np.arange(n) % len(cohort_2000)].reset_index(drop=True)
+    sim = PatientSimulator(rows, seed=3)
+    P, S, K, keys = sim.kernel_arrays()
+    assert P.shape[1] == S.shape[1] == n
+    if n >= 64:
+        assert (P.strides[0] // 64) % 2 == 1 and (S.strides[0] // 64) % 2 == 1
+    P2, S2 = P.copy(), S.copy()  # contiguous copies (never the same memory)
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        load, sessions, delivery = rng.uniform(0, 1.2, n), rng.integers(0, 6, n).astype(float), rng.integers(0, 3, n)
+        week = sim.step_week(load, sessions, delivery)
+        out = np.empty((len(Out), n))
+        assert kernel.step_week(P2, S2, K, keys, load, sessions, delivery.astype(float), out) == 0
+        assert np.array_equal(sim.kernel_arrays()[1], S2)
+        assert np.array_equal(week.pain, out[Out.pain]) and np.array_equal(week.function, out[Out.function])
+    copy = pickle.loads(pickle.dumps(sim))
+    assert copy.kernel_arrays()[1].strides == S.strides and np.array_equal(copy.kernel_arrays()[1], S2)

@@ -38,7 +38,14 @@ from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, 
 from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, PatientDraws, conditions, sample_patient
 from adaptrx.patient.generators import EPISODE_SEED_HIGH as EPISODE_SEED_HIGH
 from adaptrx.patient.kernel import Out, St
-from adaptrx.patient.simulator import PARAM_COLUMNS, SIMULATOR_ERRORS, WeekResult, stream_keys, week_result
+from adaptrx.patient.simulator import (
+    PARAM_COLUMNS,
+    SIMULATOR_ERRORS,
+    WeekResult,
+    padded_matrix,
+    stream_keys,
+    week_result,
+)
 
 _STATE_NAMES = tuple(m.name for m in St)
 # rows of the work block an info dict reads, in the order infos() unpacks them
@@ -254,8 +261,9 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 def episode_keys(patient_ids: Iterable[str], episode_seeds: Iterable[int]) -> np.ndarray:
     """Noise-stream key of each patient for its own episode seed: ``stream_keys([id], seed)``, ``uint64``."""
-    return np.array([stream_keys((pid,), seed)[0] for pid, seed in zip(patient_ids, episode_seeds, strict=True)],
-                    dtype=np.uint64)
+    seeds = episode_seeds if isinstance(episode_seeds, np.ndarray) else np.asarray(list(episode_seeds))
+    ids = patient_ids if isinstance(patient_ids, np.ndarray) else list(patient_ids)
+    return stream_keys(ids, seeds.reshape(-1))  # one compiled call (per-patient seeds)
 
 
 class PatientRows(Sequence[dict[str, Any]]):
@@ -424,7 +432,7 @@ class EpisodeBatch:
         Returns the first observations of those patients, shape ``(len(index), n_features)``.
         """
         index = np.asarray(index, dtype=np.int64)
-        keys = episode_keys([r["patient_id"] for r in rows], np.asarray(episode_seeds).tolist())
+        keys = episode_keys([r["patient_id"] for r in rows], np.asarray(episode_seeds))
         self.patients.set_rows(index, rows)
         return self._begin(index, _columns(rows), keys)
 
@@ -435,7 +443,7 @@ class EpisodeBatch:
         the rows. Returns the first observations, shape ``(len(index), n_features)``."""
         index = np.asarray(index, dtype=np.int64)
         columns = draws.columns()
-        keys = episode_keys(columns["patient_id"].tolist(), draws.seeds.tolist())
+        keys = episode_keys(columns["patient_id"], draws.seeds)
         self.patients.set_drawn(index, draws)
         return self._begin(index, columns, keys)
 
@@ -470,12 +478,12 @@ class EpisodeBatch:
                 raise ValueError(f"action: expected shape ({n}, 3), got {a.shape}")
             a = a.reshape(n, 3)
             kernel_step = engine.step_continuous
-        return self._step(kernel_step, a, np.empty((engine.N_WORK, n)))
+        return self._step(kernel_step, a, padded_matrix(engine.N_WORK, n))
 
     def step(self, load: np.ndarray | float, sessions: np.ndarray | int, delivery: np.ndarray | int) -> StepBatch:
         """Simulate one week of explicit prescriptions: ``load`` (baseline-capacity units, clipped to 0-1.5),
         ``sessions`` 0-5 and ``delivery`` codes, scalars or arrays ``(n,)``."""
-        work = np.empty((engine.N_WORK, self.n))
+        work = padded_matrix(engine.N_WORK, self.n)
         work[engine.W_RX], work[engine.W_RX + 1], work[engine.W_RX + 2] = load, sessions, delivery
         return self._step(None, None, work)
 

@@ -23,9 +23,9 @@ the number of Python objects per env:
 * **Resets are batched.** The next patients of all finished envs are drawn in one call
   (:func:`~adaptrx.patient.cohort.draw_patients`), with each env's generator kept as a PCG64 state array
   and advanced by :mod:`adaptrx.patient.generators`: the same numbers as the per-env ``numpy`` Generators
-  that the single env uses. ``reset_infos[i]`` (true parameters, intake) is built when read. What remains
-  per patient, in Python, is the noise-stream key (a BLAKE2b hash of the patient id,
-  :func:`adaptrx.patient.stream_keys`); and scipy's inverse beta CDF, elementwise, dominates the sampler.
+  that the single env uses. ``reset_infos[i]`` (true parameters, intake) is built when read. The noise-stream
+  keys (BLAKE2b of the patient ids, :func:`adaptrx.patient.stream_keys`) are hashed in one compiled call; scipy's
+  inverse beta CDF, elementwise, dominates the sampler.
 
 Wrap it in :class:`stable_baselines3.common.vec_env.VecMonitor` for episode statistics.
 """

@@ -49,7 +49,7 @@ from adaptrx.patient import kernel
 from adaptrx.patient.cohort import ADHERENCE_CLASSES
 from adaptrx.patient.constants import MODALITIES, ModelConstants
 from adaptrx.patient.kernel import In, Out, Pr, St
-from adaptrx.patient.noise import NoiseStreams
+from adaptrx.patient.noise import NoiseStreams, blake2b_keys
 from adaptrx.patient.observation import WeekObservation
 
 #: Cohort column -> row of the parameter matrix, in row order (``adherence_class`` is mapped to its class index).
@@ -84,17 +84,77 @@ SIMULATOR_ERRORS = {
 }
 
 
-def stream_keys(patient_ids: list[str] | np.ndarray | pd.Series, seed: int) -> np.ndarray:
+_FEW_KEYS = 4  # stream_keys hashes up to this many ids with hashlib directly
+
+
+def stream_keys(patient_ids: list[str] | np.ndarray | pd.Series, seed: int | np.ndarray) -> np.ndarray:
     """Noise-stream key of each patient for a given seed (stable across runs and platforms).
 
-    The key depends only on ``(patient_id, seed)``, so a patient keeps its noise whatever batch it is in.
+    The key depends only on ``(patient_id, seed)``, so a patient keeps its noise whatever batch it is in: the
+    8-byte BLAKE2b digest of ``str(patient_id)`` (UTF-8) salted with the seed's 8 little-endian bytes, read as
+    a little-endian ``uint64``. ``seed``: an integer in ``[0, 2**64)``, or an integer array with one seed per
+    patient. All keys are hashed in one compiled call (:func:`~adaptrx.patient.noise.blake2b_keys`).
     """
-    if int(seed) < 0 or int(seed) >= 2**64:
-        raise ValueError(f"seed: must be an integer in [0, 2**64), got {seed}")
-    out = np.empty(len(patient_ids), dtype=np.uint64)
+    if len(patient_ids) <= _FEW_KEYS:  # a single env's reset: hashlib beats the array set-up
+        seeds = np.asarray(seed)
+        if seeds.ndim:
+            if seeds.shape != (len(patient_ids),) or seeds.dtype.kind not in "iu":
+                raise ValueError(f"seed: need one integer in [0, 2**64) per patient, got {seeds!r}")
+        else:
+            seeds = np.full(len(patient_ids), seed, dtype=object)
+        if any(int(x) < 0 or int(x) >= 2**64 for x in seeds.tolist()):
+            raise ValueError(f"seed: must be integers in [0, 2**64), got {seed}")
+        return np.array([_blake2b_key(str(pid), int(x)) for pid, x in zip(patient_ids, seeds.tolist(), strict=True)],
+                        dtype=np.uint64)
+    text = np.asarray(patient_ids, dtype=np.str_).reshape(-1)
+    m = len(text)
+    if np.ndim(seed) == 0:
+        if int(seed) < 0 or int(seed) >= 2**64:
+            raise ValueError(f"seed: must be an integer in [0, 2**64), got {seed}")
+        salts = np.full(m, int(seed), dtype=np.uint64)
+    else:
+        seeds = np.asarray(seed)
+        if seeds.shape != (m,) or seeds.dtype.kind not in "iu" or (seeds.dtype.kind == "i" and (seeds < 0).any()):
+            raise ValueError(f"seed: need one integer in [0, 2**64) per patient ({m}), got {seeds!r}")
+        salts = seeds.astype(np.uint64)
+    if m == 0:
+        return np.empty(0, dtype=np.uint64)
+    if int(np.strings.str_len(text).sum()) != sum(map(len, map(str, patient_ids))):  # ids ending in NUL
+        return np.array([_blake2b_key(str(pid), s) for pid, s in zip(patient_ids, salts.tolist(), strict=True)],
+                        dtype=np.uint64)
+    try:
+        data = text.astype(np.bytes_)  # ASCII ids (the usual case): a plain cast, much faster than encode
+    except UnicodeEncodeError:
+        data = np.strings.encode(text, "utf-8")
+    width = max(data.dtype.itemsize, 1)
+    return blake2b_keys(np.frombuffer(data.tobytes(), dtype=np.uint8).reshape(m, width),
+                        np.strings.str_len(data).astype(np.int64), salts)
+
+
+def _blake2b_key(patient_id: str, seed: int) -> int:
+    """:func:`stream_keys` of one patient by :mod:`hashlib` (reference; ids that NumPy strings cannot hold)."""
     salt = int(seed).to_bytes(8, "little", signed=False)
-    for i, pid in enumerate(patient_ids):  # once per episode, not on the hot path
-        out[i] = int.from_bytes(hashlib.blake2b(str(pid).encode(), digest_size=8, salt=salt).digest(), "little")
+    return int.from_bytes(hashlib.blake2b(patient_id.encode(), digest_size=8, salt=salt).digest(), "little")
+
+
+def padded_matrix(rows: int, n: int) -> np.ndarray:
+    """An uninitialised float64 ``(rows, n)`` matrix (a view) whose rows lie an odd number of 64-byte cache
+    lines apart (below 64 columns: a plain contiguous matrix). The kernels read and write a patient's column
+    across many rows; with rows ``8 n`` bytes apart (``n`` a power of two, e.g. 4096) those all fall into the
+    same few cache sets and evict each other (the week kernel is ~20 % slower). Values and results are the
+    same for any layout."""
+    lines = max(1, -(-int(n) // 8))
+    if lines < 8:  # small batches (a single env): a plain contiguous matrix, nothing to evict
+        return np.empty((int(rows), int(n)))
+    if lines % 2 == 0:
+        lines += 1
+    return np.empty((int(rows), lines * 8))[:, : int(n)]
+
+
+def _padded_copy(matrix: np.ndarray) -> np.ndarray:
+    """A copy of a 2-D float64 matrix in a :func:`padded_matrix`."""
+    out = padded_matrix(*matrix.shape)
+    out[...] = matrix
     return out
 
 
@@ -361,9 +421,9 @@ class PatientSimulator:
         self.noise = NoiseStreams(np.array(keys, dtype=np.uint64))  # owned copy: replace() writes into it
         if self.noise.keys.shape != (n,):
             raise ValueError("keys: need one stream key per patient")
-        self._P = np.empty((len(Pr), n))
+        self._P = padded_matrix(len(Pr), n)  # row strides: see padded_matrix
         self._P[: kernel.N_RAW_PARAMS] = _raw_params(source, n)
-        self._S = np.empty((len(St), n))
+        self._S = padded_matrix(len(St), n)
         self._intake = np.empty((len(In), n))
         kernel.init_patients(self._P, self._S, self._K, self.noise.keys, np.arange(n), self._intake)
         self._bind_views()
@@ -379,6 +439,7 @@ class PatientSimulator:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._P, self._S = _padded_copy(self._P), _padded_copy(self._S)  # pickle stores them contiguous
         self._bind_views()
 
     # ------------------------------------------------------------------ cohort
@@ -465,8 +526,8 @@ class PatientSimulator:
         new._pending = []
         new.n = m
         new.noise = NoiseStreams(keys.copy())
-        new._P = np.ascontiguousarray(self._P[:, index])
-        new._S = np.ascontiguousarray(self._S[:, index])
+        new._P = _padded_copy(self._P[:, index])
+        new._S = _padded_copy(self._S[:, index])
         new._intake = np.ascontiguousarray(self._intake[:, index])
         new._bind_views()
         return new
@@ -542,7 +603,7 @@ class PatientSimulator:
             ValueError: a NaN load, sessions or delivery out of range or not integers (nothing is simulated).
         """
         n = self.n
-        out = np.empty((len(Out), n))
+        out = padded_matrix(len(Out), n)
         status = kernel.step_week(self._P, self._S, self._K, self.noise.keys, _action(load, n, "load"),
                                   _action(sessions, n, "sessions"), _action(delivery, n, "delivery"), out)
         if status:
