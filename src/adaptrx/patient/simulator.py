@@ -143,9 +143,9 @@ def padded_matrix(rows: int, n: int) -> np.ndarray:
     across many rows; with rows ``8 n`` bytes apart (``n`` a power of two, e.g. 4096) those all fall into the
     same few cache sets and evict each other (the week kernel is ~20 % slower). Values and results are the
     same for any layout."""
-    lines = max(1, -(-int(n) // 8))
-    if lines < 8:  # small batches (a single env): a plain contiguous matrix, nothing to evict
-        return np.empty((int(rows), int(n)))
+    if n <= 56:  # under 8 cache lines a row (a single env): a plain contiguous matrix, nothing to evict
+        return np.empty((rows, n))
+    lines = -(-int(n) // 8)
     if lines % 2 == 0:
         lines += 1
     return np.empty((int(rows), lines * 8))[:, : int(n)]
