@@ -2,7 +2,7 @@
 #
 #   make demo       set up .venv, train a DAgger agent with the quick preset and compare it with the protocols
 #   make test       ruff + the whole test suite, slow tests included (what .ci/run calls)
-#   make test-fast  ruff + the tests not marked slow (the inner loop: about 2 minutes on 2 cores)
+#   make test-fast  ruff + the tests not marked slow (the inner loop: about 1.5 minutes on 2 cores)
 #   make bench      performance benchmarks (benchmarks/run.py)
 #   make trial      rerun the committed trials (experiments/<condition>_trial/{test,ood}, ~4.5 min each)
 #   make trial-report  re-analyse the committed trials from their stored results (no simulation)

@@ -11,6 +11,7 @@ from adaptrx.experiments.trial.comparison import planner_arm, protocol_arm, run_
 from adaptrx.patient import make_cohort
 
 
+@pytest.mark.slow
 def test_planner_chunks_in_workers_equal_one_run() -> None:
     cohort = make_cohort("knee_oa", 7, 11, "test")
     env = {"condition": "knee_oa", "split": "test", "weeks": 12}

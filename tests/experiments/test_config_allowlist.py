@@ -100,6 +100,7 @@ def test_composed_configs_are_checked_in_the_job() -> None:
         check_targets(OmegaConf.create(hydra_node), "hydra")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("app", ["adaptrx.experiments.train.app", "adaptrx.experiments.trial.app"])
 def test_the_apps_exit_2_before_hydra_starts(app: str, tmp_path: Path) -> None:
     marker = tmp_path / "touched"
@@ -126,6 +127,7 @@ def test_shipped_configs_compose_inside_the_allowlist(config: str, group: str, p
         check_targets(cfg.hydra, "hydra")
 
 
+@pytest.mark.slow
 def test_the_file_writing_callback_of_the_report_is_refused_end_to_end(tmp_path: Path) -> None:
     """The measured attack: a preset in a --config-dir folder makes Hydra call adaptrx.common.atomic.write_text."""
     victim = tmp_path / "victim.txt"
@@ -141,6 +143,7 @@ def test_the_file_writing_callback_of_the_report_is_refused_end_to_end(tmp_path:
     assert victim.read_text() == "intact"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("app", "args", "message"), [
     ("train", ["+nosuchkey=1"], "nosuchkey: unknown key (not in the config schema)"),
     ("train", ["+budget.total_timestep=1000"], "did you mean budget.total_timesteps?"),

@@ -31,6 +31,7 @@ def _cfg(*overrides: str):
         return compose("train", overrides=[*TINY, *overrides])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("algo", "extra"), [
     ("ppo", ["algo.kwargs.n_steps=32", "algo.kwargs.batch_size=64"]),
     ("a2c", []),
@@ -112,6 +113,7 @@ def test_tensorboard_has_clinical_metrics_figures_hparams_and_layout(tmp_path: P
     assert 0.0 < acc.Scalars("clinical/pain_w12")[-1].value < 10.0
 
 
+@pytest.mark.slow
 def test_resume_continues_the_latest_run(tmp_path: Path) -> None:
     base = tmp_path / "runs"
     first, second = base / "2026-01-01_00-00-00", base / "2026-01-01_00-10-00"
@@ -153,6 +155,7 @@ def test_bad_config_names_the_field(override: str, field: str) -> None:
         check_overrides(override.split())
 
 
+@pytest.mark.slow
 def test_cli_bad_value_exits_2_without_traceback(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "adaptrx.experiments.train.app", "budget.eval_patients=-1"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -21,6 +21,7 @@ def _compose_job(cwd: Path, env: dict[str, str] | None = None) -> subprocess.Com
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_configs_from_the_clone(tmp_path: Path) -> None:
     proc = _compose_job(tmp_path)
     assert proc.returncode == 0, proc.stderr

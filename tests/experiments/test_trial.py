@@ -241,6 +241,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_bad_value_exits_2_without_traceback(tmp_path: Path) -> None:
     proc = _cli("cohort.split=holdout", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -269,6 +270,7 @@ def test_sweep_and_gather(tmp_path: Path, launcher: str) -> None:
     assert "Sweep" in (out / "report.md").read_text() and (out / "figures" / "forest.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["test", "ood"])
 def test_committed_trial_is_reproduced(tmp_path: Path, split: str) -> None:
     """experiments/knee_oa_trial: re-running the batched policies of the committed config gives the committed

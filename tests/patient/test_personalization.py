@@ -62,6 +62,7 @@ def test_personal_plans_cut_harm_at_equal_pain(full_grid) -> None:
     assert r.distinct_plans >= 20 and r.top_plan_share < 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="DESIGN 2.6 margin not met since flares became patient-plausible "
                    "(2026-12): flares + dropouts -17.7 % / -19.4 %, pain -0.09 / -0.08 NRS, function +1.9 / +1.8 "
                    "points on cohorts 0 / 1 (needs >= 30 %, 0.3 NRS or 5 points); see envs/MODEL_CARD.md")
