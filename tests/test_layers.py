@@ -193,6 +193,7 @@ def test_the_patient_model_imports_without_gymnasium_or_torch(module: str) -> No
                                    "import adaptrx.patient; from gymnasium import spaces; import gymnasium as gym"])
 def test_import_adaptrx_registers_the_env_ids_in_any_order(order: str) -> None:
     code = (f"{order}; env = gym.make('AdaptRx/ProgressionDiscrete-v0'); env.reset(seed=0); "
+            "import importlib.resources as r; assert (r.files('gymnasium') / 'core.py').is_file(); "  # loader intact
             "print(sorted(i for i in gym.registry if i.startswith('AdaptRx/')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import Any
 
 #: Env id -> entry point (module:class), registered by :func:`register_envs`.
 ENV_IDS: dict[str, str] = {
@@ -45,6 +46,9 @@ class _RegisteringLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
         register_envs()
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, get_code, ...: the real loader's
+        return getattr(self._loader, name)
 
 
 class _GymnasiumImportHook(importlib.abc.MetaPathFinder):
