@@ -10,6 +10,7 @@ from stable_baselines3.common.vec_env.util import obs_space_info  # noqa: F401  
 
 import adaptrx  # noqa: F401
 from adaptrx.envs import FEATURE_NAMES, PatientVecEnv, SafetyShield, to_units
+from adaptrx.envs.episode_engine import DropoutTails
 from adaptrx.envs.features import FEATURE_INDEX
 from adaptrx.envs.vec_env import INFO_KEYS, StepInfos
 
@@ -255,6 +256,47 @@ def test_lazy_info_mapping_semantics() -> None:
     assert list(infos)[1] is infos[1] and infos[-1] is infos[1]
     with pytest.raises(IndexError):
         infos[2]
+
+
+def test_dropout_tails_are_the_dict_of_lists_built_when_read() -> None:
+    pain = np.arange(12, dtype=np.float64).reshape(3, 4) / 2
+    index, remaining = np.array([7, 2, 9]), np.array([4, 0, 2])
+    eager = {int(i): pain[j, : remaining[j]].tolist() for j, i in enumerate(index)}
+    tails = DropoutTails(index, pain, remaining)
+    assert tails == eager and list(tails) == list(eager) and len(tails) == 3 and dict(tails.items()) == eager
+    assert 2 in tails and np.int64(9) in tails and 3 not in tails and tails[np.int64(2)] == []
+    assert tails[7] is tails[7]  # one list per patient, made on first read
+    with pytest.raises(KeyError):
+        tails[3]
+    assert repr(tails) == repr(eager) and not DropoutTails(np.array([], dtype=np.int64), pain[:0], remaining[:0])
+
+
+def test_dropout_infos_and_terminal_observations_keep_their_step() -> None:
+    n = 512
+    vec = PatientVecEnv(n, weeks=26)
+    vec.seed(3)
+    vec.reset()
+    action = np.ones((n, 3), dtype=np.float32)  # heavy loading: some patients drop out
+    kept = []
+    for _ in range(12):
+        obs, _, dones, infos = vec.step(action)
+        plain = infos.to_dicts()
+        kept.append((infos, plain, np.flatnonzero(dones), obs.copy()))
+    assert sum(len(d) for _, _, d, _ in kept) > 0
+    dropped = 0
+    for infos, plain, done, obs in kept:  # read after later steps and resets
+        for i in range(n):
+            info = infos[i]
+            assert ("pain_after_dropout" in info) == ("pain_after_dropout" in plain[i]) == info["dropped_out"]
+            if info["dropped_out"]:
+                dropped += 1
+                assert info["pain_after_dropout"] == plain[i]["pain_after_dropout"]
+                assert len(info["pain_after_dropout"]) == 26 - info["week"]
+        for i in done.tolist():
+            terminal = infos[i]["terminal_observation"]
+            np.testing.assert_array_equal(terminal, plain[i]["terminal_observation"])
+            assert not np.array_equal(terminal, obs[i])  # the returned one is the next episode's first
+    assert dropped > 0
 
 
 def test_vec_env_api_and_generator_state_round_trip() -> None:

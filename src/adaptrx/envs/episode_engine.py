@@ -23,7 +23,7 @@ envs and keys that are read (:mod:`adaptrx.envs.vec_env`).
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -154,7 +154,7 @@ class StepBatch:
 
     obs: np.ndarray  # (n, n_features) float32
     work: np.ndarray  # (engine.N_WORK, n): prescription, simulator output, step record
-    pain_after_dropout: dict[int, list[float]]  # patient index -> weekly no-exercise pain after dropout
+    pain_after_dropout: Mapping[int, list[float]]  # patient index -> weekly no-exercise pain after dropout
 
     @property
     def rx(self) -> np.ndarray:
@@ -303,6 +303,47 @@ class PatientRows(Sequence[dict[str, Any]]):
         self._pos[index] = np.arange(len(index))
 
 
+class DropoutTails(Mapping[int, list[float]]):
+    """Patient index -> weekly mean pain (NRS) without exercise after its dropout (``pain_after_dropout``), for
+    the patients who dropped out in one step. Holds the tails as one matrix; a patient's list is built on first
+    read (then the same list), so a step with dropouts builds no lists unless an info is read. Keys and values
+    are those of ``{int(i): pain[j, :remaining[j]].tolist() for j, i in enumerate(index)}``, in its order; it
+    compares equal to that ``dict``."""
+
+    __slots__ = ("_index", "_lists", "_pain", "_pos", "_remaining")
+
+    def __init__(self, index: np.ndarray, pain: np.ndarray, remaining: np.ndarray) -> None:
+        self._index = index  # int64 (m,): the patients
+        self._pain, self._remaining = pain, remaining  # (m, weeks) matrix and each row's length
+        self._pos: dict[int, int] | None = None  # patient -> row, made on first lookup
+        self._lists: dict[int, list[float]] = {}
+
+    def _positions(self) -> dict[int, int]:
+        pos = self._pos
+        if pos is None:
+            pos = self._pos = dict(zip(self._index.tolist(), range(len(self._index)), strict=True))
+        return pos
+
+    def __getitem__(self, i: int) -> list[float]:
+        tail = self._lists.get(i)
+        if tail is None:
+            j = self._positions()[i]  # KeyError for a patient without a dropout
+            tail = self._lists[i] = self._pain[j, : self._remaining[j]].tolist()
+        return tail
+
+    def __contains__(self, i: object) -> bool:
+        return i in self._positions()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._positions())
+
+    def __len__(self) -> int:
+        return len(self._positions())
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
 def info_dicts(work: np.ndarray, latent: np.ndarray, weeks: np.ndarray, tails: Mapping[int, list[float]],
                indices: Sequence[int]) -> list[dict[str, Any]]:
     """The ``info`` dicts (``DESIGN.md`` section 3) of patients ``indices`` after a step.
@@ -442,8 +483,9 @@ class EpisodeBatch:
         ``sample_patient(condition, seed)`` and episode seeds ``draws.seeds`` would start them, without building
         the rows. Returns the first observations, shape ``(len(index), n_features)``."""
         index = np.asarray(index, dtype=np.int64)
-        columns = draws.columns()
-        keys = episode_keys(columns["patient_id"], draws.seeds)
+        id_text = draws.patient_id_text()
+        columns = draws.columns(id_text)
+        keys = stream_keys(id_text, draws.seeds)  # = episode_keys(ids, seeds), without converting the ids
         self.patients.set_drawn(index, draws)
         return self._begin(index, columns, keys)
 
@@ -451,8 +493,7 @@ class EpisodeBatch:
         self.sim.replace(index, columns, keys)
         self.keys[index] = keys
         self.E[:, index] = self._E0
-        self.features.reset(index, self.sim.intake_matrix(), self.config.initial_load)
-        obs = self.features.observation(index)
+        obs = self.features.start(index, self.sim.intake_matrix(), self.config.initial_load)
         if self.belief is None:
             return obs
         intake = {field: self.sim.intake[record][index] for field, record in INTAKE_RECORDS.items()}
@@ -499,7 +540,7 @@ class EpisodeBatch:
         if status:
             raise ValueError("action: must be finite (no NaN or inf)" if status == engine.ACTION_ERROR
                              else SIMULATOR_ERRORS[status])
-        tails: dict[int, list[float]] = {}
+        tails: Mapping[int, list[float]] = {}
         if dropouts:
             index = np.flatnonzero(work[engine.W_RECORD + engine.R_TERMINATED])
             tails = self.untreated_tails(index, work[engine.W_RECORD + engine.R_DROPOUT])
@@ -515,8 +556,9 @@ class EpisodeBatch:
             obs = np.hstack([obs, self.belief.features()])
         return StepBatch(obs=obs, work=work, pain_after_dropout=tails)
 
-    def untreated_tails(self, index: np.ndarray, value: np.ndarray | None = None) -> dict[int, list[float]]:
-        """Weekly mean pain (NRS) of patients ``index`` without exercise from now to the episode's end.
+    def untreated_tails(self, index: np.ndarray, value: np.ndarray | None = None) -> DropoutTails:
+        """Weekly mean pain (NRS) of patients ``index`` without exercise from now to the episode's end, as a
+        :class:`DropoutTails` mapping (patient -> list, built when read).
 
         The same forward simulation (own noise, current state, no sessions) gives the ``dropout`` reward
         term, written into ``value[index]`` when ``value`` is given.
@@ -528,7 +570,7 @@ class EpisodeBatch:
         tail_value = engine.untreated_tails(P, S, K, keys, index, remaining, self._weights, pain)
         if value is not None:
             value[index] = tail_value
-        return {int(i): pain[j, : remaining[j]].tolist() for j, i in enumerate(index)}
+        return DropoutTails(index, pain, remaining)
 
     # ---------------------------------------------------------------- infos
     def infos(self, step: StepBatch, indices: Sequence[int]) -> list[dict[str, Any]]:

@@ -116,18 +116,33 @@ class FeatureBuffer:
         ``intake``: the simulator's intake matrix for the whole batch
         (:meth:`~adaptrx.patient.PatientSimulator.intake_matrix`, rows named by ``kernel.In``).
         """
-        v = self.values
-        v[:, index] = 0.0
-        v[: len(_INTAKE_RECORDS), index] = intake[: len(_INTAKE_RECORDS), index]
-        v[_CARRIED, index] = intake[_CARRIED_FROM, index]  # diary pain, function: until reported
-        v[_LOAD, index] = initial_load
-        v[_CAPACITY, index] = 1.0
+        self.values[:, index] = self._intake_block(index, intake, initial_load)
+
+    def start(self, index: np.ndarray, intake: np.ndarray, initial_load: float) -> np.ndarray:
+        """:meth:`reset` then :meth:`observation` ``(index)``, from the one block of new columns (same values)."""
+        block = self._intake_block(index, intake, initial_load)
+        self.values[:, index] = block
+        return self._scaled(block)
+
+    @staticmethod
+    def _intake_block(index: np.ndarray, intake: np.ndarray, initial_load: float) -> np.ndarray:
+        """The feature columns ``(n_features, len(index))`` of patients ``index`` at intake."""
+        block = np.zeros((len(FEATURES), len(index)))
+        block[: len(_INTAKE_RECORDS)] = intake[: len(_INTAKE_RECORDS), index]
+        block[_CARRIED[:, 0]] = intake[_CARRIED_FROM, index]  # diary pain, function: until reported
+        block[_LOAD] = initial_load
+        block[_CAPACITY] = 1.0
+        return block
+
+    @staticmethod
+    def _scaled(values: np.ndarray) -> np.ndarray:
+        """Scaled, clipped float32 observations ``(m, n_features)`` of feature columns ``(n_features, m)``."""
+        return np.minimum(np.maximum(values.T / SCALES, LOW), HIGH).astype(np.float32)  # np.clip, minus its overhead
 
     def observation(self, index: np.ndarray | None = None) -> np.ndarray:
         """Scaled float32 observations, shape ``(n, n_features)`` (or of patients ``index``), clipped to the
         documented bounds."""
-        v = self.values if index is None else self.values[:, index]
-        return np.minimum(np.maximum(v.T / SCALES, LOW), HIGH).astype(np.float32)  # np.clip, minus its overhead
+        return self._scaled(self.values if index is None else self.values[:, index])
 
     def state(self) -> dict[str, Any]:
         return {"values": self.values.copy()}

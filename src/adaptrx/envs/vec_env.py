@@ -71,12 +71,14 @@ class StepInfos(Sequence["StepInfo"]):
     ``dict`` in one vectorised pass.
     """
 
-    def __init__(self, work: np.ndarray, latent: np.ndarray, weeks: np.ndarray, tails: dict[int, list[float]],
-                 done: np.ndarray, truncated: np.ndarray, terminal: np.ndarray,
+    def __init__(self, work: np.ndarray, latent: np.ndarray, weeks: np.ndarray, tails: Mapping[int, list[float]],
+                 done_idx: np.ndarray, truncated: np.ndarray, terminal: np.ndarray,
                  rules: list[tuple[str, ...]] | None, interventions: np.ndarray | None) -> None:
+        """``done_idx``: the finished envs (ascending); ``terminal``: their final observations, one row each in
+        that order; ``truncated``: per env."""
         self.n = work.shape[1]
         self._work, self._latent, self._weeks, self._tails = work, latent, weeks, tails
-        self._done = set(np.flatnonzero(done).tolist())
+        self._done = dict(zip(done_idx.tolist(), range(len(done_idx)), strict=True))  # env -> row of terminal
         self._truncated, self._terminal = truncated, terminal
         self._rules, self._interventions = rules, interventions
         self._items: list[StepInfo | None] = [None] * self.n
@@ -106,9 +108,10 @@ class StepInfos(Sequence["StepInfo"]):
 
     def sb3_keys(self, i: int) -> dict[str, Any]:
         """What SB3 reads of env ``i``: ``terminal_observation`` and ``TimeLimit.truncated`` if it finished."""
-        if i not in self._done:
+        row = self._done.get(i)
+        if row is None:
             return {}
-        return {"terminal_observation": self._terminal[i], "TimeLimit.truncated": bool(self._truncated[i])}
+        return {"terminal_observation": self._terminal[row], "TimeLimit.truncated": bool(self._truncated[i])}
 
     def has_clinical(self, i: int, key: str) -> bool:
         """Whether ``key`` is one of env ``i``'s clinical keys (built on demand)."""
@@ -370,13 +373,12 @@ class PatientVecEnv(VecEnv):
             interventions = self.shield_interventions.copy()
         truncated = out.truncated
         dones = out.terminated | truncated
-        final = out.obs
+        obs = out.obs  # this step's observations (fresh): the finished envs' rows become their first ones below
+        done_idx = np.flatnonzero(dones)
+        terminal = obs[done_idx]  # a copy: the final observations of the finished envs
         infos = StepInfos(out.work, b.sim.kernel_arrays()[1].copy(), b.E[engine.E_WEEK].copy(),
-                          out.pain_after_dropout, dones, truncated, final, rules, interventions)
-        obs = final
-        if dones.any():
-            obs = final.copy()
-            done_idx = np.flatnonzero(dones)
+                          out.pain_after_dropout, done_idx, truncated, terminal, rules, interventions)
+        if len(done_idx):
             obs[done_idx] = self._start(done_idx)
         return obs, out.reward.astype(np.float32), dones, infos.to_dicts() if self.full_infos else infos
 

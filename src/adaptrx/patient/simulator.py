@@ -85,6 +85,7 @@ SIMULATOR_ERRORS = {
 
 
 _FEW_KEYS = 4  # stream_keys hashes up to this many ids with hashlib directly
+_MAX_PENDING = 64  # PatientSimulator.replace: row replacements held before they are written into the table
 
 
 def stream_keys(patient_ids: list[str] | np.ndarray | pd.Series, seed: int | np.ndarray) -> np.ndarray:
@@ -119,7 +120,8 @@ def stream_keys(patient_ids: list[str] | np.ndarray | pd.Series, seed: int | np.
         salts = seeds.astype(np.uint64)
     if m == 0:
         return np.empty(0, dtype=np.uint64)
-    if int(np.strings.str_len(text).sum()) != sum(map(len, map(str, patient_ids))):  # ids ending in NUL
+    unicode = isinstance(patient_ids, np.ndarray) and patient_ids.dtype.kind == "U"  # can hold no trailing NUL
+    if not unicode and int(np.strings.str_len(text).sum()) != sum(map(len, map(str, patient_ids))):  # ids ending in NUL
         return np.array([_blake2b_key(str(pid), s) for pid, s in zip(patient_ids, salts.tolist(), strict=True)],
                         dtype=np.uint64)
     try:
@@ -482,7 +484,8 @@ class PatientSimulator:
         m = len(index)
         if index.shape != (m,) or (m and (index.min() < 0 or index.max() >= self.n)):
             raise ValueError(f"index: must be distinct positions in 0..{self.n - 1}")
-        if m > 1 and len(np.unique(index)) != m:
+        ascending = m < 2 or bool((index[1:] > index[:-1]).all())  # the env-reset case: distinct, no sort
+        if not ascending and len(np.unique(index)) != m:
             raise ValueError(f"index: must be distinct positions in 0..{self.n - 1}")
         keys = np.asarray(keys, dtype=np.uint64)
         if keys.shape != (m,):
@@ -495,10 +498,13 @@ class PatientSimulator:
         self._P[: kernel.N_RAW_PARAMS, index] = raw
         self.noise.keys[index] = keys
         kernel.init_patients(self._P, self._S, self._K, self.noise.keys, index, self._intake)
-        # the table's rows are written when .cohort is next read (replace is on the env-reset hot path)
+        # the table's rows are written when .cohort is next read (replace is on the env-reset hot path), or once
+        # _MAX_PENDING replacements wait (a vector env that never reads .cohort would otherwise pile them up)
         copy = isinstance(cohort, pd.DataFrame) or any(isinstance(v, np.ndarray) for v in cohort.values())
         self._pending.append((index.copy(), {name: np.array(cohort[name]) if copy else cohort[name]
                                              for name in self._columns if name in cohort}))
+        if len(self._pending) >= _MAX_PENDING:
+            self._current_columns()
         self._frame = None
 
     def take(self, index: np.ndarray, keys: np.ndarray | None = None) -> PatientSimulator:
