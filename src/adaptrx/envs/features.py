@@ -110,16 +110,13 @@ class FeatureBuffer:
     def __init__(self, n: int) -> None:
         self.values = np.zeros((len(FEATURES), n))  # clinical units, one column per patient
 
-    def reset(self, index: np.ndarray, intake: np.ndarray, initial_load: float) -> None:
-        """Start the episodes of patients ``index`` at intake (week 0, nothing prescribed yet).
+    def start(self, index: np.ndarray, intake: np.ndarray, initial_load: float) -> np.ndarray:
+        """Start the episodes of patients ``index`` at intake (week 0, nothing prescribed yet) and return their
+        first observations, as :meth:`observation` ``(index)`` would.
 
         ``intake``: the simulator's intake matrix for the whole batch
         (:meth:`~adaptrx.patient.PatientSimulator.intake_matrix`, rows named by ``kernel.In``).
         """
-        self.values[:, index] = self._intake_block(index, intake, initial_load)
-
-    def start(self, index: np.ndarray, intake: np.ndarray, initial_load: float) -> np.ndarray:
-        """:meth:`reset` then :meth:`observation` ``(index)``, from the one block of new columns (same values)."""
         block = self._intake_block(index, intake, initial_load)
         self.values[:, index] = block
         return self._scaled(block)
