@@ -7,14 +7,18 @@
   prescriptions) and of the whole vector env (``PatientVecEnv.step``: action decoding, simulation,
   observations, rewards, dropout tails, lazy infos, auto-resets of finished envs with new patients; fixed
   random Box actions per env) at 1 ... 4096 patients, side by side in interleaved rounds (median of rounds), and
-  their ratio; ``figures/vec_scaling.png``. Targets at 4096: the vector env >= 1,000,000 patient-weeks/s and
-  >= 0.5 x the kernel's rate of the same run; the kernel >= 1,000,000.
-* ``vec_env step n=4096``: where a step goes (ms per step, mean of 40 steps, each component timed inside the
-  real step): the compiled env step (kernel + features + reward + cost), of which the raw kernel's week
-  (measured alongside on its own patients; the difference is labelled features + reward), the dropouts'
-  untreated tails (the ``dropout`` reward term), the resets (generators, patient draws, stream keys,
-  ``replace``, first observations) and the rest (the lazy infos' snapshot, dones, rewards); and what building
-  every info dict would add (``infos.to_dicts()``, the old eager infos; not part of a step).
+  their ratio; ``figures/vec_scaling.png``. The vector env draws its next patients and runs its dropouts'
+  untreated tails in one worker thread, overlapping its main thread (a second core does that work); the same
+  env with ``draw_ahead=False`` (everything on one thread) is measured in the same rounds and reported
+  beside it. Targets at 4096: the vector env >= 1,000,000 patient-weeks/s and >= 0.5 x the kernel's rate of the
+  same run; the kernel >= 1,000,000.
+* ``vec_env step n=4096``: where a step goes (ms per step, mean of 40 steps after 30 warm-up steps, each
+  component timed inside the real step): on the main thread the compiled env step (kernel + features + reward
+  + cost), of which the raw kernel's week (measured alongside on its own patients; the difference is labelled
+  features + reward), the resets (generators, the drawn-ahead patients, ``replace``, first observations), the
+  wait for the dropouts' untreated tails (the ``dropout`` reward term) and the rest (the lazy infos' snapshot,
+  dones, rewards); in the worker thread, overlapped with those, the tails and the next patients' draws; and
+  what building every info dict would add (``infos.to_dicts()``, the old eager infos; not part of a step).
 * ``ppo``: SB3 PPO training throughput (env steps per second of training iterations: rollout collection
   plus gradient updates, as ``learn`` runs them) on three vector envs of the same env, same hyperparameters
   (``configs/zoo/ppo.yml``), same seed, one torch thread:
@@ -40,6 +44,7 @@ Ratios in the table are target / measured for throughputs (below 1 beats the tar
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +54,7 @@ import numpy as np
 
 import adaptrx  # noqa: F401  (registers the env ids)
 from adaptrx.agents.zoo import zoo_hyperparams
-from adaptrx.envs import PatientVecEnv
+from adaptrx.envs import PatientVecEnv, episode_engine, next_patients
 from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.episode_engine import EpisodeBatch
 from adaptrx.patient import PatientSimulator, make_cohort
@@ -111,50 +116,66 @@ def _kernel_setup(n: int) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray
     return sim, rx, sim.get_state()
 
 
-def _vec_setup(n: int) -> tuple[PatientVecEnv, np.ndarray]:
+def _vec_setup(n: int, draw_ahead: bool = True) -> tuple[PatientVecEnv, np.ndarray]:
     """The vector env's workload at ``n`` patients: seeded, reset, fixed Box actions (each env its own)."""
-    vec = PatientVecEnv(n)
+    vec = PatientVecEnv(n, draw_ahead=draw_ahead)
     vec.seed(0)
     vec.reset()
     actions = np.random.default_rng(2).uniform(-0.3, 0.3, size=(n, 3)).astype(np.float32)
-    vec.step(actions)
+    for _ in range(30):  # past the first episodes' synchronised ends: resets spread over the steps
+        vec.step(actions)
     return vec, actions
+
+
+def _rate(step: Any, n: int, seconds: float) -> float:
+    """Patient-weeks/s of calling ``step()`` (``n`` patient-weeks each) for about ``seconds`` (>= 5 calls)."""
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or calls < 5:
+        step()
+        calls += 1
+    return calls * n / (time.perf_counter() - t0)
 
 
 def bench_scaling(sizes: tuple[int, ...] = SCALING_SIZES, rounds: int = 5,
                   seconds: float = 0.2) -> dict[int, dict[str, float]]:
     """Patient-weeks/s of the raw kernel (``PatientSimulator.step_week``, restarted from its week-4 state every
-    26 weeks) and of ``PatientVecEnv.step`` (auto-resets included) at each size, side by side: every round
-    runs both at every size for about ``seconds`` each. Returns per size the median rates and their ratio."""
-    runs = [(n, *_kernel_setup(n), *_vec_setup(n)) for n in sizes]
-    rates: dict[int, dict[str, list[float]]] = {n: {"kernel": [], "vec": []} for n in sizes}
+    26 weeks), of ``PatientVecEnv.step`` (auto-resets included; next patients drawn ahead in its worker thread)
+    and of ``PatientVecEnv(draw_ahead=False).step`` (everything on the calling thread) at each size, side by
+    side: every round runs the three at every size for about ``seconds`` each. Returns per size the median
+    rates and the medians of the per-round ratios to the kernel (``ratio``, ``ratio_one_thread``)."""
+    runs = [(n, *_kernel_setup(n), _vec_setup(n), _vec_setup(n, draw_ahead=False)) for n in sizes]
+    rates: dict[int, dict[str, list[float]]] = {n: {"kernel": [], "vec": [], "one": []} for n in sizes}
     gc.disable()
     try:
         for _ in range(rounds):
-            for n, sim, rx, start, vec, actions in runs:
-                weeks, t0 = 0, time.perf_counter()
-                while time.perf_counter() - t0 < seconds or weeks < 5:
-                    if weeks and weeks % 26 == 0:
+            for n, sim, rx, start, (vec, actions), (one, _) in runs:
+                weeks = [0]
+
+                def kernel_week(sim: Any = sim, rx: Any = rx, start: Any = start, weeks: list[int] = weeks) -> None:
+                    if weeks[0] and weeks[0] % 26 == 0:
                         sim.set_state(start)  # untimed would be fairer; it is ~1 % of 26 weeks
                     sim.step_week(*rx)
-                    weeks += 1
-                rates[n]["kernel"].append(weeks * n / (time.perf_counter() - t0))
-                steps, t0 = 0, time.perf_counter()
-                while time.perf_counter() - t0 < seconds or steps < 5:
-                    vec.step(actions)
-                    steps += 1
-                rates[n]["vec"].append(steps * n / (time.perf_counter() - t0))
+                    weeks[0] += 1
+
+                rates[n]["kernel"].append(_rate(kernel_week, n, seconds))
+                rates[n]["vec"].append(_rate(lambda vec=vec, actions=actions: vec.step(actions), n, seconds))
+                rates[n]["one"].append(_rate(lambda one=one, actions=actions: one.step(actions), n, seconds))
     finally:
         gc.enable()
+        for *_, (vec, _), _one in runs:
+            vec.close()
     out = {}
     for n, r in rates.items():
-        kernel, vec = float(np.median(r["kernel"])), float(np.median(r["vec"]))
-        out[n] = {"kernel": kernel, "vec": vec, "ratio": float(np.median(np.divide(r["vec"], r["kernel"])))}
+        out[n] = {"kernel": float(np.median(r["kernel"])), "vec": float(np.median(r["vec"])),
+                  "one": float(np.median(r["one"])),
+                  "ratio": float(np.median(np.divide(r["vec"], r["kernel"]))),
+                  "ratio_one_thread": float(np.median(np.divide(r["one"], r["kernel"])))}
     return out
 
 
 class _Timer:
-    """Wraps ``owner.name`` (a function) to add its wall time to ``totals[label]`` until ``restore()``."""
+    """Wraps ``owner.name`` (a function) to add its wall time to ``totals[label]`` until ``restore()``; time
+    spent in other threads than the main one goes to ``totals[label + " (worker)"]``."""
 
     def __init__(self, owner: Any, name: str, totals: dict[str, float], label: str) -> None:
         self.owner, self.name, self.original = owner, name, getattr(owner, name)
@@ -165,7 +186,8 @@ class _Timer:
             try:
                 return original(*args, **kwargs)
             finally:
-                totals[label] += time.perf_counter() - t0
+                key = label if threading.current_thread() is threading.main_thread() else label + " (worker)"
+                totals[key] = totals.get(key, 0.0) + time.perf_counter() - t0
 
         setattr(owner, name, timed)
 
@@ -174,18 +196,23 @@ class _Timer:
 
 
 def bench_breakdown(n: int = 4096, steps: int = 40) -> dict[str, float]:
-    """Where a ``PatientVecEnv.step`` at ``n`` patients goes, in ms per step (means over ``steps`` steps), with the
-    raw kernel's week at the same size measured in the same loop: the compiled env step (kernel + features +
-    reward + cost), the dropouts' untreated tails, the resets, the rest (the lazy infos' snapshot, dones,
-    float32 rewards), and what building every info dict would add (``infos.to_dicts()``, not part of a step)."""
+    """Where a ``PatientVecEnv.step`` at ``n`` patients goes, in ms per step (means over ``steps`` steps, after 30
+    warm-up steps), with the raw kernel's week at the same size measured in the same loop. On the main thread:
+    the compiled env step (kernel + features + reward + cost), the resets (generators, taking the drawn-ahead
+    patients, ``replace``, first observations), settling the dropouts (waiting for their untreated tails, the
+    ``dropout`` reward term) and the rest (the lazy infos' snapshot, dones, rewards). In the worker thread,
+    overlapping the main thread: the dropouts' untreated tails and the next patients' draws. And what building
+    every info dict would add (``infos.to_dicts()``, the old eager infos; not part of a step)."""
     sim, rx, start = _kernel_setup(n)
     vec, actions = _vec_setup(n)
-    totals = {"engine": 0.0, "tails": 0.0, "resets": 0.0}
+    totals: dict[str, float] = {}
     timers = [_Timer(engine, "step_continuous", totals, "engine"),
-              _Timer(EpisodeBatch, "untreated_tails", totals, "tails"),
+              _Timer(episode_engine, "_tails", totals, "tails"),
+              _Timer(next_patients, "new_patients", totals, "draws"),
+              _Timer(EpisodeBatch, "settle", totals, "settle"),
               _Timer(PatientVecEnv, "_start", totals, "resets")]
-    kernel_s = step_s = full_s = 0.0
-    resets = 0
+    kernel_s = step_s = 0.0
+    resets, kept = 0, []
     gc.disable()
     try:
         for week in range(steps):
@@ -195,19 +222,26 @@ def bench_breakdown(n: int = 4096, steps: int = 40) -> dict[str, float]:
             sim.step_week(*rx)
             t1 = time.perf_counter()
             _, _, dones, infos = vec.step(actions)
-            t2 = time.perf_counter()
-            infos.to_dicts()
-            kernel_s, step_s, full_s = kernel_s + t1 - t0, step_s + t2 - t1, full_s + time.perf_counter() - t2
+            kernel_s, step_s = kernel_s + t1 - t0, step_s + time.perf_counter() - t1
             resets += int(dones.sum())
+            kept.append(infos)
+        vec.close()  # waits for the worker's last draws
+        t0 = time.perf_counter()  # after the steps: the worker's timings stay clear of this pure-Python pass
+        for infos in kept:
+            infos.to_dicts()
+        full_s = time.perf_counter() - t0
     finally:
         gc.enable()
         for timer in timers:
             timer.restore()
     ms = 1e3 / steps
-    return {"step": step_s * ms, "kernel": kernel_s * ms, "engine": totals["engine"] * ms,
-            "features+reward": (totals["engine"] - kernel_s) * ms, "tails": totals["tails"] * ms,
-            "resets": totals["resets"] * ms, "resets per step": resets / steps,
-            "rest": (step_s - totals["engine"] - totals["tails"] - totals["resets"]) * ms,
+    main = {key: totals.get(key, 0.0) * ms for key in ("engine", "resets", "settle")}
+    return {"step": step_s * ms, "kernel": kernel_s * ms, **main,
+            "features+reward": main["engine"] - kernel_s * ms, "resets per step": resets / steps,
+            "rest": step_s * ms - sum(main.values()),
+            "worker tails": totals.get("tails (worker)", 0.0) * ms,
+            "worker draws": totals.get("draws (worker)", 0.0) * ms,
+            "main draws": totals.get("draws", 0.0) * ms,
             "full infos": full_s * ms}
 
 
@@ -287,6 +321,8 @@ def plot_scaling(scaling: dict[int, dict[str, float]], path: Path = FIGURE) -> P
             label="raw kernel (PatientSimulator.step_week)")
     ax.plot(sizes, [scaling[n]["vec"] for n in sizes], "s-", color="C1",
             label="PatientVecEnv.step (resets, infos included)")
+    ax.plot(sizes, [scaling[n]["one"] for n in sizes], "^:", color="C2",
+            label="PatientVecEnv(draw_ahead=False): one thread")
     ax.axhline(BATCH_TARGET, color="C3", linestyle="--", linewidth=1, label="target 1,000,000 at n=4,096")
     for n in sizes:
         ax.annotate(f"{scaling[n]['ratio']:.2f}", (n, scaling[n]["vec"]), textcoords="offset points",
@@ -331,7 +367,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             kernel.update(target=BATCH_TARGET, ratio=BATCH_TARGET / r["kernel"])
             vec.update(target=BATCH_TARGET, ratio=BATCH_TARGET / r["vec"])
             ratio.update(target=VEC_RATIO_TARGET, ratio=VEC_RATIO_TARGET / r["ratio"])
-        rows += [kernel, vec, ratio]
+        one = {"benchmark": "vec_env scaling", "metric": f"n={n} PatientVecEnv(draw_ahead=False) / kernel",
+               "value": r["ratio_one_thread"], "unit": "x"}
+        rows += [kernel, vec, ratio, one]
     rows.append({"benchmark": "vec_env scaling", "metric": "figure",
                  "value": plot_scaling(scaling).relative_to(Path(__file__).resolve().parents[1]).as_posix(),
                  "unit": "png"})
@@ -339,9 +377,13 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     labels = {"step": "whole step", "kernel": "raw kernel week (alongside, own patients)",
               "engine": "compiled env step (kernel + features + reward + cost)",
               "features+reward": "  of which features + reward (env step - raw kernel)",
-              "tails": "dropout tails (untreated future of this week's dropouts)",
-              "resets": f"resets ({parts['resets per step']:.0f} envs per step: generators, draws, keys, replace)",
+              "resets": f"resets ({parts['resets per step']:.0f} envs per step: generators, drawn-ahead patients, "
+                        "replace, first observations)",
+              "settle": "dropouts settled (waiting for their untreated tails, written into reward and cost)",
               "rest": "rest (lazy infos' snapshot, dones, rewards)",
+              "worker tails": "worker thread, overlapped: dropout tails (untreated future of this week's dropouts)",
+              "worker draws": "worker thread, overlapped: next patients' draws (copula, inverse beta CDF, keys)",
+              "main draws": "patients drawn on the main thread (not drawn ahead: first episodes, reseeds)",
               "full infos": "building every info dict (infos.to_dicts(); not in a step)"}
     rows += [{"benchmark": bench, "metric": label, "value": parts[key], "unit": "ms/step"}
              for key, label in labels.items()]

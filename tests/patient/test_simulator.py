@@ -24,7 +24,7 @@ from adaptrx.patient import (
     make_cohort,
 )
 from adaptrx.patient.kernel import Out
-from adaptrx.patient.simulator import stream_keys
+from adaptrx.patient.simulator import PARAM_COLUMNS, stream_keys
 
 N = 500
 
@@ -528,3 +528,22 @@ def test_padded_layout_gives_the_same_week(cohort_2000: pd.DataFrame, n: int) ->
         assert np.array_equal(week.pain, out[Out.pain]) and np.array_equal(week.function, out[Out.function])
     copy = pickle.loads(pickle.dumps(sim))
     assert copy.kernel_arrays()[1].strides == S.strides and np.array_equal(copy.kernel_arrays()[1], S2)
+
+
+def test_replacements_waiting_in_the_table_land_in_order(cohort: pd.DataFrame) -> None:
+    """Many replacements (overlapping positions, owned arrays, a mapping without the optional columns) read
+    back as if each had been written at once: the latest row of each position wins."""
+    sim = PatientSimulator(cohort.iloc[:30], seed=0)
+    eager = PatientSimulator(cohort.iloc[:30], seed=0)
+    rng = np.random.default_rng(8)
+    for k in range(150):  # past the flush threshold, twice
+        index = np.sort(rng.choice(30, size=int(rng.integers(1, 6)), replace=False))
+        rows = make_cohort("knee_oa", len(index), seed=1000 + k)
+        columns = _columns(rows)
+        if k % 7 == 3:
+            columns = {name: columns[name] for name in (*PARAM_COLUMNS, "adherence_class", "patient_id")}
+        keys = rng.integers(0, 2**63, len(index)).astype(np.uint64)
+        sim.replace(index, columns, keys, owned=k % 2 == 0)
+        eager.replace(index, columns, keys)
+        eager.cohort  # noqa: B018 - written into the table at once
+    pd.testing.assert_frame_equal(sim.cohort, eager.cohort)

@@ -28,7 +28,7 @@ LOAD_MIN, LOAD_MAX = 0.05, 1.5
 DELIVERY_NAMES: tuple[str, ...] = ("home", "remote", "supervised")
 
 
-_jit = njit(cache=True, fastmath=False, error_model="numpy")
+_jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 
 @_jit

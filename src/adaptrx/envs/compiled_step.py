@@ -19,12 +19,12 @@ import numpy as np
 from numba import njit
 
 from adaptrx.envs.actions import decode_continuous_into, decode_discrete_into
-from adaptrx.envs.features import FEATURE_INDEX, HIGH, HISTORY_FEATURES, HISTORY_LAGS, LOW, SCALES
+from adaptrx.envs.features import FEATURE_INDEX, HIGH, HISTORY_FEATURES, HISTORY_LAGS, INTAKE_SOURCES, LOW, SCALES
 from adaptrx.envs.reward import COST_PAIN_THRESHOLD, outcome_components
 from adaptrx.patient import REMOTE, SUPERVISED, kernel
 from adaptrx.patient.kernel import Out
 
-_jit = njit(cache=True, fastmath=False, error_model="numpy")
+_jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 # feature rows (module constants are frozen into the compiled code)
 _F_PROGRESS = FEATURE_INDEX["progress"]
@@ -47,6 +47,9 @@ _F_CAPACITY_TEST = FEATURE_INDEX["capacity_test"]
 _HIST_SRC = np.array([FEATURE_INDEX[name] for name in HISTORY_FEATURES], dtype=np.int64)
 _HIST_DST = np.array([[FEATURE_INDEX[f"{name}_lag{lag}"] for name in HISTORY_FEATURES] for lag in HISTORY_LAGS],
                      dtype=np.int64)
+_START_SOURCE = np.full(len(SCALES), -1, dtype=np.int64)  # feature -> intake row it starts from (-1: none)
+for _feature, _record in INTAKE_SOURCES:
+    _START_SOURCE[_feature] = _record
 _SCALES = SCALES.astype(np.float64)
 _LOW = LOW.astype(np.float64)
 _HIGH = HIGH.astype(np.float64)
@@ -130,6 +133,26 @@ def env_step(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, E: n
     _update_records(values, week, weeks, load, sessions, delivery, out)
     _scale_observations(values, obs)
     return 0, _step_record(C, week, delivery, sessions, out, record, done)
+
+
+@_jit
+def start_features(values: np.ndarray, index: np.ndarray, intake: np.ndarray, initial_load: float,
+                   obs: np.ndarray) -> None:
+    """Start the episodes of patients ``index`` at intake (week 0, nothing prescribed yet): their columns of
+    ``values`` ``(n_features, n)`` from the simulator's intake matrix ``intake`` (rows named by ``kernel.In``;
+    :data:`~adaptrx.envs.features.INTAKE_SOURCES`), ``load`` = ``initial_load`` (baseline-capacity units),
+    ``capacity_test`` = 1, the rest 0; and their first observations into ``obs`` ``(len(index), n_features)``,
+    scaled and clipped as in :func:`env_step`. Row by row, like the step's passes."""
+    m = index.shape[0]
+    for f in range(values.shape[0]):
+        source = _START_SOURCE[f]
+        row, src, scale, low, high = values[f], intake[max(source, 0)], _SCALES[f], _LOW[f], _HIGH[f]
+        constant = initial_load if f == _F_LOAD else (1.0 if f == _F_CAPACITY_TEST else 0.0)
+        for j in range(m):
+            i = index[j]
+            x = src[i] if source >= 0 else constant
+            row[i] = x
+            obs[j, f] = min(max(x / scale, low), high)
 
 
 # The post-kernel passes below run row by row (each loop streams a few contiguous rows of the

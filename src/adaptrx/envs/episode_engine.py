@@ -11,9 +11,8 @@ Patient sampling: an episode's patient and noise are fixed by one integer drawn 
 of ``sample_patients(condition, 1, episode_seed, split)``) and its noise key is
 ``stream_keys([patient_id], episode_seed)``. ``reset(seed=s)`` therefore fixes the patient and every random
 draw of the episode; a given cohort row can be replayed with ``options={"patient": row}``. The vector env
-draws the patients of many episode seeds at once (:meth:`EpisodeBatch.reset_drawn`,
-:func:`~adaptrx.patient.cohort.draw_patients`: the same patients), and their cohort rows (``patients``) are
-built only when read (:class:`PatientRows`).
+draws the patients of many episode seeds at once (:func:`new_patients`, :meth:`EpisodeBatch.reset_drawn`:
+the same patients), and their cohort rows (``patients``) are built only when read (:class:`PatientRows`).
 
 Infos: :func:`info_dicts` builds the ``info`` dicts of ``DESIGN.md`` section 3 from a step's work block, the
 latent state and the weeks done; the single env builds its one dict every step, the vector env only for the
@@ -23,8 +22,9 @@ envs and keys that are read (:mod:`adaptrx.envs.vec_env`).
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,14 @@ from adaptrx.envs.belief import BELIEF_FEATURES, INTAKE_RECORDS, BeliefFilter
 from adaptrx.envs.features import FEATURE_NAMES, HIGH, LOW, FeatureBuffer
 from adaptrx.envs.reward import COMPONENTS, RewardWeights, dropout_cost
 from adaptrx.patient import HOME_ALONE, MODALITIES, REMOTE, SPLITS, SUPERVISED, ModelConstants, PatientSimulator
-from adaptrx.patient.cohort import ADHERENCE_CLASSES, ID_COLUMNS, PatientDraws, conditions, sample_patient
+from adaptrx.patient.cohort import (
+    ADHERENCE_CLASSES,
+    ID_COLUMNS,
+    PatientDraws,
+    conditions,
+    draw_patients,
+    sample_patient,
+)
 from adaptrx.patient.generators import EPISODE_SEED_HIGH as EPISODE_SEED_HIGH
 from adaptrx.patient.kernel import Out, St
 from adaptrx.patient.simulator import (
@@ -155,6 +162,8 @@ class StepBatch:
     obs: np.ndarray  # (n, n_features) float32
     work: np.ndarray  # (engine.N_WORK, n): prescription, simulator output, step record
     pain_after_dropout: Mapping[int, list[float]]  # patient index -> weekly no-exercise pain after dropout
+    # dropouts whose tails are still running (EpisodeBatch.settle): index, weeks left, remaining, job or Future
+    _dropouts: tuple[np.ndarray, np.ndarray, np.ndarray, Any] | None = field(default=None, repr=False)
 
     @property
     def rx(self) -> np.ndarray:
@@ -210,9 +219,50 @@ class StepBatch:
         return week_result(self.out)
 
 
+#: How :meth:`EpisodeBatch.step_actions` may hand work to another thread: ``submit(fn, *args) -> Future``.
+Submit = Callable[..., "Future[Any]"]
+#: Fewest patient-weeks of dropout tails worth handing to another thread (fewer run at once: ~0.5 us each).
+MIN_SUBMITTED_TAIL_WEEKS = 256
+
+
+def _tails(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, remaining: np.ndarray,
+           weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The untreated tails of the patients whose columns ``P``, ``S``, ``keys`` hold (copies), ``remaining`` weeks
+    each: their ``dropout`` reward terms (before the penalty) and weekly pain ``(m, max(remaining))``
+    (:func:`~adaptrx.envs.compiled_step.untreated_tails`)."""
+    m = len(remaining)
+    pain = np.empty((m, int(remaining.max(initial=0))))
+    value = engine.untreated_tails(P, S, K, keys, np.arange(m), remaining, weights, pain)
+    return value, pain
+
+
 def patient_from_seed(config: EnvConfig, episode_seed: int) -> dict[str, Any]:
     """The cohort row (column -> scalar) of the patient an episode seed selects."""
     return sample_patient(config.condition, int(episode_seed), config.split)
+
+
+@dataclass(frozen=True)
+class NewPatients:
+    """Patients drawn for new episodes, ready to start (:meth:`EpisodeBatch.reset_drawn`): row ``j`` is the
+    patient episode seed ``draws.seeds[j]`` selects, ``ids[j]`` its ``patient_id`` (``str``, object array) and
+    ``keys[j]`` its noise-stream key for that episode seed (``uint64``)."""
+
+    draws: PatientDraws
+    ids: np.ndarray
+    keys: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def new_patients(config: EnvConfig, episode_seeds: np.ndarray) -> NewPatients:
+    """The patients of many episode seeds (``uint64`` ``(m,)``, m >= 1) at once: the patients
+    :func:`patient_from_seed` gives and the keys :func:`episode_keys` gives, bit for bit, with no per-patient
+    Python work. A pure function of its arguments, so it may run ahead in another thread."""
+    draws = draw_patients(config.condition, episode_seeds, config.split)
+    id_text = draws.patient_id_text()
+    keys = stream_keys(id_text, draws.seeds)  # = episode_keys(ids, seeds), without converting the ids
+    return NewPatients(draws, id_text.astype(object), keys)
 
 
 def check_patient_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -477,23 +527,22 @@ class EpisodeBatch:
         self.patients.set_rows(index, rows)
         return self._begin(index, _columns(rows), keys)
 
-    def reset_drawn(self, index: np.ndarray, draws: PatientDraws) -> np.ndarray:
-        """Start new episodes for patients ``index``: patient ``index[j]`` is row ``j`` of ``draws`` (drawn with
-        its episode seed, :func:`~adaptrx.patient.cohort.draw_patients`), as :meth:`reset` with the rows
-        ``sample_patient(condition, seed)`` and episode seeds ``draws.seeds`` would start them, without building
-        the rows. Returns the first observations, shape ``(len(index), n_features)``."""
+    def reset_drawn(self, index: np.ndarray, new: NewPatients) -> np.ndarray:
+        """Start new episodes for patients ``index``: patient ``index[j]`` is row ``j`` of ``new``
+        (:func:`new_patients`), as :meth:`reset` with the rows ``sample_patient(condition, seed)`` and episode
+        seeds ``new.draws.seeds`` would start them, without building the rows. Returns the first observations,
+        shape ``(len(index), n_features)``."""
         index = np.asarray(index, dtype=np.int64)
-        id_text = draws.patient_id_text()
-        columns = draws.columns(id_text)
-        keys = stream_keys(id_text, draws.seeds)  # = episode_keys(ids, seeds), without converting the ids
-        self.patients.set_drawn(index, draws)
-        return self._begin(index, columns, keys)
+        self.patients.set_drawn(index, new.draws)
+        return self._begin(index, new.draws.columns(new.ids), new.keys, owned=True)
 
-    def _begin(self, index: np.ndarray, columns: Mapping[str, Any], keys: np.ndarray) -> np.ndarray:
-        self.sim.replace(index, columns, keys)
+    def _begin(self, index: np.ndarray, columns: Mapping[str, Any], keys: np.ndarray,
+               owned: bool = False) -> np.ndarray:
+        self.sim.replace(index, columns, keys, owned=owned)
         self.keys[index] = keys
         self.E[:, index] = self._E0
-        obs = self.features.start(index, self.sim.intake_matrix(), self.config.initial_load)
+        obs = np.empty((len(index), self.features.values.shape[0]), dtype=np.float32)
+        engine.start_features(self.features.values, index, self.sim.intake_matrix(), self.config.initial_load, obs)
         if self.belief is None:
             return obs
         intake = {field: self.sim.intake[record][index] for field, record in INTAKE_RECORDS.items()}
@@ -501,11 +550,17 @@ class EpisodeBatch:
         return np.hstack([obs, self.belief.features(index)])
 
     # ------------------------------------------------------------------- step
-    def step_actions(self, actions: np.ndarray, discrete: bool) -> StepBatch:
+    def step_actions(self, actions: np.ndarray, discrete: bool, submit: Submit | None = None) -> StepBatch:
         """Decode a batch of env actions and simulate the week (one compiled call).
 
         ``actions``: ``(n, 3)`` Box actions, or ``(n,)`` move indices when ``discrete`` (the plan of planned
         sessions is updated). Raises ``ValueError`` naming ``action`` for malformed actions.
+
+        ``submit``: run the dropouts' untreated tails through it (``submit(fn, *args) -> Future``, e.g. a worker
+        thread's) when they hold at least :data:`MIN_SUBMITTED_TAIL_WEEKS` patient-weeks; the step is then
+        unsettled until
+        :meth:`settle`, which must come before its reward, cost or ``pain_after_dropout`` are read. The tails
+        work on copies, so the batch may be reset meanwhile.
         """
         n = self.n
         if discrete:
@@ -519,7 +574,7 @@ class EpisodeBatch:
                 raise ValueError(f"action: expected shape ({n}, 3), got {a.shape}")
             a = a.reshape(n, 3)
             kernel_step = engine.step_continuous
-        return self._step(kernel_step, a, padded_matrix(engine.N_WORK, n))
+        return self._step(kernel_step, a, padded_matrix(engine.N_WORK, n), submit)
 
     def step(self, load: np.ndarray | float, sessions: np.ndarray | int, delivery: np.ndarray | int) -> StepBatch:
         """Simulate one week of explicit prescriptions: ``load`` (baseline-capacity units, clipped to 0-1.5),
@@ -528,7 +583,8 @@ class EpisodeBatch:
         work[engine.W_RX], work[engine.W_RX + 1], work[engine.W_RX + 2] = load, sessions, delivery
         return self._step(None, None, work)
 
-    def _step(self, kernel_step: Any, actions: np.ndarray | None, work: np.ndarray) -> StepBatch:
+    def _step(self, kernel_step: Any, actions: np.ndarray | None, work: np.ndarray,
+              submit: Submit | None = None) -> StepBatch:
         P, S, K, keys = self.sim.kernel_arrays()
         obs = np.empty((self.n, self.features.values.shape[0]), dtype=np.float32)
         if kernel_step is None:
@@ -540,37 +596,37 @@ class EpisodeBatch:
         if status:
             raise ValueError("action: must be finite (no NaN or inf)" if status == engine.ACTION_ERROR
                              else SIMULATOR_ERRORS[status])
-        tails: Mapping[int, list[float]] = {}
+        step = StepBatch(obs=obs, work=work, pain_after_dropout={})
         if dropouts:
             index = np.flatnonzero(work[engine.W_RECORD + engine.R_TERMINATED])
-            tails = self.untreated_tails(index, work[engine.W_RECORD + engine.R_DROPOUT])
-            work[engine.W_RECORD + engine.R_DROPOUT, index] -= self.config.reward.dropout
-            work[engine.W_RECORD + engine.R_REWARD, index] += work[engine.W_RECORD + engine.R_DROPOUT, index]
-            remaining = self.config.weeks - self.E[engine.E_WEEK, index]
-            work[engine.W_RECORD + engine.R_COST, index] += dropout_cost(remaining)
+            left = self.config.weeks - self.E[engine.E_WEEK, index]  # weeks of the episode not lived
+            remaining = np.maximum(left, 0).astype(np.int64)
+            job = (P[:, index], S[:, index], K, keys[index], remaining, self._weights)  # copies (fancy index)
+            handed = submit is not None and remaining.sum() >= MIN_SUBMITTED_TAIL_WEEKS
+            step._dropouts = (index, left, remaining, submit(_tails, *job) if handed else job)
+            if not handed:
+                self.settle(step)
         if self.belief is not None:  # every patient was stepped (the engine refuses ended episodes)
             out = work[engine.W_OUT : engine.W_RECORD]
             records = {name: out[row] for name, row in _BELIEF_RECORDS.items()}
             self.belief.advance(np.arange(self.n), work[engine.W_RX], work[engine.W_RX + 1], work[engine.W_RX + 2],
                                 records)
-            obs = np.hstack([obs, self.belief.features()])
-        return StepBatch(obs=obs, work=work, pain_after_dropout=tails)
+            step.obs = np.hstack([obs, self.belief.features()])
+        return step
 
-    def untreated_tails(self, index: np.ndarray, value: np.ndarray | None = None) -> DropoutTails:
-        """Weekly mean pain (NRS) of patients ``index`` without exercise from now to the episode's end, as a
-        :class:`DropoutTails` mapping (patient -> list, built when read).
-
-        The same forward simulation (own noise, current state, no sessions) gives the ``dropout`` reward
-        term, written into ``value[index]`` when ``value`` is given.
-        """
-        index = np.asarray(index, dtype=np.int64)
-        remaining = np.maximum(self.config.weeks - self.E[engine.E_WEEK, index], 0).astype(np.int64)
-        pain = np.empty((len(index), int(remaining.max(initial=0))))
-        P, S, K, keys = self.sim.kernel_arrays()
-        tail_value = engine.untreated_tails(P, S, K, keys, index, remaining, self._weights, pain)
-        if value is not None:
-            value[index] = tail_value
-        return DropoutTails(index, pain, remaining)
+    def settle(self, step: StepBatch) -> None:
+        """Finish a step's dropouts (no-op if settled): the ``dropout`` reward term (the untreated tail's outcome
+        components minus the dropout penalty) into reward, the dropout cost into cost, ``pain_after_dropout``."""
+        if step._dropouts is None:
+            return
+        index, left, remaining, job = step._dropouts
+        step._dropouts = None
+        value, pain = job.result() if isinstance(job, Future) else _tails(*job)
+        work = step.work
+        work[engine.W_RECORD + engine.R_DROPOUT, index] = value - self.config.reward.dropout
+        work[engine.W_RECORD + engine.R_REWARD, index] += work[engine.W_RECORD + engine.R_DROPOUT, index]
+        work[engine.W_RECORD + engine.R_COST, index] += dropout_cost(left)
+        step.pain_after_dropout = DropoutTails(index, pain, remaining)
 
     # ---------------------------------------------------------------- infos
     def infos(self, step: StepBatch, indices: Sequence[int]) -> list[dict[str, Any]]:

@@ -84,10 +84,15 @@ HIGH = np.array([f[3] for f in FEATURES], dtype=np.float32)
 _INTAKE_RECORDS = ("age", "pain", "sensitization_score", "fear_score", "preferred_sessions", "function")
 if tuple(m.name for m in In)[: len(_INTAKE_RECORDS)] != _INTAKE_RECORDS:  # pragma: no cover - layout guard
     raise ImportError("adaptrx.envs.features: the intake rows of adaptrx.patient.kernel.In changed")
-# column vectors: ``v[_CARRIED, index]`` broadcasts to the (records x patients) block, like np.ix_ but cheaper
-_CARRIED = np.array([[FEATURE_INDEX["diary_pain"]], [FEATURE_INDEX["function"]]])
-_CARRIED_FROM = np.array([[int(In.pain)], [int(In.function)]])
-_LOAD, _CAPACITY = FEATURE_INDEX["load"], FEATURE_INDEX["capacity_test"]
+#: ``(feature row, intake row)`` of every feature an episode starts from its intake record: the six intake
+#: features, and diary pain and function, carried until first reported. At the start of an episode ``load``
+#: is the env's initial load, ``capacity_test`` is 1 and the other features are 0
+#: (:func:`adaptrx.envs.compiled_step.start_features`).
+INTAKE_SOURCES: tuple[tuple[int, int], ...] = (
+    *((row, row) for row in range(len(_INTAKE_RECORDS))),
+    (FEATURE_INDEX["diary_pain"], int(In.pain)),
+    (FEATURE_INDEX["function"], int(In.function)),
+)
 
 
 def to_units(obs: np.ndarray) -> dict[str, np.ndarray]:
@@ -103,33 +108,13 @@ class FeatureBuffer:
     """Per-patient observation state of a batch: the intake block, carried-forward records and history.
 
     ``values`` is float64 ``(n_features, n)`` in clinical units, one column per patient; the compiled env
-    step (:func:`adaptrx.envs.compiled_step.env_step`) updates it each week and writes the scaled observation;
-    :meth:`observation` gives the same scaling for the first observation of an episode.
+    step (:func:`adaptrx.envs.compiled_step.env_step`) updates it each week and writes the scaled observation,
+    and :func:`~adaptrx.envs.compiled_step.start_features` starts episodes; :meth:`observation` gives the same
+    scaling.
     """
 
     def __init__(self, n: int) -> None:
         self.values = np.zeros((len(FEATURES), n))  # clinical units, one column per patient
-
-    def start(self, index: np.ndarray, intake: np.ndarray, initial_load: float) -> np.ndarray:
-        """Start the episodes of patients ``index`` at intake (week 0, nothing prescribed yet) and return their
-        first observations, as :meth:`observation` ``(index)`` would.
-
-        ``intake``: the simulator's intake matrix for the whole batch
-        (:meth:`~adaptrx.patient.PatientSimulator.intake_matrix`, rows named by ``kernel.In``).
-        """
-        block = self._intake_block(index, intake, initial_load)
-        self.values[:, index] = block
-        return self._scaled(block)
-
-    @staticmethod
-    def _intake_block(index: np.ndarray, intake: np.ndarray, initial_load: float) -> np.ndarray:
-        """The feature columns ``(n_features, len(index))`` of patients ``index`` at intake."""
-        block = np.zeros((len(FEATURES), len(index)))
-        block[: len(_INTAKE_RECORDS)] = intake[: len(_INTAKE_RECORDS), index]
-        block[_CARRIED[:, 0]] = intake[_CARRIED_FROM, index]  # diary pain, function: until reported
-        block[_LOAD] = initial_load
-        block[_CAPACITY] = 1.0
-        return block
 
     @staticmethod
     def _scaled(values: np.ndarray) -> np.ndarray:

@@ -108,7 +108,7 @@ def dropout_cost(remaining_weeks: np.ndarray) -> np.ndarray:
     return DROPOUT_EVENT_COST + DROPOUT_COST_PER_WEEK * np.maximum(np.asarray(remaining_weeks, dtype=np.float64), 0.0)
 
 
-_jit = njit(cache=True, fastmath=False, error_model="numpy")
+_jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 
 @_jit

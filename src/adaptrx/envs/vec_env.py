@@ -20,19 +20,24 @@ the number of Python objects per env:
   themselves are made only when an env's info is indexed or iterated. ``dict(infos[i])`` is the full info of
   env ``i``; ``infos.to_dicts()`` all of them as plain dicts in one pass; ``PatientVecEnv(full_infos=True)``
   returns such a list from every step (slower: a few microseconds per env).
-* **Resets are batched.** The next patients of all finished envs are drawn in one call
-  (:func:`~adaptrx.patient.cohort.draw_patients`), with each env's generator kept as a PCG64 state array
-  and advanced by :mod:`adaptrx.patient.generators`: the same numbers as the per-env ``numpy`` Generators
-  that the single env uses. ``reset_infos[i]`` (true parameters, intake) is built when read. The noise-stream
-  keys (BLAKE2b of the patient ids, :func:`adaptrx.patient.stream_keys`) are hashed in one compiled call; scipy's
-  inverse beta CDF, elementwise, dominates the sampler.
+* **Resets are batched.** The next patients of all finished envs are started in one call, with each env's
+  generator kept as a PCG64 state array and advanced by :mod:`adaptrx.patient.generators`: the same numbers as
+  the per-env ``numpy`` Generators that the single env uses. ``reset_infos[i]`` (true parameters, intake) is
+  built when read.
+* **Patients are drawn ahead.** An env's next patient depends only on its generator, so right after a reset
+  the patients of the reset envs' *next* episodes are drawn in a worker thread
+  (:class:`~adaptrx.envs.next_patients.NextPatients`: the copula, scipy's inverse beta CDF, which dominates,
+  and the noise-stream keys) while the main thread steps the simulator with the GIL released. A reset uses a
+  drawn-ahead patient only if it was drawn for the seed the reset actually uses, so results are the same with
+  ``draw_ahead=False`` (everything drawn at the reset, on one core).
 
 Wrap it in :class:`stable_baselines3.common.vec_env.VecMonitor` for episode statistics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import gymnasium as gym
@@ -40,12 +45,13 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
+from adaptrx.common.worker import Worker
 from adaptrx.envs import compiled_step as engine
 from adaptrx.envs.actions import MOVES
 from adaptrx.envs.episode_engine import EpisodeBatch, env_config, episode_patient, info_dicts
+from adaptrx.envs.next_patients import NextPatients
 from adaptrx.envs.shield import Shield
 from adaptrx.patient import ModelConstants
-from adaptrx.patient.cohort import draw_patients
 from adaptrx.patient.generators import (
     entropy_words,
     generator_state,
@@ -252,6 +258,8 @@ class PatientVecEnv(VecEnv):
         render_mode: only ``None`` is supported (render single envs instead).
         full_infos: return every step's infos as a list of plain dicts with all keys (slower) instead of the
             lazy :class:`StepInfos` (same keys and values, built when read).
+        draw_ahead: draw each env's next patient in a worker thread during its episode (same results; False
+            keeps everything on the calling thread).
     """
 
     def __init__(
@@ -267,6 +275,7 @@ class PatientVecEnv(VecEnv):
         constants: ModelConstants | None = None,
         render_mode: str | None = None,
         full_infos: bool = False,
+        draw_ahead: bool = True,
         **kwargs: Any,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
@@ -281,6 +290,9 @@ class PatientVecEnv(VecEnv):
         self.discrete = bool(discrete)
         self.shield = shield
         self.full_infos = bool(full_infos)
+        # one worker thread (made at first use) draws patients ahead and runs the dropouts' tails during resets
+        self._worker: Worker | None = Worker() if draw_ahead else None
+        self._next = NextPatients(n, self.config, self._submit if draw_ahead else None)
         self.feature_names: tuple[str, ...] = self.config.feature_names
         # each env's generator (np_random of a single env) as a PCG64 state: (state_hi, state_lo, inc_hi, inc_lo)
         self._rng_states = np.zeros((n, 4), dtype=np.uint64)
@@ -343,8 +355,9 @@ class PatientVecEnv(VecEnv):
             self._option_pending[index[j]] = False
         drawn = np.flatnonzero(~given)
         if len(drawn):
-            obs[drawn] = b.reset_drawn(index[drawn], draw_patients(self.config.condition, seeds[drawn],
-                                                                   self.config.split))
+            obs[drawn] = b.reset_drawn(index[drawn], self._next.take(index[drawn], seeds[drawn]))
+        ahead = self._rng_states[index]  # a copy: the generators as they stand, advanced once more below
+        self._next.draw_ahead(index, next_episode_seeds(ahead, np.arange(len(index))))
         self.shield_interventions[index] = 0
         self.reset_infos.episode[index] += 1
         return obs
@@ -367,7 +380,7 @@ class PatientVecEnv(VecEnv):
         if self.shield is not None:
             actions, rules = self.shield.constrain(self.batch.features.observation(), actions, self.discrete)
         b = self.batch
-        out = b.step_actions(actions, self.discrete)
+        out = b.step_actions(actions, self.discrete, self._submit if self._worker is not None else None)
         if rules is not None:
             self.shield_interventions += np.fromiter(map(bool, rules), dtype=bool, count=self.num_envs)
             interventions = self.shield_interventions.copy()
@@ -376,15 +389,24 @@ class PatientVecEnv(VecEnv):
         obs = out.obs  # this step's observations (fresh): the finished envs' rows become their first ones below
         done_idx = np.flatnonzero(dones)
         terminal = obs[done_idx]  # a copy: the final observations of the finished envs
-        infos = StepInfos(out.work, b.sim.kernel_arrays()[1].copy(), b.E[engine.E_WEEK].copy(),
-                          out.pain_after_dropout, done_idx, truncated, terminal, rules, interventions)
+        latent, weeks = b.sim.kernel_arrays()[1].copy(), b.E[engine.E_WEEK].copy()  # before the resets
         if len(done_idx):
-            obs[done_idx] = self._start(done_idx)
+            obs[done_idx] = self._start(done_idx)  # meanwhile the worker runs the dropouts' untreated tails
+        b.settle(out)
+        infos = StepInfos(out.work, latent, weeks, out.pain_after_dropout, done_idx, truncated, terminal, rules,
+                          interventions)
         return obs, out.reward.astype(np.float32), dones, infos.to_dicts() if self.full_infos else infos
 
     # ------------------------------------------------------------- VecEnv API
     def close(self) -> None:
-        return None
+        """Stop the worker thread (after its pending work; a later step starts it again)."""
+        self._next.collect()
+        if self._worker is not None:
+            self._worker.close()
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        assert self._worker is not None
+        return self._worker.submit(fn, *args)
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None] * self.num_envs

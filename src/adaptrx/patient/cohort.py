@@ -297,9 +297,12 @@ class PatientDraws:
 
     def columns(self, id_text: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Column name -> array ``(m,)`` in :func:`make_cohort`'s order (what ``PatientSimulator`` takes).
-        ``id_text``: :meth:`patient_id_text` if already made (saves making it again)."""
+        ``id_text``: :meth:`patient_id_text` (or those ids as an object array) if already made (saves making it
+        again)."""
         m = len(self.seeds)
-        ids = (self.patient_id_text() if id_text is None else id_text).astype(object)
+        ids = self.patient_id_text() if id_text is None else id_text
+        if ids.dtype != object:
+            ids = ids.astype(object)
         condition, split = np.empty(m, dtype=object), np.empty(m, dtype=object)
         condition.fill(self.condition)  # = np.full(m, .., dtype=object), several times faster
         split.fill(self.split)

@@ -36,7 +36,7 @@ __all__ = [
     "state_dict",
 ]
 
-_jit = njit(cache=True, fastmath=False, error_model="numpy")
+_jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 # SeedSequence constants (numpy/random/bit_generator.pyx)
 _INIT_A = np.uint64(0x43B0D7E5)

@@ -293,7 +293,7 @@ def constants_vector(k: ModelConstants, modality: Modality, classes: tuple[str, 
 
 # IEEE arithmetic (no fastmath: reproducible), cached machine code, numpy error model (x / 0 gives inf, no
 # Python exception check on every division)
-_jit = njit(cache=True, fastmath=False, error_model="numpy")
+_jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

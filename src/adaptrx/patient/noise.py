@@ -123,12 +123,12 @@ _B2_PARAM8 = np.uint64(0x01010008)  # digest length 8, no key, fanout 1, depth 1
 _U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rotr(x: np.uint64, n: int) -> np.uint64:
     return (x >> np.uint64(n)) | (x << np.uint64(64 - n))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _g(a: np.uint64, b: np.uint64, c: np.uint64, d: np.uint64, x: np.uint64,
        y: np.uint64) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
     """BLAKE2b's mixing function G."""
@@ -143,7 +143,7 @@ def _g(a: np.uint64, b: np.uint64, c: np.uint64, d: np.uint64, x: np.uint64,
     return a, b, c, d
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def blake2b_keys(data: np.ndarray, lengths: np.ndarray, salts: np.ndarray) -> np.ndarray:
     """8-byte BLAKE2b digests (RFC 7693) read as little-endian ``uint64``: row ``i`` is
     ``hashlib.blake2b(data[i, :lengths[i]], digest_size=8, salt=salts[i].to_bytes(8, "little"))`` (the salt's

@@ -187,8 +187,11 @@ def _raw_params(cohort: Mapping[str, Any], m: int) -> np.ndarray:
         bad = next(name for name in PARAM_COLUMNS if np.shape(cohort[name]) != (m,))
         raise ValueError(f"cohort: column {bad!r} must have shape ({m},), got {np.shape(cohort[bad])}")
     raw[: len(PARAM_COLUMNS)] = block
-    classes = [_CLASS_INDEX.get(c, -1.0) for c in cohort["adherence_class"]]
-    if -1.0 in classes or len(classes) != m:
+    labels = np.asarray(cohort["adherence_class"], dtype=object)
+    classes = np.full(labels.shape, -1.0)
+    for name, code in _CLASS_INDEX.items():
+        classes[labels == name] = code
+    if labels.shape != (m,) or (classes < 0).any():
         unknown = {c for c in cohort["adherence_class"] if c not in _CLASS_INDEX}
         raise ValueError(f"cohort.adherence_class: {m} values from {ADHERENCE_CLASSES} needed; "
                          f"unknown class(es) {sorted(map(str, unknown))}")
@@ -459,22 +462,31 @@ class PatientSimulator:
         if self._columns is None:
             assert self._frame is not None
             return {name: _column(self._frame[name]) for name in self._frame.columns}
-        for index, rows in self._pending:  # replaced rows (missing columns as NaN / None)
-            for name, values in self._columns.items():
-                if name in rows:
-                    values[index] = np.asarray(rows[name], dtype=values.dtype)
-                else:
-                    values[index] = np.nan if values.dtype.kind == "f" else None
-        self._pending.clear()
+        pending, self._pending = self._pending, []
+        if not pending:
+            return self._columns
+        # all waiting replacements at once: each position takes its last replacement's row (missing columns as
+        # NaN / None), one gather and one scatter per column
+        index = np.concatenate([index for index, _ in pending])
+        last = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]  # latest entry of each position
+        for name, values in self._columns.items():
+            missing = np.nan if values.dtype.kind == "f" else None
+            column = np.concatenate([np.asarray(rows[name], dtype=values.dtype) if name in rows
+                                     else np.full(len(index), missing, dtype=values.dtype)
+                                     for index, rows in pending])
+            values[index[last]] = column[last]
         return self._columns
 
-    def replace(self, index: np.ndarray, cohort: pd.DataFrame | Mapping[str, Any], keys: np.ndarray) -> None:
+    def replace(self, index: np.ndarray, cohort: pd.DataFrame | Mapping[str, Any], keys: np.ndarray,
+                owned: bool = False) -> None:
         """Swap the patients at positions ``index`` for new ones, on their intake day.
 
         Args:
             index: distinct integer positions in ``0 .. n-1``, shape ``(m,)``.
             cohort: the new patients' rows (DataFrame or column mapping, as for the constructor), ``m`` rows.
             keys: their noise-stream keys, ``uint64`` shape ``(m,)``.
+            owned: the mapping's arrays are handed over (nobody changes them later), so the cohort table
+                keeps them instead of copies (the vector env's resets).
 
         The new patients get their parameters, derived constants, the intake-day state of a fresh
         simulator, their intake observation (in :attr:`intake`) and keys; from here they evolve bit for bit
@@ -500,7 +512,8 @@ class PatientSimulator:
         kernel.init_patients(self._P, self._S, self._K, self.noise.keys, index, self._intake)
         # the table's rows are written when .cohort is next read (replace is on the env-reset hot path), or once
         # _MAX_PENDING replacements wait (a vector env that never reads .cohort would otherwise pile them up)
-        copy = isinstance(cohort, pd.DataFrame) or any(isinstance(v, np.ndarray) for v in cohort.values())
+        copy = not owned and (isinstance(cohort, pd.DataFrame) or any(isinstance(v, np.ndarray)
+                                                                       for v in cohort.values()))
         self._pending.append((index.copy(), {name: np.array(cohort[name]) if copy else cohort[name]
                                              for name in self._columns if name in cohort}))
         if len(self._pending) >= _MAX_PENDING:
