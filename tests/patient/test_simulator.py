@@ -531,13 +531,15 @@ def test_padded_layout_gives_the_same_week(cohort_2000: pd.DataFrame, n: int) ->
 
 
 def test_replacements_waiting_in_the_table_land_in_order(cohort: pd.DataFrame) -> None:
-    """Many replacements (overlapping positions, owned arrays, a mapping without the optional columns) read
-    back as if each had been written at once: the latest row of each position wins."""
+    """Many replacements (overlapping positions, everyone at once, owned arrays, a mapping without the optional
+    columns) read back as if each had been written at once: the latest row of each position wins."""
     sim = PatientSimulator(cohort.iloc[:30], seed=0)
     eager = PatientSimulator(cohort.iloc[:30], seed=0)
     rng = np.random.default_rng(8)
     for k in range(150):  # past the flush threshold, twice
         index = np.sort(rng.choice(30, size=int(rng.integers(1, 6)), replace=False))
+        if k in (40, 100):
+            index = np.arange(30)  # everyone: the rows still waiting are overwritten
         rows = make_cohort("knee_oa", len(index), seed=1000 + k)
         columns = _columns(rows)
         if k % 7 == 3:

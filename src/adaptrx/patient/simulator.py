@@ -512,8 +512,9 @@ class PatientSimulator:
         kernel.init_patients(self._P, self._S, self._K, self.noise.keys, index, self._intake)
         # the table's rows are written when .cohort is next read (replace is on the env-reset hot path), or once
         # _MAX_PENDING replacements wait (a vector env that never reads .cohort would otherwise pile them up)
-        copy = not owned and (isinstance(cohort, pd.DataFrame) or any(isinstance(v, np.ndarray)
-                                                                       for v in cohort.values()))
+        copy = not owned and any(isinstance(v, np.ndarray) for v in cohort.values())
+        if m == self.n:  # everyone replaced (a single env's reset): the rows still waiting are overwritten
+            self._pending.clear()
         self._pending.append((index.copy(), {name: np.array(cohort[name]) if copy else cohort[name]
                                              for name in self._columns if name in cohort}))
         if len(self._pending) >= _MAX_PENDING:
