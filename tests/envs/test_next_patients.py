@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -132,3 +134,26 @@ def test_vec_env_with_worker_equals_vec_env_without(monkeypatch: pytest.MonkeyPa
             dropouts += "pain_after_dropout" in a
         assert p1 == p2
     assert dropouts > 0
+
+
+def test_vec_env_with_a_busy_worker_pickles_and_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vector env whose worker has run (and may hold a pending draw) pickles and deep-copies; each copy gets
+    its own worker and continues exactly as the original."""
+    monkeypatch.setattr(next_patients, "MIN_BATCH", 1)
+    n = 40
+    vec = PatientVecEnv(n, weeks=6)
+    vec.seed(2)
+    vec.reset()
+    actions = np.random.default_rng(9).uniform(0.0, 1.0, size=(12, n, 3)).astype(np.float32)
+    for a in actions[:4]:
+        vec.step(a)
+    copies = [pickle.loads(pickle.dumps(vec)), copy.deepcopy(vec)]
+    for a in actions[4:]:
+        want = vec.step(a)
+        for clone in copies:
+            got = clone.step(a)
+            for x, y in zip(got[:3], want[:3], strict=True):
+                np.testing.assert_array_equal(x, y)
+    assert copies[0]._worker is not vec._worker and copies[0]._worker._executor is not vec._worker._executor
+    for env in (vec, *copies):
+        env.close()

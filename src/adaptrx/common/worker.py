@@ -25,6 +25,14 @@ class Worker:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
         return self._executor.submit(fn, *args)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles and copies carry the name only: a copy starts its own thread at its first :meth:`submit`."""
+        return {"name": self.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.name = state["name"]
+        self._executor = None
+
     def close(self) -> None:
         """Wait for the submitted work and stop the thread (a later :meth:`submit` starts a new one)."""
         if self._executor is not None:

@@ -17,6 +17,7 @@ same with or without the worker (without ``submit`` every patient is drawn at it
 from __future__ import annotations
 
 from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,11 @@ class NextPatients:
         self._categorical: dict[str, np.ndarray] = {}
         self._names: tuple[str, ...] = ()
         self._pending: tuple[np.ndarray, Future[NewPatients]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles and copies hold the pending draw's result (waited for), not the draw in flight."""
+        self.collect()
+        return self.__dict__.copy()
 
     def take(self, index: np.ndarray, seeds: np.ndarray) -> NewPatients:
         """The patients of slots ``index`` (distinct, ``(m,)``) for episode seeds ``seeds`` (``uint64`` ``(m,)``):
