@@ -558,9 +558,8 @@ class EpisodeBatch:
 
         ``submit``: run the dropouts' untreated tails through it (``submit(fn, *args) -> Future``, e.g. a worker
         thread's) when they hold at least :data:`MIN_SUBMITTED_TAIL_WEEKS` patient-weeks; the step is then
-        unsettled until
-        :meth:`settle`, which must come before its reward, cost or ``pain_after_dropout`` are read. The tails
-        work on copies, so the batch may be reset meanwhile.
+        unsettled until :meth:`settle`, which must come before its reward, cost or ``pain_after_dropout`` are
+        read. The tails work on copies, so the batch may be reset meanwhile.
         """
         n = self.n
         if discrete:
@@ -569,7 +568,9 @@ class EpisodeBatch:
                 raise ValueError(f"action: expected {n} move index(es), got shape {np.shape(actions)}")
             kernel_step = engine.step_discrete
         else:
-            a = np.asarray(actions, dtype=np.float64)
+            a = np.asarray(actions)
+            if a.dtype != np.float32 and a.dtype != np.float64:  # float32 (SB3's) is decoded as is: same values
+                a = a.astype(np.float64)
             if a.size != 3 * n:
                 raise ValueError(f"action: expected shape ({n}, 3), got {a.shape}")
             a = a.reshape(n, 3)
