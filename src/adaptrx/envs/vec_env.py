@@ -28,8 +28,10 @@ the number of Python objects per env:
   the patients of the reset envs' *next* episodes are drawn in a worker thread
   (:class:`~adaptrx.envs.next_patients.NextPatients`: the copula, scipy's inverse beta CDF, which dominates,
   and the noise-stream keys) while the main thread steps the simulator with the GIL released. A reset uses a
-  drawn-ahead patient only if it was drawn for the seed the reset actually uses, so results are the same with
-  ``draw_ahead=False`` (everything drawn at the reset, on one core).
+  drawn-ahead patient only if it was drawn for the seed the reset actually uses. The same worker runs a step's
+  dropout tails (the ``dropout`` reward term, :meth:`EpisodeBatch.step_actions` with ``submit``) while the main
+  thread resets the finished envs. Results are the same with ``draw_ahead=False`` (everything on the calling
+  thread); small batches (under 32 resets, under 256 patient-weeks of tails) skip the worker.
 
 Wrap it in :class:`stable_baselines3.common.vec_env.VecMonitor` for episode statistics.
 """
