@@ -245,6 +245,43 @@ def bench_breakdown(n: int = 4096, steps: int = 40) -> dict[str, float]:
             "full infos": full_s * ms}
 
 
+def _sb3_info_reads(infos: Any) -> None:
+    """What SB3's on-policy rollout reads of every env's info each step (``_update_info_buffer``)."""
+    for info in infos:
+        info.get("episode")
+        info.get("is_success")
+
+
+def bench_sb3_infos(n: int = 4096, steps: int = 60) -> dict[str, float]:
+    """ms per step of ``PatientVecEnv(n).step`` alone and of the same env under SB3's ``VecMonitor`` followed by
+    the info reads of SB3's rollout (every env's info is made and read each step), side by side on the same
+    patients and actions (steps alternated), then the same with ``gc.freeze()`` (the objects alive at that point
+    moved out of the collector's reach; undone afterwards). The difference is what SB3's per-env info handling
+    adds to a step at ``n`` envs; the frozen run shows the garbage collector's share of it."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    raw, actions = _vec_setup(n)
+    monitored = VecMonitor(_vec_setup(n)[0])
+    out: dict[str, float] = {}
+    for label in ("", " frozen"):
+        if label:
+            gc.freeze()
+        raw_s = monitored_s = 0.0
+        try:
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                raw.step(actions)
+                t1 = time.perf_counter()
+                _sb3_info_reads(monitored.step(actions)[3])
+                raw_s, monitored_s = raw_s + t1 - t0, monitored_s + time.perf_counter() - t1
+        finally:
+            gc.unfreeze()
+        out["raw" + label], out["sb3" + label] = raw_s * 1e3 / steps, monitored_s * 1e3 / steps
+    raw.close()
+    monitored.close()
+    return out
+
+
 def _ppo_kwargs() -> dict[str, Any]:
     """PPO hyperparameters of ``configs/zoo/ppo.yml`` for Progression-v0, translated as RL Zoo3 does."""
     return dict(zoo_hyperparams(ZOO_FILE, "AdaptRx/Progression-v0").kwargs)
@@ -346,6 +383,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     single = bench_single_env(rounds=3 if quick else 9, seconds=0.2 if quick else 0.5)
     scaling = bench_scaling(rounds=3 if quick else 7, seconds=0.05 if quick else 0.25)
     parts = bench_breakdown(steps=10 if quick else 40)
+    sb3_infos = bench_sb3_infos(steps=10 if quick else 60)
     ppo = bench_ppo(rollouts=6 if quick else 24)
     ours, dummy, subproc = f"PatientVecEnv({PPO_ENVS})", f"DummyVecEnv({PPO_ENVS})", f"SubprocVecEnv({SUBPROC_ENVS})"
     speedup = ppo[ours]["learn"] / ppo[dummy]["learn"]
@@ -388,6 +426,12 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
               "main draws": "patients drawn on the main thread (not drawn ahead: first episodes, reseeds)",
               "full infos": "building every info dict (infos.to_dicts(); not in a step)"}
     rows += [{"benchmark": bench, "metric": label, "value": parts[key], "unit": "ms/step"}
+             for key, label in labels.items()]
+    labels = {"raw": "PatientVecEnv.step alone (alternated with the next)",
+              "sb3": "VecMonitor(PatientVecEnv).step + SB3's per-env info reads (every info made and read)",
+              "raw frozen": "PatientVecEnv.step alone, after gc.freeze()",
+              "sb3 frozen": "VecMonitor(PatientVecEnv).step + SB3's info reads, after gc.freeze()"}
+    rows += [{"benchmark": f"sb3 infos n={big}", "metric": label, "value": sb3_infos[key], "unit": "ms/step"}
              for key, label in labels.items()]
     for part, benchmark in (("learn", "ppo"), ("rollout", "ppo rollouts")):
         rows += [{"benchmark": benchmark, "metric": name, "value": ppo[name][part], "unit": "steps/s"}

@@ -33,7 +33,10 @@ the number of Python objects per env:
   thread resets the finished envs. Results are the same with ``draw_ahead=False`` (everything on the calling
   thread); small batches (under 32 resets, under 256 patient-weeks of tails) skip the worker.
 
-Wrap it in :class:`stable_baselines3.common.vec_env.VecMonitor` for episode statistics.
+Wrap it in :class:`stable_baselines3.common.vec_env.VecMonitor` for episode statistics. SB3 makes and reads every
+env's info each step (``VecMonitor`` copies the list, the rollout asks each info for ``episode``): at thousands of
+envs that is a few ms of Python per step, and the short-lived objects trigger full garbage collections over the
+whole heap; call ``gc.freeze()`` once the model is built (``adaptrx-train`` does) to keep those cheap.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ INFO_KEYS: tuple[str, ...] = ("pain", "function", "sessions_prescribed", "sessio
                               "dropped_out", "rewards", "cost", "state", "week", "prescription")
 _INFO_KEYS = frozenset(INFO_KEYS)
 _SHIELD_KEYS = frozenset(("shield_rules", "shield_interventions"))
+_LAZY_KEYS = _INFO_KEYS | _SHIELD_KEYS | {"pain_after_dropout"}  # every key a StepInfo may build on demand
 _MISSING = object()
 
 
@@ -110,7 +114,9 @@ class StepInfos(Sequence["StepInfo"]):
     def _every(self) -> list[StepInfo]:
         items = self._items
         if not self._all:
-            self._items = items = [StepInfo(self, i) if item is None else item for i, item in enumerate(items)]
+            done = self._done  # the envs that finished hold SB3's keys; the others start empty
+            self._items = items = [(StepInfo(self, i, {} if i not in done else None) if item is None else item)
+                                   for i, item in enumerate(items)]
             self._all = True
         return items
 
@@ -179,7 +185,9 @@ class StepInfo(MutableMapping[str, Any]):
         data = self._data
         if key in data:
             return data[key]
-        if self._full or not self._src.has_clinical(self._i, key):
+        # SB3 asks every env's info for keys it may not have ("episode", "is_success") every step: answered
+        # without a call
+        if self._full or key not in _LAZY_KEYS or not self._src.has_clinical(self._i, key):
             return default
         return self._load()[key]
 

@@ -187,11 +187,8 @@ def _raw_params(cohort: Mapping[str, Any], m: int) -> np.ndarray:
         bad = next(name for name in PARAM_COLUMNS if np.shape(cohort[name]) != (m,))
         raise ValueError(f"cohort: column {bad!r} must have shape ({m},), got {np.shape(cohort[bad])}")
     raw[: len(PARAM_COLUMNS)] = block
-    labels = np.asarray(cohort["adherence_class"], dtype=object)
-    classes = np.full(labels.shape, -1.0)
-    for name, code in _CLASS_INDEX.items():
-        classes[labels == name] = code
-    if labels.shape != (m,) or (classes < 0).any():
+    classes = [_CLASS_INDEX.get(c, -1.0) for c in cohort["adherence_class"]]
+    if -1.0 in classes or len(classes) != m:
         unknown = {c for c in cohort["adherence_class"] if c not in _CLASS_INDEX}
         raise ValueError(f"cohort.adherence_class: {m} values from {ADHERENCE_CLASSES} needed; "
                          f"unknown class(es) {sorted(map(str, unknown))}")
