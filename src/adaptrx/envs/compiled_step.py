@@ -271,9 +271,10 @@ def _or_zero(x: float) -> float:
 
 
 @_jit
-def untreated_tails(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, index: np.ndarray,
-                    remaining: np.ndarray, weights: np.ndarray, pain: np.ndarray) -> np.ndarray:
-    """Forward-simulate patients ``index`` without exercise from their current state (left untouched).
+def untreated_tails(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, remaining: np.ndarray,
+                    weights: np.ndarray, pain: np.ndarray) -> np.ndarray:
+    """Forward-simulate the ``m`` patients whose columns ``P``, ``S``, ``keys`` hold (the dropouts' columns, taken
+    by the caller) without exercise from their current state (left untouched).
 
     Each patient meets its own noise (the same draws it would have met in the programme), so the tail is
     the outcome an intention-to-treat analysis assigns to a dropout.
@@ -281,14 +282,14 @@ def untreated_tails(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarra
     Args:
         remaining: weeks to simulate per patient (int64, ``(m,)``).
         weights: reward weights (as :meth:`RewardWeights.vector`).
-        pain: ``(m, max(remaining))`` float array; row ``j`` receives patient ``index[j]``'s weekly mean
-            true pain (NRS) for its ``remaining[j]`` weeks.
+        pain: ``(m, max(remaining))`` float array; row ``j`` receives patient ``j``'s weekly mean true pain
+            (NRS) for its ``remaining[j]`` weeks.
 
     Returns:
         Per patient, the sum of the ``pain``, ``function`` and ``flare`` reward components over the tail
         (the ``dropout`` reward term).
     """
-    m = index.shape[0]
+    m = remaining.shape[0]
     values = np.zeros(m)
     if m == 0:
         return values
@@ -297,12 +298,12 @@ def untreated_tails(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarra
     Pm, Sm, km = np.empty((P.shape[0], m)), np.empty((S.shape[0], m)), np.empty(m, dtype=keys.dtype)
     for r in range(P.shape[0]):
         for j in range(m):
-            Pm[r, j] = P[r, index[order[j]]]
+            Pm[r, j] = P[r, order[j]]
     for r in range(S.shape[0]):
         for j in range(m):
-            Sm[r, j] = S[r, index[order[j]]]
+            Sm[r, j] = S[r, order[j]]
     for j in range(m):
-        km[j] = keys[index[order[j]]]
+        km[j] = keys[order[j]]
     nothing = np.zeros(1)  # load 0, no sessions, home alone
     out = np.empty((W_RECORD - W_OUT, m))
     active = m

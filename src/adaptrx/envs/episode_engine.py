@@ -230,10 +230,8 @@ def _tails(P: np.ndarray, S: np.ndarray, K: np.ndarray, keys: np.ndarray, remain
     """The untreated tails of the patients whose columns ``P``, ``S``, ``keys`` hold (copies), ``remaining`` weeks
     each: their ``dropout`` reward terms (before the penalty) and weekly pain ``(m, max(remaining))``
     (:func:`~adaptrx.envs.compiled_step.untreated_tails`)."""
-    m = len(remaining)
-    pain = np.empty((m, int(remaining.max(initial=0))))
-    value = engine.untreated_tails(P, S, K, keys, np.arange(m), remaining, weights, pain)
-    return value, pain
+    pain = np.empty((len(remaining), int(remaining.max(initial=0))))
+    return engine.untreated_tails(P, S, K, keys, remaining, weights, pain), pain
 
 
 def patient_from_seed(config: EnvConfig, episode_seed: int) -> dict[str, Any]:

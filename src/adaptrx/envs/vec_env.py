@@ -366,8 +366,8 @@ class PatientVecEnv(VecEnv):
         drawn = np.flatnonzero(~given)
         if len(drawn):
             obs[drawn] = b.reset_drawn(index[drawn], self._next.take(index[drawn], seeds[drawn]))
-        ahead = self._rng_states[index]  # a copy: the generators as they stand, advanced once more below
-        self._next.draw_ahead(index, next_episode_seeds(ahead, np.arange(len(index))))
+        if self._worker is not None:  # the next episodes' seeds, from a copy of the generators as they stand
+            self._next.draw_ahead(index, next_episode_seeds(self._rng_states[index], np.arange(len(index))))
         self.shield_interventions[index] = 0
         self.reset_infos.episode[index] += 1
         return obs

@@ -464,14 +464,14 @@ class PatientSimulator:
             return self._columns
         # all waiting replacements at once: each position takes its last replacement's row (missing columns as
         # NaN / None), one gather and one scatter per column
-        index = np.concatenate([index for index, _ in pending])
-        last = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]  # latest entry of each position
+        positions = np.concatenate([index for index, _ in pending])
+        last = len(positions) - 1 - np.unique(positions[::-1], return_index=True)[1]  # each position's latest row
         for name, values in self._columns.items():
             missing = np.nan if values.dtype.kind == "f" else None
             column = np.concatenate([np.asarray(rows[name], dtype=values.dtype) if name in rows
                                      else np.full(len(index), missing, dtype=values.dtype)
                                      for index, rows in pending])
-            values[index[last]] = column[last]
+            values[positions[last]] = column[last]
         return self._columns
 
     def replace(self, index: np.ndarray, cohort: pd.DataFrame | Mapping[str, Any], keys: np.ndarray,
